@@ -1,0 +1,111 @@
+// The only wall between the engine and Python: type translation, nothing else.
+#include <arpa/inet.h>
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include <stdexcept>
+
+#include "engine.h"
+#include "wire.h"
+
+namespace py = pybind11;
+using namespace mcr;
+
+namespace {
+
+uint32_t ipv4(const std::string& text) {
+  in_addr addr{};
+  if (inet_pton(AF_INET, text.c_str(), &addr) != 1) throw py::value_error("not an IPv4 address: '" + text + "'");
+  return addr.s_addr;
+}
+
+py::bytes to_bytes(const std::vector<uint8_t>& v) { return py::bytes(reinterpret_cast<const char*>(v.data()), v.size()); }
+
+py::bytes encode(wire::Type type, uint32_t seq, uint32_t ifindex = 0, uint32_t rule_id = 0) {
+  wire::Command c;
+  c.type = type;
+  c.seq = seq;
+  c.ifindex = ifindex;
+  c.rule_id = rule_id;
+  return to_bytes(wire::encode_command(c));
+}
+
+// outputs: (destination, port, ifindex, ttl or -1, dscp or -1)
+using OutputTuple = std::tuple<std::string, uint16_t, uint32_t, int16_t, int16_t>;
+
+py::bytes encode_add_rule(uint32_t seq, uint32_t id, uint32_t ifindex, const std::string& group, uint16_t port,
+                          const std::string& source, const std::vector<OutputTuple>& outputs) {
+  wire::Command c;
+  c.type = wire::Type::AddRule;
+  c.seq = seq;
+  c.rule.id = id;
+  c.rule.key = {ifindex, ipv4(group), source.empty() ? 0 : ipv4(source), port};
+  for (const auto& [dst, out_port, out_if, ttl, dscp] : outputs) c.rule.outputs.push_back({ipv4(dst), out_port, out_if, ttl, dscp});
+  return to_bytes(wire::encode_command(c));
+}
+
+py::dict stats_dict(const wire::Stats& s) {
+  py::dict drops;
+  for (size_t i = 0; i < s.drops.size(); ++i) drops[kDropNames[i]] = s.drops[i];
+  py::list inputs, rules;
+  for (const auto& i : s.inputs)
+    inputs.append(py::dict(py::arg("ifindex") = i.ifindex, py::arg("frames") = i.frames, py::arg("bytes") = i.bytes,
+                           py::arg("kernel_packets") = i.kernel_packets, py::arg("kernel_drops") = i.kernel_drops));
+  for (const auto& r : s.rules) {
+    py::list outputs;
+    for (const auto& o : r.outputs)
+      outputs.append(py::dict(py::arg("packets") = o.packets, py::arg("bytes") = o.bytes, py::arg("errors") = o.errors));
+    rules.append(py::dict(py::arg("id") = r.id, py::arg("packets") = r.packets, py::arg("bytes") = r.bytes,
+                          py::arg("outputs") = outputs));
+  }
+  return py::dict(py::arg("drops") = drops, py::arg("inputs") = inputs, py::arg("rules") = rules);
+}
+
+py::dict decode_reply(const py::bytes& data) {
+  std::string raw = data;
+  wire::Reply reply;
+  std::string error = wire::decode_reply(reinterpret_cast<const uint8_t*>(raw.data()), raw.size(), reply);
+  if (!error.empty()) throw py::value_error("bad reply from engine: " + error);
+  py::dict out(py::arg("seq") = reply.seq, py::arg("ok") = reply.type != wire::Type::ReplyError);
+  if (reply.type == wire::Type::ReplyError) out["error"] = reply.error;
+  if (reply.type == wire::Type::ReplyStats) out["stats"] = stats_dict(reply.stats);
+  return out;
+}
+
+}  // namespace
+
+PYBIND11_MODULE(_engine, m) {
+  m.doc() = "MCR's io_uring relay engine (private: use mcr.engine)";
+
+  py::class_<Engine>(m, "Engine")
+      .def(py::init([](int command_fd, uint32_t max_rules, uint32_t rx_buffers, uint32_t send_slots) {
+             if (rx_buffers == 0 || (rx_buffers & (rx_buffers - 1)) || rx_buffers > 32768)
+               throw py::value_error("rx_buffers must be a power of two <= 32768");
+             EngineLimits limits;
+             limits.max_rules = max_rules;
+             limits.rx_buffers = rx_buffers;
+             limits.send_slots = send_slots;
+             return std::make_unique<Engine>(command_fd, limits);
+           }),
+           py::arg("command_fd"), py::arg("max_rules") = 4096, py::arg("rx_buffers") = 2048,
+           py::arg("send_slots") = 8192)
+      .def("run", [](Engine& engine) {
+        std::string error;
+        {
+          py::gil_scoped_release release;
+          error = engine.run();
+        }
+        if (!error.empty()) throw std::runtime_error(error);
+      });
+
+  m.def("encode_add_input", [](uint32_t seq, uint32_t ifindex) { return encode(wire::Type::AddInput, seq, ifindex); });
+  m.def("encode_add_egress", [](uint32_t seq, uint32_t ifindex) { return encode(wire::Type::AddEgress, seq, ifindex); });
+  m.def("encode_add_rule", &encode_add_rule, py::arg("seq"), py::arg("id"), py::arg("ifindex"), py::arg("group"),
+        py::arg("port"), py::arg("source"), py::arg("outputs"));
+  m.def("encode_remove_rule", [](uint32_t seq, uint32_t id) { return encode(wire::Type::RemoveRule, seq, 0, id); });
+  m.def("encode_get_stats", [](uint32_t seq) { return encode(wire::Type::GetStats, seq); });
+  m.def("encode_shutdown", [](uint32_t seq) { return encode(wire::Type::Shutdown, seq); });
+  m.def("decode_reply", &decode_reply);
+  m.attr("DROP_REASONS") = py::cast(std::vector<std::string>(kDropNames.begin(), kDropNames.end()));
+  m.attr("MAX_MESSAGE") = wire::kMaxMessage;
+}

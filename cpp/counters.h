@@ -1,0 +1,37 @@
+// Counters shared by the engine units. The hot path only bumps these; it
+// never logs. Each reason a frame is not relayed has its own counter.
+#pragma once
+#include <array>
+#include <cstdint>
+
+namespace mcr {
+
+enum class DropReason : uint8_t {
+  Truncated,      // frame shorter than the headers it announces
+  NotIpv4,        // not an IPv4 frame (after an optional 802.1Q tag)
+  BadIpHeader,    // IP version/IHL invalid
+  BadIpLength,    // IP total length smaller than the header or beyond the frame
+  BadIpChecksum,  // IPv4 header checksum wrong
+  Fragment,       // IP fragment (not reassembled)
+  NotUdp,         // IPv4 but not UDP
+  BadUdpLength,   // UDP length field inconsistent with the IP payload
+  NoRule,         // well-formed, but no rule matches
+  TtlExpired,     // arrived with TTL <= 1 and no output sets its own TTL
+  NoRxBuffer,     // kernel had no provided buffer for a frame (ENOBUFS)
+  NoSendSlot,     // every send slot in flight; output skipped
+  SendFailed,     // the kernel refused a send (per output errors are counted too)
+  RxError,        // the packet socket reported an error other than ENOBUFS
+  UnknownCompletion,  // a completion with an unknown tag (a bug if ever non-zero)
+  kCount
+};
+
+constexpr std::array<const char*, static_cast<size_t>(DropReason::kCount)> kDropNames = {
+    "truncated",  "not_ipv4", "bad_ip_header", "bad_ip_length", "bad_ip_checksum",
+    "fragment",   "not_udp",  "bad_udp_length", "no_rule",       "ttl_expired",
+    "no_rx_buffer", "no_send_slot", "send_failed", "rx_error", "unknown_completion"};
+
+using DropCounters = std::array<uint64_t, static_cast<size_t>(DropReason::kCount)>;
+
+inline void count(DropCounters& drops, DropReason reason) { ++drops[static_cast<size_t>(reason)]; }
+
+}  // namespace mcr

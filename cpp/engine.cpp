@@ -1,0 +1,208 @@
+#include "engine.h"
+
+#include <arpa/inet.h>
+#include <linux/if_packet.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cstring>
+
+#include "uring_tag.h"
+
+namespace mcr {
+
+Engine::Engine(int command_fd, const EngineLimits& limits)
+    : limits_(limits),
+      command_fd_(command_fd),
+      buffers_(limits.rx_buffers, limits.buffer_size),
+      egress_(limits.send_slots),
+      rules_(limits.max_rules),
+      command_buffer_(wire::kMaxMessage) {}
+
+Engine::~Engine() {
+  if (ring_ready_) io_uring_queue_exit(&ring_);
+  for (const Input& in : inputs_) close(in.fd);
+  for (const EgressSocket& e : egress_sockets_) close(e.fd);
+  close(command_fd_);
+}
+
+std::string Engine::setup_ring() {
+  io_uring_params params{};
+  params.flags = IORING_SETUP_CQSIZE | IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN;
+  params.cq_entries = limits_.ring_entries * 4;
+  int rc = io_uring_queue_init_params(limits_.ring_entries, &ring_, &params);
+  if (rc == -EINVAL) {  // kernels before 6.1 lack DEFER_TASKRUN
+    params = {};
+    params.flags = IORING_SETUP_CQSIZE;
+    params.cq_entries = limits_.ring_entries * 4;
+    rc = io_uring_queue_init_params(limits_.ring_entries, &ring_, &params);
+  }
+  if (rc < 0) return std::string("io_uring_queue_init failed: ") + strerror(-rc);
+  ring_ready_ = true;
+  return buffers_.attach(&ring_);
+}
+
+io_uring_sqe* Engine::get_sqe() {
+  io_uring_sqe* sqe = io_uring_get_sqe(&ring_);
+  if (sqe == nullptr) {
+    io_uring_submit(&ring_);
+    sqe = io_uring_get_sqe(&ring_);
+  }
+  return sqe;
+}
+
+void Engine::arm_command() {
+  io_uring_sqe* sqe = get_sqe();
+  io_uring_prep_poll_multishot(sqe, command_fd_, POLLIN);
+  io_uring_sqe_set_data64(sqe, make_tag(Op::Command, 0));
+  command_armed_ = true;
+}
+
+void Engine::arm_input(uint32_t index) {
+  io_uring_sqe* sqe = get_sqe();
+  io_uring_prep_recv_multishot(sqe, inputs_[index].fd, nullptr, 0, 0);
+  sqe->flags |= IOSQE_BUFFER_SELECT;
+  sqe->buf_group = BufferPool::kGroup;
+  io_uring_sqe_set_data64(sqe, make_tag(Op::Receive, index));
+  inputs_[index].armed = true;
+}
+
+// Drains every pending command. Control path: allocation and syscalls are fine here.
+void Engine::on_command_ready(const io_uring_cqe* cqe) {
+  if (!(cqe->flags & IORING_CQE_F_MORE)) command_armed_ = false;
+  for (;;) {
+    iovec iov{command_buffer_.data(), command_buffer_.size()};
+    alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int) * 4)];
+    msghdr msg{};
+    msg.msg_iov = &iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control;
+    msg.msg_controllen = sizeof(control);
+    ssize_t n = recvmsg(command_fd_, &msg, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
+    if (n < 0 && (errno == EAGAIN || errno == EINTR)) return;
+    if (n <= 0) {  // the other side closed the channel: nobody can command us
+      running_ = false;
+      return;
+    }
+    int fd = -1;
+    for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c != nullptr; c = CMSG_NXTHDR(&msg, c)) {
+      if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) continue;
+      size_t count = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+      for (size_t i = 0; i < count; ++i) {
+        int received;
+        std::memcpy(&received, CMSG_DATA(c) + i * sizeof(int), sizeof(int));
+        if (fd < 0) fd = received; else close(received);  // at most one socket per command
+      }
+    }
+    wire::Command command;
+    std::string error = (msg.msg_flags & MSG_TRUNC)
+                            ? "command larger than " + std::to_string(wire::kMaxMessage) + " bytes"
+                            : wire::decode_command(command_buffer_.data(), static_cast<size_t>(n), command);
+    if (!error.empty()) {
+      if (fd >= 0) close(fd);
+      reply(wire::encode_error(command.seq, error));
+      continue;
+    }
+    execute(command, fd);
+  }
+}
+
+void Engine::execute(const wire::Command& command, int fd) {
+  bool takes_socket = command.type == wire::Type::AddInput || command.type == wire::Type::AddEgress;
+  if (!takes_socket && fd >= 0) close(fd);
+  if (takes_socket && fd < 0) {
+    reply(wire::encode_error(command.seq, "this command needs a socket passed with SCM_RIGHTS"));
+    return;
+  }
+  std::string error;
+  switch (command.type) {
+    case wire::Type::AddInput: error = add_input(command.ifindex, fd); break;
+    case wire::Type::AddEgress: error = add_egress(command.ifindex, fd); break;
+    case wire::Type::AddRule: error = add_rule(command.rule); break;
+    case wire::Type::RemoveRule: error = rules_.remove(command.rule_id); break;
+    case wire::Type::GetStats: reply(wire::encode_stats(command.seq, snapshot())); return;
+    case wire::Type::Shutdown: running_ = false; break;
+    default: error = "not a command"; break;
+  }
+  reply(error.empty() ? wire::encode_ok(command.seq) : wire::encode_error(command.seq, error));
+}
+
+std::string Engine::add_input(uint32_t ifindex, int fd) {
+  for (const Input& in : inputs_) {
+    if (in.ifindex == ifindex) {
+      close(fd);
+      return "input interface " + std::to_string(ifindex) + " already has a socket";
+    }
+  }
+  if (inputs_.size() >= limits_.max_inputs) {
+    close(fd);
+    return "too many input interfaces (at most " + std::to_string(limits_.max_inputs) + ")";
+  }
+  inputs_.push_back({ifindex, fd, false, 0, 0, 0, 0});
+  arm_input(static_cast<uint32_t>(inputs_.size() - 1));
+  return {};
+}
+
+std::string Engine::add_egress(uint32_t ifindex, int fd) {
+  for (const EgressSocket& e : egress_sockets_) {
+    if (e.ifindex == ifindex) {
+      close(fd);
+      return "output interface " + std::to_string(ifindex) + " already has a socket";
+    }
+  }
+  egress_sockets_.push_back({ifindex, fd});
+  return {};
+}
+
+std::string Engine::add_rule(const RuleSpec& spec) {
+  bool has_input = false;
+  for (const Input& in : inputs_) has_input |= in.ifindex == spec.key.ifindex;
+  if (!has_input) return "no input socket for interface " + std::to_string(spec.key.ifindex);
+  Rule rule;
+  rule.id = spec.id;
+  rule.key = spec.key;
+  for (const OutputSpec& o : spec.outputs) {
+    if (o.ifindex == spec.key.ifindex && o.destination == spec.key.group && o.port == spec.key.port)
+      return "an output equals the rule's input (interface, group and port): it would loop";
+    Output out;
+    out.spec = o;
+    out.address.sin_family = AF_INET;
+    out.address.sin_port = htons(o.port);
+    out.address.sin_addr.s_addr = o.destination;
+    for (const EgressSocket& e : egress_sockets_)
+      if (e.ifindex == o.ifindex) out.fd = e.fd;
+    if (out.fd < 0) return "no egress socket for interface " + std::to_string(o.ifindex);
+    rule.outputs.push_back(out);
+  }
+  uint32_t slot;
+  return rules_.add(std::move(rule), slot);
+}
+
+wire::Stats Engine::snapshot() {
+  wire::Stats stats;
+  stats.drops = drops_;
+  for (Input& in : inputs_) {
+    tpacket_stats kernel{};  // reading resets the kernel's counters: accumulate
+    socklen_t len = sizeof(kernel);
+    if (getsockopt(in.fd, SOL_PACKET, PACKET_STATISTICS, &kernel, &len) == 0) {
+      in.kernel_packets += kernel.tp_packets;
+      in.kernel_drops += kernel.tp_drops;
+    }
+    stats.inputs.push_back({in.ifindex, in.frames, in.bytes, in.kernel_packets, in.kernel_drops});
+  }
+  for (const Rule& rule : rules_.rules()) {
+    if (!rule.live) continue;
+    wire::RuleStats rs{rule.id, rule.packets, rule.bytes, {}};
+    for (const Output& o : rule.outputs) rs.outputs.push_back({o.packets, o.bytes, o.errors});
+    stats.rules.push_back(std::move(rs));
+  }
+  return stats;
+}
+
+void Engine::reply(const std::vector<uint8_t>& message) {
+  // Never block the data path on a slow client; it would time out and see it.
+  send(command_fd_, message.data(), message.size(), MSG_DONTWAIT | MSG_NOSIGNAL);
+}
+
+}  // namespace mcr

@@ -1,0 +1,87 @@
+// The engine: one io_uring loop that relays multicast UDP from AF_PACKET
+// inputs to UDP egress sockets. It opens no privileged socket itself: every
+// socket arrives over the command channel (see wire.h), which is also how
+// rules, stats requests and shutdown arrive.
+#pragma once
+#include <liburing.h>
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "buffer_pool.h"
+#include "counters.h"
+#include "egress.h"
+#include "rule_table.h"
+#include "wire.h"
+
+namespace mcr {
+
+struct EngineLimits {
+  uint32_t max_rules = 4096;
+  uint32_t rx_buffers = 2048;   // power of two
+  uint32_t buffer_size = 9216;  // a 9000-byte MTU frame plus VLAN tags
+  uint32_t send_slots = 8192;
+  uint32_t ring_entries = 4096;
+  uint32_t max_inputs = 256;
+};
+
+class Engine {
+ public:
+  Engine(int command_fd, const EngineLimits& limits);
+  ~Engine();
+  Engine(const Engine&) = delete;
+  Engine& operator=(const Engine&) = delete;
+
+  // Runs until a Shutdown command or the channel closes. Returns an empty
+  // string on a clean stop, else why the engine could not run.
+  std::string run();
+
+ private:
+  struct Input {
+    uint32_t ifindex;
+    int fd;
+    bool armed;
+    uint64_t frames, bytes, kernel_packets, kernel_drops;
+  };
+  struct EgressSocket {
+    uint32_t ifindex;
+    int fd;
+  };
+
+  // Setup and the control path (engine.cpp).
+  std::string setup_ring();
+  io_uring_sqe* get_sqe();
+  void arm_command();
+  void arm_input(uint32_t index);
+  void on_command_ready(const io_uring_cqe* cqe);
+  void execute(const wire::Command& command, int fd);
+  std::string add_input(uint32_t ifindex, int fd);
+  std::string add_egress(uint32_t ifindex, int fd);
+  std::string add_rule(const RuleSpec& spec);
+  wire::Stats snapshot();
+  void reply(const std::vector<uint8_t>& message);
+
+  // The data path (loop.cpp).
+  void dispatch(const io_uring_cqe* cqe);
+  void on_receive(const io_uring_cqe* cqe);
+  void on_send(const io_uring_cqe* cqe);
+  void rearm_inputs();
+
+  EngineLimits limits_;
+  int command_fd_;
+  bool running_ = false;
+  bool command_armed_ = false;
+  io_uring ring_{};
+  bool ring_ready_ = false;
+  BufferPool buffers_;
+  Egress egress_;
+  RuleTable rules_;
+  DropCounters drops_{};
+  std::vector<Input> inputs_;
+  std::vector<EgressSocket> egress_sockets_;
+  std::vector<uint8_t> command_buffer_;
+};
+
+}  // namespace mcr

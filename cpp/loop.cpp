@@ -1,0 +1,84 @@
+// The event loop and completion dispatch: the engine's hot path.
+#include <cerrno>
+#include <cstring>
+
+#include "engine.h"
+#include "packet_parser.h"
+#include "uring_tag.h"
+
+namespace mcr {
+
+std::string Engine::run() {
+  if (std::string error = setup_ring(); !error.empty()) return error;
+  running_ = true;
+  arm_command();
+  while (running_) {
+    int rc = io_uring_submit_and_wait(&ring_, 1);
+    if (rc < 0 && rc != -EINTR && rc != -EBUSY) return std::string("io_uring_submit_and_wait: ") + strerror(-rc);
+    unsigned head, seen = 0;
+    io_uring_cqe* cqe;
+    io_uring_for_each_cqe(&ring_, head, cqe) {
+      dispatch(cqe);
+      ++seen;
+    }
+    io_uring_cq_advance(&ring_, seen);
+    if (buffers_.publish()) rearm_inputs();
+    if (!command_armed_ && running_) arm_command();
+  }
+  return {};
+}
+
+void Engine::dispatch(const io_uring_cqe* cqe) {
+  switch (tag_op(cqe->user_data)) {
+    case Op::Receive: on_receive(cqe); break;
+    case Op::Send: on_send(cqe); break;
+    case Op::Command: on_command_ready(cqe); break;
+    default: count(drops_, DropReason::UnknownCompletion); break;
+  }
+}
+
+void Engine::on_receive(const io_uring_cqe* cqe) {
+  Input& input = inputs_[tag_index(cqe->user_data)];
+  if (!(cqe->flags & IORING_CQE_F_MORE)) input.armed = false;  // re-armed once buffers return
+  if (cqe->res < 0) {
+    count(drops_, cqe->res == -ENOBUFS ? DropReason::NoRxBuffer : DropReason::RxError);
+    return;
+  }
+  uint16_t bid = static_cast<uint16_t>(cqe->flags >> IORING_CQE_BUFFER_SHIFT);
+  ++input.frames;
+  input.bytes += static_cast<uint64_t>(cqe->res);
+  ParsedPacket packet;
+  DropReason reason;
+  if (!parse_frame(buffers_.data(bid), static_cast<size_t>(cqe->res), packet, reason)) {
+    count(drops_, reason);
+    buffers_.recycle(bid);
+    return;
+  }
+  Rule* rule = rules_.lookup(input.ifindex, packet.destination, packet.dst_port, packet.source);
+  if (rule == nullptr) {
+    count(drops_, DropReason::NoRule);
+    buffers_.recycle(bid);
+    return;
+  }
+  uint32_t slot = static_cast<uint32_t>(rule - &rules_.at(0));
+  uint16_t queued = egress_.queue(&ring_, *rule, slot, packet, bid, drops_);
+  if (queued == 0) {
+    if (packet.ttl <= 1) count(drops_, DropReason::TtlExpired);
+    buffers_.recycle(bid);
+  } else {
+    buffers_.hold(bid, queued);
+    ++rule->packets;
+    rule->bytes += packet.payload_len;
+  }
+}
+
+void Engine::on_send(const io_uring_cqe* cqe) {
+  buffers_.release(egress_.complete(tag_index(cqe->user_data), cqe->res, rules_, drops_));
+}
+
+void Engine::rearm_inputs() {
+  for (uint32_t i = 0; i < inputs_.size(); ++i)
+    if (!inputs_[i].armed) arm_input(i);
+}
+
+}  // namespace mcr

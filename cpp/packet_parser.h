@@ -1,0 +1,25 @@
+// Frame parser: Ethernet, optional 802.1Q tag, IPv4, UDP. Pure function,
+// no allocation; used on every received frame.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+
+#include "counters.h"
+
+namespace mcr {
+
+struct ParsedPacket {
+  uint32_t source;       // IPv4 source, network byte order
+  uint32_t destination;  // IPv4 destination, network byte order
+  uint16_t dst_port;     // UDP destination port, host byte order
+  uint8_t ttl;
+  uint8_t tos;
+  const uint8_t* payload;  // UDP payload, points into the frame
+  uint16_t payload_len;
+};
+
+// Returns true and fills `out` for a relayable UDP/IPv4 frame; otherwise
+// returns false and sets `reason`.
+bool parse_frame(const uint8_t* frame, size_t len, ParsedPacket& out, DropReason& reason);
+
+}  // namespace mcr

@@ -1,0 +1,99 @@
+// Rules and their flat hash table. Key: (input ifindex, group, UDP port,
+// source); source 0 is a (*,G) rule. An (S,G) rule wins over a (*,G) rule.
+// Changes happen on the control path only; lookup never allocates.
+#pragma once
+#include <netinet/in.h>
+
+#include <cstdint>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+namespace mcr {
+
+struct RuleKey {
+  uint32_t ifindex = 0;
+  uint32_t group = 0;   // network byte order
+  uint32_t source = 0;  // network byte order; 0 = any source
+  uint16_t port = 0;    // host byte order
+  bool operator==(const RuleKey&) const = default;
+};
+
+struct OutputSpec {
+  uint32_t destination = 0;  // network byte order; multicast or unicast
+  uint16_t port = 0;
+  uint32_t ifindex = 0;
+  int16_t ttl = -1;   // -1: incoming TTL minus one
+  int16_t dscp = -1;  // -1: keep the incoming TOS byte
+};
+
+struct RuleSpec {
+  uint32_t id = 0;
+  RuleKey key;
+  std::vector<OutputSpec> outputs;
+};
+
+struct Output {
+  OutputSpec spec;
+  sockaddr_in address{};  // prebuilt destination for sendmsg
+  int fd = -1;            // egress socket for spec.ifindex
+  uint64_t packets = 0, bytes = 0, errors = 0;
+};
+
+struct Rule {
+  uint32_t id = 0;
+  RuleKey key;
+  std::vector<Output> outputs;
+  uint64_t packets = 0, bytes = 0;
+  uint32_t generation = 0;  // bumped when the slot is reused; stale sends check it
+  bool live = false;
+};
+
+class RuleTable {
+ public:
+  explicit RuleTable(uint32_t capacity);
+
+  // Control path. Return an empty string on success, else the reason.
+  std::string add(Rule&& rule, uint32_t& slot);
+  std::string remove(uint32_t id);
+
+  // Hot path: (S,G) first, then (*,G).
+  Rule* lookup(uint32_t ifindex, uint32_t group, uint16_t port, uint32_t source) {
+    if (source_specific_ > 0) {
+      if (Rule* r = find({ifindex, group, source, port})) return r;
+    }
+    return find({ifindex, group, 0, port});
+  }
+
+  Rule& at(uint32_t slot) { return rules_[slot]; }
+  const std::vector<Rule>& rules() const { return rules_; }
+  uint32_t size() const { return static_cast<uint32_t>(by_id_.size()); }
+  uint32_t capacity() const { return static_cast<uint32_t>(rules_.size()); }
+
+ private:
+  static constexpr int32_t kEmpty = -1;
+  struct Bucket {
+    RuleKey key;
+    int32_t slot = kEmpty;
+  };
+
+  Rule* find(const RuleKey& key) {
+    for (size_t i = hash(key) & mask_;; i = (i + 1) & mask_) {
+      const Bucket& b = buckets_[i];
+      if (b.slot == kEmpty) return nullptr;
+      if (b.key == key) return &rules_[b.slot];
+    }
+  }
+  size_t hash(const RuleKey& key) const;
+  size_t bucket_of(const RuleKey& key) const;
+  void erase_bucket(size_t index);
+
+  std::vector<Rule> rules_;
+  std::vector<uint32_t> free_slots_;
+  std::vector<Bucket> buckets_;  // open addressing, linear probing, load <= 1/2
+  size_t mask_;
+  std::unordered_map<uint32_t, uint32_t> by_id_;  // rule id -> slot
+  uint32_t source_specific_ = 0;
+};
+
+}  // namespace mcr

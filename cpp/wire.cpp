@@ -1,0 +1,211 @@
+#include "wire.h"
+
+#include <cstring>
+
+namespace mcr::wire {
+namespace {
+
+class Writer {
+ public:
+  template <typename T>
+  Writer& put(T value) {
+    size_t at = bytes.size();
+    bytes.resize(at + sizeof(T));
+    std::memcpy(bytes.data() + at, &value, sizeof(T));
+    return *this;
+  }
+  std::vector<uint8_t> bytes;
+};
+
+// Bounds-checked reader: a short read sets `failed` and yields zeros, so a
+// decoder checks once at the end instead of after every field.
+class Reader {
+ public:
+  Reader(const uint8_t* data, size_t len) : data_(data), len_(len) {}
+  template <typename T>
+  T get() {
+    T value{};
+    if (len_ - pos_ < sizeof(T)) {
+      failed = true;
+      pos_ = len_;
+      return value;
+    }
+    std::memcpy(&value, data_ + pos_, sizeof(T));
+    pos_ += sizeof(T);
+    return value;
+  }
+  size_t remaining() const { return len_ - pos_; }
+  const uint8_t* here() const { return data_ + pos_; }
+  bool failed = false;
+
+ private:
+  const uint8_t* data_;
+  size_t len_;
+  size_t pos_ = 0;
+};
+
+Writer header(Type type, uint32_t seq) {
+  Writer w;
+  w.put(static_cast<uint16_t>(type)).put(uint16_t{0}).put(seq);
+  return w;
+}
+
+std::string finish(const Reader& r, const char* what) {
+  if (r.failed) return std::string(what) + ": message truncated";
+  if (r.remaining() != 0) return std::string(what) + ": " + std::to_string(r.remaining()) + " unexpected trailing bytes";
+  return {};
+}
+
+std::string decode_rule(Reader& r, RuleSpec& rule) {
+  rule.id = r.get<uint32_t>();
+  rule.key.ifindex = r.get<uint32_t>();
+  rule.key.group = r.get<uint32_t>();
+  rule.key.source = r.get<uint32_t>();
+  rule.key.port = r.get<uint16_t>();
+  uint16_t n = r.get<uint16_t>();
+  if (r.failed) return "AddRule: message truncated";
+  if (n == 0) return "AddRule: a rule needs at least one output";
+  if (n > kMaxOutputs) return "AddRule: too many outputs (" + std::to_string(n) + ", at most " + std::to_string(kMaxOutputs) + ")";
+  if (r.remaining() < static_cast<size_t>(n) * 14) return "AddRule: message truncated";
+  rule.outputs.resize(n);
+  for (OutputSpec& o : rule.outputs) {
+    o.destination = r.get<uint32_t>();
+    o.port = r.get<uint16_t>();
+    o.ifindex = r.get<uint32_t>();
+    o.ttl = r.get<int16_t>();
+    o.dscp = r.get<int16_t>();
+    if (o.ttl < -1 || o.ttl == 0 || o.ttl > 255) return "AddRule: output TTL must be 1..255";
+    if (o.dscp < -1 || o.dscp > 63) return "AddRule: output DSCP must be 0..63";
+  }
+  return finish(r, "AddRule");
+}
+
+}  // namespace
+
+std::string decode_command(const uint8_t* data, size_t len, Command& out) {
+  Reader r(data, len);
+  uint16_t type = r.get<uint16_t>();
+  uint16_t reserved = r.get<uint16_t>();
+  out.seq = r.get<uint32_t>();
+  if (r.failed) return "message shorter than its 8-byte header";
+  if (reserved != 0) return "reserved header field is not zero";
+  out.type = static_cast<Type>(type);
+  switch (out.type) {
+    case Type::AddInput:
+    case Type::AddEgress:
+      out.ifindex = r.get<uint32_t>();
+      return finish(r, out.type == Type::AddInput ? "AddInput" : "AddEgress");
+    case Type::AddRule:
+      return decode_rule(r, out.rule);
+    case Type::RemoveRule:
+      out.rule_id = r.get<uint32_t>();
+      return finish(r, "RemoveRule");
+    case Type::GetStats:
+      return finish(r, "GetStats");
+    case Type::Shutdown:
+      return finish(r, "Shutdown");
+    default:
+      return "unknown command type " + std::to_string(type);
+  }
+}
+
+std::vector<uint8_t> encode_command(const Command& c) {
+  Writer w = header(c.type, c.seq);
+  switch (c.type) {
+    case Type::AddInput:
+    case Type::AddEgress:
+      w.put(c.ifindex);
+      break;
+    case Type::AddRule:
+      w.put(c.rule.id).put(c.rule.key.ifindex).put(c.rule.key.group).put(c.rule.key.source);
+      w.put(c.rule.key.port).put(static_cast<uint16_t>(c.rule.outputs.size()));
+      for (const OutputSpec& o : c.rule.outputs) w.put(o.destination).put(o.port).put(o.ifindex).put(o.ttl).put(o.dscp);
+      break;
+    case Type::RemoveRule:
+      w.put(c.rule_id);
+      break;
+    default:
+      break;
+  }
+  return std::move(w.bytes);
+}
+
+std::vector<uint8_t> encode_ok(uint32_t seq) { return std::move(header(Type::ReplyOk, seq).bytes); }
+
+std::vector<uint8_t> encode_error(uint32_t seq, const std::string& message) {
+  Writer w = header(Type::ReplyError, seq);
+  w.bytes.insert(w.bytes.end(), message.begin(), message.end());
+  return std::move(w.bytes);
+}
+
+std::vector<uint8_t> encode_stats(uint32_t seq, const Stats& s) {
+  Writer w = header(Type::ReplyStats, seq);
+  w.put(static_cast<uint32_t>(s.drops.size()));
+  for (uint64_t d : s.drops) w.put(d);
+  w.put(static_cast<uint32_t>(s.inputs.size()));
+  for (const InputStats& i : s.inputs) w.put(i.ifindex).put(i.frames).put(i.bytes).put(i.kernel_packets).put(i.kernel_drops);
+  w.put(static_cast<uint32_t>(s.rules.size()));
+  for (const RuleStats& rs : s.rules) {
+    w.put(rs.id).put(rs.packets).put(rs.bytes).put(static_cast<uint32_t>(rs.outputs.size()));
+    for (const OutputStats& o : rs.outputs) w.put(o.packets).put(o.bytes).put(o.errors);
+  }
+  return std::move(w.bytes);
+}
+
+namespace {
+
+std::string decode_stats(Reader& r, Stats& s) {
+  if (r.get<uint32_t>() != s.drops.size()) return "Stats: drop counter count mismatch";
+  for (uint64_t& d : s.drops) d = r.get<uint64_t>();
+  uint32_t inputs = r.get<uint32_t>();
+  if (r.failed || inputs > r.remaining() / 36) return "Stats: message truncated";
+  s.inputs.resize(inputs);
+  for (InputStats& i : s.inputs) {
+    i.ifindex = r.get<uint32_t>();
+    i.frames = r.get<uint64_t>();
+    i.bytes = r.get<uint64_t>();
+    i.kernel_packets = r.get<uint64_t>();
+    i.kernel_drops = r.get<uint64_t>();
+  }
+  uint32_t rules = r.get<uint32_t>();
+  if (r.failed || rules > r.remaining() / 24) return "Stats: message truncated";
+  s.rules.resize(rules);
+  for (RuleStats& rs : s.rules) {
+    rs.id = r.get<uint32_t>();
+    rs.packets = r.get<uint64_t>();
+    rs.bytes = r.get<uint64_t>();
+    uint32_t outputs = r.get<uint32_t>();
+    if (r.failed || outputs > r.remaining() / 24) return "Stats: message truncated";
+    rs.outputs.resize(outputs);
+    for (OutputStats& o : rs.outputs) {
+      o.packets = r.get<uint64_t>();
+      o.bytes = r.get<uint64_t>();
+      o.errors = r.get<uint64_t>();
+    }
+  }
+  return finish(r, "Stats");
+}
+
+}  // namespace
+
+std::string decode_reply(const uint8_t* data, size_t len, Reply& out) {
+  Reader r(data, len);
+  uint16_t type = r.get<uint16_t>();
+  r.get<uint16_t>();
+  out.seq = r.get<uint32_t>();
+  if (r.failed) return "reply shorter than its 8-byte header";
+  out.type = static_cast<Type>(type);
+  switch (out.type) {
+    case Type::ReplyOk:
+      return finish(r, "Ok");
+    case Type::ReplyError:
+      out.error.assign(reinterpret_cast<const char*>(r.here()), r.remaining());
+      return {};
+    case Type::ReplyStats:
+      return decode_stats(r, out.stats);
+    default:
+      return "unknown reply type " + std::to_string(type);
+  }
+}
+
+}  // namespace mcr::wire

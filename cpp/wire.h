@@ -1,0 +1,86 @@
+// The command channel's wire format: the one definition, used by the engine
+// (decode commands, encode replies) and, through the bindings, by Python
+// (encode commands, decode replies).
+//
+// Transport: a SOCK_SEQPACKET socketpair, one message per datagram, host byte
+// order. Every message starts with a header {u16 type, u16 reserved=0,
+// u32 seq}. Commands that hand over a socket carry it as SCM_RIGHTS.
+//
+//   AddInput   {u32 ifindex}                 + fd: AF_PACKET socket on ifindex
+//   AddEgress  {u32 ifindex}                 + fd: UDP socket for that output
+//   AddRule    {u32 id, u32 ifindex, u32 group, u32 source, u16 port,
+//               u16 n, n x {u32 dst, u16 port, u32 ifindex, i16 ttl, i16 dscp}}
+//   RemoveRule {u32 id}
+//   GetStats   {}
+//   Shutdown   {}
+// Replies echo the seq: Ok {}, Error {utf-8 message}, Stats {snapshot}.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "counters.h"
+#include "rule_table.h"
+
+namespace mcr::wire {
+
+enum class Type : uint16_t {
+  AddInput = 1,
+  AddEgress = 2,
+  AddRule = 3,
+  RemoveRule = 4,
+  GetStats = 5,
+  Shutdown = 6,
+  ReplyOk = 100,
+  ReplyError = 101,
+  ReplyStats = 102,
+};
+
+constexpr size_t kHeaderSize = 8;
+constexpr size_t kMaxMessage = 1 << 20;   // largest message either side accepts
+constexpr uint16_t kMaxOutputs = 4096;    // outputs per rule
+
+struct Command {
+  Type type{};
+  uint32_t seq = 0;
+  uint32_t ifindex = 0;  // AddInput, AddEgress
+  uint32_t rule_id = 0;  // RemoveRule
+  RuleSpec rule;         // AddRule
+};
+
+struct InputStats {
+  uint32_t ifindex = 0;
+  uint64_t frames = 0, bytes = 0, kernel_packets = 0, kernel_drops = 0;
+};
+struct OutputStats {
+  uint64_t packets = 0, bytes = 0, errors = 0;
+};
+struct RuleStats {
+  uint32_t id = 0;
+  uint64_t packets = 0, bytes = 0;
+  std::vector<OutputStats> outputs;
+};
+struct Stats {
+  DropCounters drops{};
+  std::vector<InputStats> inputs;
+  std::vector<RuleStats> rules;
+};
+
+struct Reply {
+  Type type{};
+  uint32_t seq = 0;
+  std::string error;  // ReplyError
+  Stats stats;        // ReplyStats
+};
+
+// Decoders return an empty string on success, else what was wrong.
+std::string decode_command(const uint8_t* data, size_t len, Command& out);
+std::string decode_reply(const uint8_t* data, size_t len, Reply& out);
+
+std::vector<uint8_t> encode_command(const Command& command);
+std::vector<uint8_t> encode_ok(uint32_t seq);
+std::vector<uint8_t> encode_error(uint32_t seq, const std::string& message);
+std::vector<uint8_t> encode_stats(uint32_t seq, const Stats& stats);
+
+}  // namespace mcr::wire

@@ -1,0 +1,45 @@
+"""Network-namespace lab for testing MCR end to end without touching the host."""
+
+from .netns import (
+    Chain,
+    Lab,
+    LabError,
+    chain,
+    in_netns,
+    interface_index,
+    interface_mac,
+    open_socket,
+)
+from .traffic import (
+    Capture,
+    FrameSender,
+    Received,
+    UdpSink,
+    multicast_mac,
+    numbered_payloads,
+    payload_intact,
+    payload_seq,
+    udp_frame,
+    udp_packets,
+)
+
+__all__ = [
+    "Capture",
+    "Chain",
+    "FrameSender",
+    "Lab",
+    "LabError",
+    "Received",
+    "UdpSink",
+    "chain",
+    "in_netns",
+    "interface_index",
+    "interface_mac",
+    "multicast_mac",
+    "numbered_payloads",
+    "open_socket",
+    "payload_intact",
+    "payload_seq",
+    "udp_frame",
+    "udp_packets",
+]
