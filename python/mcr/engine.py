@@ -1,0 +1,188 @@
+"""Run the relay engine on a thread of this process and drive it.
+
+`Engine` owns the privileged sockets (opened in an optional network
+namespace), hands them to the C++ engine over its command channel, and keeps
+the rule set. The engine thread runs with the GIL released; this side only
+sends commands and reads replies, so rules change while traffic flows.
+"""
+
+from __future__ import annotations
+
+import itertools
+import socket
+import threading
+from dataclasses import dataclass, field
+
+from . import _engine, sockets
+from .netns import in_netns
+from .rules import Rule
+
+REPLY_TIMEOUT = 5.0
+CHANNEL_BUFFER = 4 << 20  # a stats reply for thousands of rules is one datagram
+
+
+class EngineError(RuntimeError):
+    """The engine refused a command or stopped; the message says why."""
+
+
+@dataclass
+class _Input:
+    ifindex: int
+    joins: dict[tuple[str, str | None], list] = field(default_factory=dict)  # (group, source) -> [socket, users]
+
+
+class Engine:
+    """A relay engine on a background thread, configured through its command channel."""
+
+    def __init__(self, netns: str | None = None, *, max_rules: int = 4096, rx_buffers: int = 2048,
+                 send_slots: int = 8192) -> None:
+        self.netns = netns
+        self._channel, engine_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        for end in (self._channel, engine_end):
+            sockets._force_buffer(end, sockets.SO_SNDBUFFORCE, socket.SO_SNDBUF, CHANNEL_BUFFER)
+            sockets._force_buffer(end, sockets.SO_RCVBUFFORCE, socket.SO_RCVBUF, CHANNEL_BUFFER)
+        self._channel.settimeout(REPLY_TIMEOUT)
+        self._core = _engine.Engine(engine_end.detach(), max_rules=max_rules, rx_buffers=rx_buffers,
+                                    send_slots=send_slots)
+        self._lock = threading.Lock()  # one command in flight at a time
+        self._seq = itertools.count(1)
+        self._ids = itertools.count(1)
+        self._inputs: dict[str, _Input] = {}
+        self._egress: dict[str, int] = {}
+        self._rules: dict[int, Rule] = {}
+        self._ifnames: dict[int, str] = {}
+        self.error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="mcr-engine", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            self._core.run()
+        except BaseException as error:  # reported on the next command
+            self.error = error
+
+    def __enter__(self) -> Engine:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # Commands ---------------------------------------------------------------
+
+    def _call(self, encode, *args, fd: int | None = None) -> dict:
+        with self._lock:
+            if not self._thread.is_alive():
+                raise EngineError(f"engine is not running: {self.error or 'stopped'}")
+            seq = next(self._seq)
+            message = encode(seq, *args)
+            ancillary = [(socket.SOL_SOCKET, socket.SCM_RIGHTS, fd.to_bytes(4, "little"))] if fd is not None else []
+            self._channel.sendmsg([message], ancillary)
+            while True:
+                try:
+                    reply = _engine.decode_reply(self._channel.recv(_engine.MAX_MESSAGE))
+                except TimeoutError:
+                    raise EngineError(f"engine did not answer within {REPLY_TIMEOUT} s") from None
+                if reply["seq"] == seq:  # older replies belong to calls that timed out
+                    break
+        if not reply["ok"]:
+            raise EngineError(reply["error"])
+        return reply
+
+    def _ifindex(self, ifname: str) -> int:
+        with in_netns(self.netns):
+            try:
+                return socket.if_nametoindex(ifname)
+            except OSError:
+                raise EngineError(f"no interface named '{ifname}'") from None
+
+    def _ensure_input(self, ifname: str) -> _Input:
+        if ifname not in self._inputs:
+            ifindex = self._ifindex(ifname)
+            with in_netns(self.netns):
+                sock = sockets.open_input_socket(ifname)
+            with sock:
+                self._call(_engine.encode_add_input, ifindex, fd=sock.fileno())
+            self._inputs[ifname] = _Input(ifindex)
+            self._ifnames[ifindex] = ifname
+        return self._inputs[ifname]
+
+    def _ensure_egress(self, ifname: str) -> int:
+        if ifname not in self._egress:
+            ifindex = self._ifindex(ifname)
+            with in_netns(self.netns):
+                sock = sockets.open_egress_socket(ifname)
+            with sock:
+                self._call(_engine.encode_add_egress, ifindex, fd=sock.fileno())
+            self._egress[ifname] = ifindex
+            self._ifnames[ifindex] = ifname
+        return self._egress[ifname]
+
+    def _join(self, entry: _Input, rule: Rule) -> None:
+        key = (rule.group, rule.source)
+        if key not in entry.joins:
+            with in_netns(self.netns):
+                entry.joins[key] = [sockets.join_group(rule.input_interface, rule.group, rule.source), 0]
+        entry.joins[key][1] += 1
+
+    def _leave(self, rule: Rule) -> None:
+        joins = self._inputs[rule.input_interface].joins
+        key = (rule.group, rule.source)
+        joins[key][1] -= 1
+        if joins[key][1] == 0:
+            joins.pop(key)[0].close()
+
+    def add_rule(self, rule: Rule) -> int:
+        """Start relaying `rule`; returns its id. Nothing changes if it is refused."""
+        for out in rule.outputs:
+            self._ifindex(out.interface)  # fail on an unknown name before touching anything
+        entry = self._ensure_input(rule.input_interface)
+        outputs = [(o.destination, o.port, self._ensure_egress(o.interface),
+                    -1 if o.ttl is None else o.ttl, -1 if o.dscp is None else o.dscp) for o in rule.outputs]
+        rule_id = next(self._ids)
+        self._call(_engine.encode_add_rule, rule_id, entry.ifindex, rule.group, rule.port, rule.source or "", outputs)
+        self._rules[rule_id] = rule
+        try:
+            self._join(entry, rule)
+        except OSError as error:
+            self.remove_rule(rule_id)
+            raise EngineError(f"cannot join {rule.group} on {rule.input_interface}: {error.strerror}") from None
+        return rule_id
+
+    def remove_rule(self, rule_id: int) -> None:
+        if rule_id not in self._rules:
+            raise EngineError(f"no rule with id {rule_id}")
+        self._call(_engine.encode_remove_rule, rule_id)
+        rule = self._rules.pop(rule_id)
+        if (rule.group, rule.source) in self._inputs[rule.input_interface].joins:
+            self._leave(rule)
+
+    def rules(self) -> dict[int, Rule]:
+        return dict(self._rules)
+
+    def stats(self) -> dict:
+        """Counters by name: drops by reason, per input interface, per rule and output."""
+        raw = self._call(_engine.encode_get_stats)["stats"]
+        inputs = {self._ifnames.get(i.pop("ifindex"), "?"): i for i in raw["inputs"]}
+        rules = {}
+        for entry in raw["rules"]:
+            rule = self._rules.get(entry["id"])
+            if rule is None:
+                continue
+            entry["outputs"] = {str(o): c for o, c in zip(rule.outputs, entry["outputs"])}
+            entry["rule"] = str(rule)
+            rules[entry.pop("id")] = entry
+        return {"drops": raw["drops"], "inputs": inputs, "rules": rules}
+
+    def close(self) -> None:
+        """Stop the engine thread and release every socket; safe to call twice."""
+        if self._thread.is_alive():
+            try:
+                self._call(_engine.encode_shutdown)
+            except (EngineError, OSError):
+                pass
+            self._thread.join(timeout=REPLY_TIMEOUT)
+        self._channel.close()
+        for entry in self._inputs.values():
+            for sock, _users in entry.joins.values():
+                sock.close()
+            entry.joins.clear()

@@ -1,0 +1,140 @@
+"""Rules as users write them: validation and the text forms the CLI accepts.
+
+Output form (as the original mcrctl `--outputs`): GROUP:PORT:IFACE, optionally
+followed by :ttl=N and/or :dscp=N; several outputs are separated by commas.
+Rule form: `in=IFACE group=GROUP:PORT [source=ADDR] out=OUTPUTS [name=NAME]`.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass, field
+
+MAX_IFNAME = 15  # IFNAMSIZ - 1
+
+
+class RuleError(ValueError):
+    """A rule or output that cannot be relayed, with the reason."""
+
+
+def _check_interface(name: str, what: str) -> None:
+    if not name or len(name) > MAX_IFNAME or "/" in name or any(c.isspace() for c in name):
+        raise RuleError(f"{what}: '{name}' is not a valid interface name (1-{MAX_IFNAME} characters, no '/' or spaces)")
+
+
+def _check_port(port: int, what: str) -> None:
+    if not 1 <= port <= 65535:
+        raise RuleError(f"{what}: port {port} is outside 1-65535")
+
+
+def _ipv4(text: str, what: str) -> ipaddress.IPv4Address:
+    try:
+        return ipaddress.IPv4Address(text)
+    except ValueError:
+        raise RuleError(f"{what}: '{text}' is not an IPv4 address") from None
+
+
+def _int(text: str, what: str) -> int:
+    try:
+        return int(text, 10)
+    except ValueError:
+        raise RuleError(f"{what}: '{text}' is not a number") from None
+
+
+@dataclass(frozen=True)
+class Output:
+    """Where a matched packet goes: a multicast group or a unicast host."""
+
+    destination: str
+    port: int
+    interface: str
+    ttl: int | None = None  # None: incoming TTL minus one
+    dscp: int | None = None  # None: keep the incoming DSCP
+
+    def __post_init__(self) -> None:
+        address = _ipv4(self.destination, "output destination")
+        if address.is_unspecified or address == ipaddress.IPv4Address("255.255.255.255"):
+            raise RuleError(f"output destination {self.destination} cannot be sent to")
+        _check_port(self.port, f"output {self.destination}")
+        _check_interface(self.interface, "output interface")
+        if self.ttl is not None and not 1 <= self.ttl <= 255:
+            raise RuleError(f"output TTL {self.ttl} is outside 1-255")
+        if self.dscp is not None and not 0 <= self.dscp <= 63:
+            raise RuleError(f"output DSCP {self.dscp} is outside 0-63")
+
+    @classmethod
+    def parse(cls, text: str) -> Output:
+        parts = text.strip().split(":")
+        if len(parts) < 3:
+            raise RuleError(f"output '{text}': expected GROUP:PORT:IFACE[:ttl=N][:dscp=N]")
+        options: dict[str, int] = {}
+        for extra in parts[3:]:
+            key, _, value = extra.partition("=")
+            if key not in ("ttl", "dscp") or not value:
+                raise RuleError(f"output '{text}': unknown option '{extra}' (ttl=N or dscp=N)")
+            options[key] = _int(value, f"output '{text}' {key}")
+        return cls(parts[0], _int(parts[1], f"output '{text}' port"), parts[2], **options)
+
+    def __str__(self) -> str:
+        text = f"{self.destination}:{self.port}:{self.interface}"
+        if self.ttl is not None:
+            text += f":ttl={self.ttl}"
+        if self.dscp is not None:
+            text += f":dscp={self.dscp}"
+        return text
+
+
+def parse_outputs(text: str) -> tuple[Output, ...]:
+    return tuple(Output.parse(part) for part in text.split(",") if part.strip())
+
+
+@dataclass(frozen=True)
+class Rule:
+    """Relay UDP to `group:port` arriving on `input_interface` (from `source` only, if set)."""
+
+    input_interface: str
+    group: str
+    port: int
+    outputs: tuple[Output, ...]
+    source: str | None = None
+    name: str | None = field(default=None, compare=False)
+
+    def __post_init__(self) -> None:
+        _check_interface(self.input_interface, "input interface")
+        if not _ipv4(self.group, "input group").is_multicast:
+            raise RuleError(f"input group {self.group} is not a multicast address (224.0.0.0/4)")
+        _check_port(self.port, f"input group {self.group}")
+        if self.source is not None:
+            source = _ipv4(self.source, "source")
+            if source.is_multicast or source.is_unspecified:
+                raise RuleError(f"source {self.source} must be a unicast address")
+        if not self.outputs:
+            raise RuleError("a rule needs at least one output")
+        for out in self.outputs:
+            if (out.interface, out.destination, out.port) == (self.input_interface, self.group, self.port):
+                raise RuleError(f"output {out} sends back to the rule's own input: it would loop")
+
+    @classmethod
+    def parse(cls, text: str) -> Rule:
+        """Parse `in=IFACE group=GROUP:PORT [source=ADDR] out=OUTPUTS [name=NAME]`."""
+        fields: dict[str, str] = {}
+        for token in text.split():
+            key, sep, value = token.partition("=")
+            if not sep or key not in ("in", "group", "source", "out", "name"):
+                raise RuleError(f"rule '{text}': unexpected '{token}' (in=, group=, source=, out=, name=)")
+            fields[key] = value
+        missing = [key for key in ("in", "group", "out") if key not in fields]
+        if missing:
+            raise RuleError(f"rule '{text}': missing {', '.join(k + '=' for k in missing)}")
+        group, _, port = fields["group"].rpartition(":")
+        if not group:
+            raise RuleError(f"rule '{text}': group must be GROUP:PORT")
+        return cls(fields["in"], group, _int(port, "input port"), parse_outputs(fields["out"]),
+                   fields.get("source"), fields.get("name"))
+
+    def __str__(self) -> str:
+        text = f"in={self.input_interface} group={self.group}:{self.port}"
+        if self.source:
+            text += f" source={self.source}"
+        text += " out=" + ",".join(str(o) for o in self.outputs)
+        return text + (f" name={self.name}" if self.name else "")

@@ -1,0 +1,125 @@
+"""The privileged sockets the engine is handed: packet inputs, UDP egress, group joins.
+
+The engine opens no socket itself; whoever holds the privileges (this
+process, or later the supervisor) opens them here and passes them over the
+command channel.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import fcntl
+import socket
+import struct
+
+ETH_P_ALL = 0x0003
+SO_ATTACH_FILTER = 26
+SO_BINDTODEVICE = 25
+SO_RCVBUFFORCE = 33
+SO_SNDBUFFORCE = 32
+PACKET_IGNORE_OUTGOING = 23
+SOL_PACKET = 263
+PACKET_MULTICAST = 2
+SIOCGIFADDR = 0x8915
+IP_ADD_SOURCE_MEMBERSHIP = 39  # not exported by Python's socket module
+SKF_AD_PKTTYPE = 0xFFFFF000 + 4  # classic BPF ancillary load of skb->pkt_type
+
+INPUT_RCVBUF = 16 << 20
+EGRESS_SNDBUF = 4 << 20
+
+
+def _bpf(code: int, jt: int, jf: int, k: int) -> bytes:
+    return struct.pack("HBBI", code, jt, jf, k)
+
+
+# Let through only frames addressed to a multicast MAC that carry IPv4, or a
+# VLAN tag the NIC left in place. Everything else (ARP, IPv6, unicast, our own
+# transmissions, which are PACKET_OUTGOING) stays in the kernel.
+_INPUT_FILTER = b"".join([
+    _bpf(0x20, 0, 0, SKF_AD_PKTTYPE),  # ld pkttype
+    _bpf(0x15, 0, 4, PACKET_MULTICAST),  # jeq multicast ? next : drop
+    _bpf(0x28, 0, 0, 12),  # ldh [12] (ethertype)
+    _bpf(0x15, 3, 0, 0x0800),  # IPv4 -> accept
+    _bpf(0x15, 2, 0, 0x8100),  # 802.1Q -> accept
+    _bpf(0x15, 1, 0, 0x88A8),  # 802.1ad -> accept
+    _bpf(0x06, 0, 0, 0),  # drop
+    _bpf(0x06, 0, 0, 0x40000),  # accept whole frame
+])
+
+
+def _force_buffer(sock: socket.socket, force: int, plain: int, size: int) -> None:
+    """Raise a socket buffer past the sysctl cap when privileged, else as far as allowed."""
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, force, size)
+    except PermissionError:
+        sock.setsockopt(socket.SOL_SOCKET, plain, size)
+
+
+def open_input_socket(ifname: str) -> socket.socket:
+    """An AF_PACKET socket receiving multicast IPv4 frames arriving on `ifname`.
+
+    Below the IP layer, so the kernel's reverse-path filter never drops what
+    the relay should see.
+    """
+    sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ALL))
+    try:
+        program = ctypes.create_string_buffer(_INPUT_FILTER)
+        fprog = struct.pack("HL", len(_INPUT_FILTER) // 8, ctypes.addressof(program))
+        sock.setsockopt(socket.SOL_SOCKET, SO_ATTACH_FILTER, fprog)
+        sock.setsockopt(SOL_PACKET, PACKET_IGNORE_OUTGOING, 1)
+        _force_buffer(sock, SO_RCVBUFFORCE, socket.SO_RCVBUF, INPUT_RCVBUF)
+        sock.bind((ifname, ETH_P_ALL))
+        sock.setblocking(False)
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+def open_egress_socket(ifname: str) -> socket.socket:
+    """A UDP socket that sends out of `ifname` only; TTL and TOS come per packet."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        ifindex = socket.if_nametoindex(ifname)
+        sock.setsockopt(socket.SOL_SOCKET, SO_BINDTODEVICE, ifname.encode())
+        sock.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_IF, struct.pack("4s4si", b"", b"", ifindex))
+        # Our own multicast must not come back to us as input.
+        sock.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_LOOP, 0)
+        _force_buffer(sock, SO_SNDBUFFORCE, socket.SO_SNDBUF, EGRESS_SNDBUF)
+        sock.setblocking(False)
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+def join_group(ifname: str, group: str, source: str | None = None) -> socket.socket:
+    """Join `group` (from `source` only, if given) on `ifname`; leaving is closing the socket.
+
+    The join makes the kernel send IGMP reports, so NICs and snooping switches
+    deliver the group. The socket is bound to no port, so it receives nothing.
+    """
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        ifindex = socket.if_nametoindex(ifname)
+        if source is None:
+            mreq = struct.pack("4s4si", socket.inet_aton(group), b"\0" * 4, ifindex)
+            sock.setsockopt(socket.IPPROTO_IP, socket.IP_ADD_MEMBERSHIP, mreq)
+        else:
+            local = _interface_address(ifname)
+            mreq = struct.pack("4s4s4s", socket.inet_aton(group), socket.inet_aton(local), socket.inet_aton(source))
+            sock.setsockopt(socket.IPPROTO_IP, IP_ADD_SOURCE_MEMBERSHIP, mreq)
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+def _interface_address(ifname: str) -> str:
+    """The first IPv4 address of `ifname` (source-specific joins name the interface by address)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        try:
+            raw = fcntl.ioctl(probe.fileno(), SIOCGIFADDR, struct.pack("256s", ifname.encode()[:15]))
+        except OSError as error:
+            raise OSError(error.errno, f"interface {ifname} has no IPv4 address for a source-specific join") from None
+    return socket.inet_ntoa(raw[20:24])
