@@ -68,6 +68,12 @@ void Engine::arm_input(uint32_t index) {
   inputs_[index].armed = true;
 }
 
+// A SOCK_SEQPACKET read of 0 bytes is either an empty message or the end.
+bool Engine::peer_closed() const {
+  pollfd p{command_fd_, POLLRDHUP, 0};
+  return poll(&p, 1, 0) > 0 && (p.revents & (POLLHUP | POLLRDHUP));
+}
+
 // Drains every pending command. Control path: allocation and syscalls are fine here.
 void Engine::on_command_ready(const io_uring_cqe* cqe) {
   if (!(cqe->flags & IORING_CQE_F_MORE)) command_armed_ = false;
@@ -81,7 +87,7 @@ void Engine::on_command_ready(const io_uring_cqe* cqe) {
     msg.msg_controllen = sizeof(control);
     ssize_t n = recvmsg(command_fd_, &msg, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
     if (n < 0 && (errno == EAGAIN || errno == EINTR)) return;
-    if (n <= 0) {  // the other side closed the channel: nobody can command us
+    if (n < 0 || (n == 0 && peer_closed())) {  // nobody can command us any more
       running_ = false;
       return;
     }

@@ -56,6 +56,7 @@ class Engine {
   void arm_command();
   void arm_input(uint32_t index);
   void on_command_ready(const io_uring_cqe* cqe);
+  bool peer_closed() const;
   void execute(const wire::Command& command, int fd);
   std::string add_input(uint32_t ifindex, int fd);
   std::string add_egress(uint32_t ifindex, int fd);

@@ -1,0 +1,41 @@
+# The README's two commands: `make demo` and `make test`. Both install what
+# they need first: Debian packages (as root), then MCR into ./.venv.
+# Network namespaces need root: run as root or with sudo.
+
+VENV    := .venv
+PY      := $(VENV)/bin/python
+DEBS    := liburing-dev iproute2 g++ python3-venv
+UNITS   := build/units
+SANITIZE := -fsanitize=address,undefined -fno-sanitize-recover=all -g
+
+.PHONY: demo test unit-tests install debs clean
+
+demo: install
+	$(VENV)/bin/mcr demo
+
+test: install unit-tests
+	$(PY) -m pytest -q
+
+# Engine units (parser, rule table, wire format, fuzz) without Python, under ASan/UBSan.
+unit-tests: install
+	$(VENV)/bin/cmake -S . -B $(UNITS) -G Ninja -DMCR_UNIT_TESTS=ON -DCMAKE_BUILD_TYPE=Debug \
+		-DCMAKE_CXX_FLAGS="$(SANITIZE)" -DCMAKE_MAKE_PROGRAM=$(CURDIR)/$(VENV)/bin/ninja >/dev/null
+	$(VENV)/bin/cmake --build $(UNITS)
+	$(VENV)/bin/ctest --test-dir $(UNITS) --output-on-failure
+
+install: debs $(VENV)/bin/python
+	$(PY) -m pip install -q --disable-pip-version-check -e '.[test]'
+
+$(VENV)/bin/python:
+	python3 -m venv $(VENV)
+
+# Installs only what is missing, so a second run does not touch apt.
+debs:
+	@missing=$$(for p in $(DEBS); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+		echo "installing Debian packages:" $$missing; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+	fi
+
+clean:
+	rm -rf build $(VENV)

@@ -1,0 +1,36 @@
+"""The `mcr` command line. Each verb lives in its own module with
+`add_arguments(parser)` and `run(args) -> int`; its docstring is its help."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from .. import __version__
+from . import demo, relay
+
+VERBS = {"relay": relay, "demo": demo}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="mcr", description="Userspace multicast relay for Linux.")
+    parser.add_argument("--version", action="version", version=f"mcr {__version__}")
+    verbs = parser.add_subparsers(dest="verb", metavar="VERB", required=True)
+    for name, module in VERBS.items():
+        doc = (module.__doc__ or "").strip()
+        sub = verbs.add_parser(name, help=doc.splitlines()[0], description=doc,
+                               formatter_class=argparse.RawDescriptionHelpFormatter)
+        module.add_arguments(sub)
+        sub.set_defaults(run=module.run)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.run(args)
+    except KeyboardInterrupt:
+        return 130
+    except (ValueError, RuntimeError, OSError) as error:
+        print(f"mcr {args.verb}: {error}", file=sys.stderr)
+        return 1

@@ -1,0 +1,83 @@
+"""The engine's command channel under bad input: every bad message gets an
+error reply naming the problem, and the engine keeps serving afterwards."""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+
+import pytest
+
+from mcr import _engine
+
+
+@pytest.fixture
+def channel():
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    ours.settimeout(5)
+    ours.setsockopt(socket.SOL_SOCKET, 32, 4 << 20)  # SO_SNDBUFFORCE: room for an oversized message
+    core = _engine.Engine(theirs.detach(), max_rules=16, rx_buffers=64, send_slots=64)
+    thread = threading.Thread(target=core.run, daemon=True)
+    thread.start()
+    yield ours
+    ours.sendall(_engine.encode_shutdown(999))
+    thread.join(5)
+    assert not thread.is_alive(), "engine did not stop on Shutdown"
+    ours.close()
+
+
+def call(sock: socket.socket, message: bytes, fds: list[int] = ()) -> dict:
+    ancillary = [(socket.SOL_SOCKET, socket.SCM_RIGHTS, b"".join(fd.to_bytes(4, "little") for fd in fds))] if fds else []
+    sock.sendmsg([message], ancillary)
+    return _engine.decode_reply(sock.recv(_engine.MAX_MESSAGE))
+
+
+@pytest.mark.parametrize("garbage, complaint", [
+    (b"", "header"),
+    (b"\x01\x02\x03", "header"),
+    (b"\xff\xff\x00\x00\x01\x00\x00\x00", "unknown command"),
+    (b"\x05\x00\x07\x00\x01\x00\x00\x00", "reserved"),
+    (_engine.encode_get_stats(1) + b"junk", "trailing"),
+    (_engine.encode_remove_rule(1, 7)[:-1], "truncated"),
+    (_engine.encode_add_rule(1, 1, 2, "239.1.1.1", 5000, "", [("239.2.2.2", 1, 3, -1, -1)])[:-3], "truncated"),
+    (os.urandom(4096), ""),
+])
+def test_bad_message_gets_error_and_engine_survives(channel, garbage, complaint):
+    reply = call(channel, garbage)
+    assert reply["ok"] is False, reply
+    assert complaint in reply["error"], reply["error"]
+    assert call(channel, _engine.encode_get_stats(2))["ok"]
+
+
+def test_oversized_message_is_refused(channel):
+    reply = call(channel, _engine.encode_get_stats(1) + b"\0" * (_engine.MAX_MESSAGE + 100))
+    assert not reply["ok"] and "larger than" in reply["error"]
+    assert call(channel, _engine.encode_get_stats(2))["ok"]
+
+
+def test_semantic_errors_name_the_problem(channel):
+    assert "no rule with id 7" in call(channel, _engine.encode_remove_rule(1, 7))["error"]
+    outputs = [("239.2.2.2", 6000, 3, -1, -1)]
+    reply = call(channel, _engine.encode_add_rule(2, 1, 2, "239.1.1.1", 5000, "", outputs))
+    assert "no input socket for interface 2" in reply["error"]
+    assert "needs a socket" in call(channel, _engine.encode_add_input(3, 2))["error"]
+
+
+def test_socket_passed_with_wrong_command_is_closed(channel):
+    spare = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    before = len(os.listdir("/proc/self/fd"))
+    reply = call(channel, _engine.encode_get_stats(1), [spare.fileno()])
+    assert reply["ok"]
+    assert len(os.listdir("/proc/self/fd")) == before, "engine leaked the passed socket"
+    spare.close()
+
+
+def test_closing_the_channel_stops_the_engine():
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    core = _engine.Engine(theirs.detach(), max_rules=4, rx_buffers=64, send_slots=64)
+    thread = threading.Thread(target=core.run, daemon=True)
+    thread.start()
+    ours.close()
+    thread.join(5)
+    assert not thread.is_alive()
