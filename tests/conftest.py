@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import json
 import os
+import socket
+import struct
 import subprocess
 import threading
 import time
@@ -24,6 +26,7 @@ import pytest
 RELAY_TESTS = "test_relay_"
 PREFIX = "mcrr"  # namespaces: mcrr-<role>-<hex>; test_lab.py uses mcrt
 SPORT = 4000  # UDP source port of the injected frames
+SRC_MAC = bytes.fromhex("020000000001")  # mcr.lab.udp_frame's default source MAC
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -40,6 +43,37 @@ def netns_names() -> set[str]:
     out = subprocess.run(["ip", "-j", "netns", "list"], check=True, capture_output=True,
                          text=True, timeout=30).stdout
     return {entry["name"] for entry in json.loads(out or "[]")}
+
+
+def inet_checksum(data: bytes) -> int:
+    """RFC 1071 Internet checksum."""
+    if len(data) % 2:
+        data += b"\0"
+    total = sum(struct.unpack(f"!{len(data) // 2}H", data))
+    while total >> 16:
+        total = (total & 0xFFFF) + (total >> 16)
+    return ~total & 0xFFFF
+
+
+def fast_udp_frame(src_ip: str, dst_ip: str, sport: int, dport: int, payload: bytes,
+                   ttl: int = 64, tos: int = 0) -> bytes:
+    """Byte-identical to mcr.lab.udp_frame() for a multicast destination, ~40x faster.
+
+    Building 10 000 frames with scapy takes ~6 s, too slow for these tests;
+    test_relay_basic checks that both builders agree.
+    """
+    from mcr.lab import multicast_mac
+
+    src, dst = socket.inet_aton(src_ip), socket.inet_aton(dst_ip)
+    udp_len = 8 + len(payload)
+    checksum = inet_checksum(src + dst + struct.pack("!BBHHHHH", 0, 17, udp_len, sport, dport, udp_len, 0)
+                             + payload) or 0xFFFF  # 0 would mean "no checksum"
+    udp = struct.pack("!HHHH", sport, dport, udp_len, checksum)
+    # Same header fields as scapy's defaults: IHL 5, id 1, no flags.
+    ip = struct.pack("!BBHHHBBH4s4s", 0x45, tos, 20 + udp_len, 1, 0, ttl, 17, 0, src, dst)
+    ip = ip[:10] + struct.pack("!H", inet_checksum(ip)) + ip[12:]
+    mac = bytes.fromhex(multicast_mac(dst_ip).replace(":", ""))
+    return mac + SRC_MAC + b"\x08\x00" + ip + udp + payload
 
 
 class Collector:
@@ -123,10 +157,9 @@ class RelayLab:
 
     def frames(self, payloads: list[bytes], group: str, port: int, src: str | None = None,
                sport: int = SPORT, ttl: int = 64, tos: int = 0) -> list[bytes]:
-        from mcr.lab import udp_frame
-
+        """Valid Ethernet/IPv4/UDP frames to multicast `group`:`port`, one per payload."""
         src = src or self.c.source_addr
-        return [udp_frame(src, group, sport, port, p, ttl=ttl, tos=tos) for p in payloads]
+        return [fast_udp_frame(src, group, sport, port, p, ttl=ttl, tos=tos) for p in payloads]
 
     def send(self, frames: list[bytes], rate_pps: float | None = 10000, timeout: float = 30) -> None:
         """Inject all `frames` on the source link, paced; fails unless every one went out."""
@@ -236,3 +269,9 @@ def relay_lab() -> Iterator[Callable[..., RelayLab]]:
         lab.close()
     leftover = namespaces & netns_names()
     assert not leftover, f"namespaces left behind: {sorted(leftover)}"
+
+
+@pytest.fixture
+def fast_frame() -> Callable[..., bytes]:
+    """The frame builder RelayLab.frames() uses, for tests that check it."""
+    return fast_udp_frame

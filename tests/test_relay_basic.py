@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from mcr.lab import numbered_payloads
+from mcr.lab import numbered_payloads, udp_frame
 from mcr.rules import Output, Rule
 
 GROUP, PORT = "239.1.1.1", 5000
@@ -37,3 +37,12 @@ def test_relay_10000_numbered_packets(relay_lab) -> None:
     assert stats["inputs"][c.relay_in]["bytes"] == COUNT * frame_len, lab.describe(stats)
     assert stats["inputs"][c.relay_in]["kernel_drops"] == 0, lab.describe(stats)
     assert not any(stats["drops"].values()), lab.describe(stats)
+
+
+def test_fast_frame_builder_matches_udp_frame(fast_frame) -> None:
+    # The relay tests build frames with a struct-based builder (scapy is too
+    # slow for 10 000 frames); it must produce exactly what udp_frame() does.
+    for payload in (b"", b"x", b"odd", *numbered_payloads(20, 257), bytes(8972)):
+        for ttl, tos in ((64, 0), (1, 0x88), (255, 0xB9)):
+            args = ("10.200.0.2", "239.1.1.1", 4000, 5000, payload)
+            assert fast_frame(*args, ttl=ttl, tos=tos) == udp_frame(*args, ttl=ttl, tos=tos)
