@@ -126,13 +126,18 @@ class RelayLab:
     def _own(self, closer: Callable[[], object]) -> None:
         self._closers.append(closer)
 
-    def sink(self, index: int, addr: str, port: int, join: bool = True):
-        """A UdpSink in sink namespace `index`; joins `addr` on the sink link if multicast."""
+    def udp_sink(self, ns: str, addr: str, port: int, ifname: str | None = None):
+        """A UdpSink in one of this lab's namespaces, closed with the lab."""
         from mcr.lab import UdpSink
 
-        s = UdpSink(self.c.sink_ns[index], addr, port, self.c.sink_if[index] if join else None)
+        assert ns in self.namespaces, f"{ns} is not a namespace of this lab"
+        s = UdpSink(ns, addr, port, ifname)
         self._own(s.close)
         return s
+
+    def sink(self, index: int, addr: str, port: int):
+        """A UdpSink in sink namespace `index`, joined on the sink link if `addr` is a group."""
+        return self.udp_sink(self.c.sink_ns[index], addr, port, self.c.sink_if[index])
 
     def collect(self, sink, count: int, timeout: float = 20, idle: float = 1.0) -> Collector:
         return Collector(sink, count, timeout, idle)

@@ -66,11 +66,19 @@ def test_semantic_errors_name_the_problem(channel):
 
 def test_socket_passed_with_wrong_command_is_closed(channel):
     spare = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    before = len(os.listdir("/proc/self/fd"))
+    target = os.readlink(f"/proc/self/fd/{spare.fileno()}")  # socket:[inode]
     reply = call(channel, _engine.encode_get_stats(1), [spare.fileno()])
     assert reply["ok"]
-    assert len(os.listdir("/proc/self/fd")) == before, "engine leaked the passed socket"
+    holders = [fd for fd in os.listdir("/proc/self/fd") if _link(fd) == target]
+    assert holders == [str(spare.fileno())], "engine kept the passed socket open"
     spare.close()
+
+
+def _link(fd: str) -> str | None:
+    try:
+        return os.readlink(f"/proc/self/fd/{fd}")
+    except OSError:
+        return None
 
 
 def test_closing_the_channel_stops_the_engine():
