@@ -3,6 +3,7 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <algorithm>
 #include <stdexcept>
 
 #include "engine.h"
@@ -32,16 +33,58 @@ py::bytes encode(wire::Type type, uint32_t seq, uint32_t ifindex = 0, uint32_t r
 
 // outputs: (destination, port, ifindex, ttl or -1, dscp or -1)
 using OutputTuple = std::tuple<std::string, uint16_t, uint32_t, int16_t, int16_t>;
+// rules: (id, ifindex, group, port, source or "", outputs)
+using RuleTuple = std::tuple<uint32_t, uint32_t, std::string, uint16_t, std::string, std::vector<OutputTuple>>;
+
+RuleSpec to_spec(const RuleTuple& t) {
+  const auto& [id, ifindex, group, port, source, outputs] = t;
+  RuleSpec spec{id, {ifindex, ipv4(group), source.empty() ? 0 : ipv4(source), port}, {}};
+  for (const auto& [dst, out_port, out_if, ttl, dscp] : outputs) spec.outputs.push_back({ipv4(dst), out_port, out_if, ttl, dscp});
+  return spec;
+}
+
+std::vector<RuleSpec> to_specs(const std::vector<RuleTuple>& rules) {
+  std::vector<RuleSpec> specs;
+  for (const RuleTuple& t : rules) specs.push_back(to_spec(t));
+  std::sort(specs.begin(), specs.end(), [](const RuleSpec& a, const RuleSpec& b) { return a.id < b.id; });
+  return specs;
+}
 
 py::bytes encode_add_rule(uint32_t seq, uint32_t id, uint32_t ifindex, const std::string& group, uint16_t port,
                           const std::string& source, const std::vector<OutputTuple>& outputs) {
   wire::Command c;
   c.type = wire::Type::AddRule;
   c.seq = seq;
-  c.rule.id = id;
-  c.rule.key = {ifindex, ipv4(group), source.empty() ? 0 : ipv4(source), port};
-  for (const auto& [dst, out_port, out_if, ttl, dscp] : outputs) c.rule.outputs.push_back({ipv4(dst), out_port, out_if, ttl, dscp});
+  c.rule = to_spec({id, ifindex, group, port, source, outputs});
   return to_bytes(wire::encode_command(c));
+}
+
+py::bytes encode_sync_rules(uint32_t seq, const std::vector<RuleTuple>& rules) {
+  wire::Command c;
+  c.type = wire::Type::SyncRules;
+  c.seq = seq;
+  c.rules = to_specs(rules);
+  return to_bytes(wire::encode_command(c));
+}
+
+py::bytes encode_initialize(uint32_t seq, uint32_t worker_id, int32_t core, uint8_t log_level, uint32_t max_rules,
+                            uint32_t rx_buffers, uint32_t send_slots) {
+  wire::Command c;
+  c.type = wire::Type::Initialize;
+  c.seq = seq;
+  c.init = {worker_id, core, log_level, max_rules, rx_buffers, send_slots};
+  return to_bytes(wire::encode_command(c));
+}
+
+py::dict decode_initialize(const py::bytes& data) {
+  std::string raw = data;
+  wire::Command c;
+  std::string error = wire::decode_command(reinterpret_cast<const uint8_t*>(raw.data()), raw.size(), c);
+  if (error.empty() && c.type != wire::Type::Initialize) error = "expected Initialize first";
+  if (!error.empty()) throw py::value_error(error);
+  return py::dict(py::arg("worker_id") = c.init.worker_id, py::arg("core") = c.init.core,
+                  py::arg("log_level") = c.init.log_level, py::arg("max_rules") = c.init.max_rules,
+                  py::arg("rx_buffers") = c.init.rx_buffers, py::arg("send_slots") = c.init.send_slots);
 }
 
 py::dict stats_dict(const wire::Stats& s) {
@@ -58,7 +101,8 @@ py::dict stats_dict(const wire::Stats& s) {
     rules.append(py::dict(py::arg("id") = r.id, py::arg("packets") = r.packets, py::arg("bytes") = r.bytes,
                           py::arg("outputs") = outputs));
   }
-  return py::dict(py::arg("drops") = drops, py::arg("inputs") = inputs, py::arg("rules") = rules);
+  return py::dict(py::arg("ruleset_hash") = s.ruleset_hash, py::arg("drops") = drops, py::arg("inputs") = inputs,
+                  py::arg("rules") = rules);
 }
 
 py::dict decode_reply(const py::bytes& data) {
@@ -78,17 +122,21 @@ PYBIND11_MODULE(_engine, m) {
   m.doc() = "MCR's io_uring relay engine (private: use mcr.engine)";
 
   py::class_<Engine>(m, "Engine")
-      .def(py::init([](int command_fd, uint32_t max_rules, uint32_t rx_buffers, uint32_t send_slots) {
+      .def(py::init([](int command_fd, uint32_t max_rules, uint32_t rx_buffers, uint32_t send_slots,
+                       uint32_t worker_id, uint8_t log_level) {
              if (rx_buffers == 0 || (rx_buffers & (rx_buffers - 1)) || rx_buffers > 32768)
                throw py::value_error("rx_buffers must be a power of two <= 32768");
-             EngineLimits limits;
-             limits.max_rules = max_rules;
-             limits.rx_buffers = rx_buffers;
-             limits.send_slots = send_slots;
-             return std::make_unique<Engine>(command_fd, limits);
+             if (log_level > 3) throw py::value_error("log_level must be 0..3");
+             EngineConfig config;
+             config.worker_id = worker_id;
+             config.log_level = static_cast<LogLevel>(log_level);
+             config.max_rules = max_rules;
+             config.rx_buffers = rx_buffers;
+             config.send_slots = send_slots;
+             return std::make_unique<Engine>(command_fd, config);
            }),
            py::arg("command_fd"), py::arg("max_rules") = 4096, py::arg("rx_buffers") = 2048,
-           py::arg("send_slots") = 8192)
+           py::arg("send_slots") = 8192, py::arg("worker_id") = 0, py::arg("log_level") = 2)
       .def("run", [](Engine& engine) {
         std::string error;
         {
@@ -105,6 +153,19 @@ PYBIND11_MODULE(_engine, m) {
   m.def("encode_remove_rule", [](uint32_t seq, uint32_t id) { return encode(wire::Type::RemoveRule, seq, 0, id); });
   m.def("encode_get_stats", [](uint32_t seq) { return encode(wire::Type::GetStats, seq); });
   m.def("encode_shutdown", [](uint32_t seq) { return encode(wire::Type::Shutdown, seq); });
+  m.def("encode_sync_rules", &encode_sync_rules, py::arg("seq"), py::arg("rules"));
+  m.def("encode_set_log_level", [](uint32_t seq, uint8_t level) {
+    wire::Command c;
+    c.type = wire::Type::SetLogLevel;
+    c.seq = seq;
+    c.log_level = level;
+    return to_bytes(wire::encode_command(c));
+  });
+  m.def("encode_initialize", &encode_initialize, py::arg("seq"), py::arg("worker_id"), py::arg("core"),
+        py::arg("log_level"), py::arg("max_rules"), py::arg("rx_buffers"), py::arg("send_slots"));
+  m.def("decode_initialize", &decode_initialize);
+  m.def("ruleset_hash", [](const std::vector<RuleTuple>& rules) { return wire::ruleset_hash(to_specs(rules)); },
+        "The hash an engine reports for this rule set (rules as encode_sync_rules takes them)");
   m.def("decode_reply", &decode_reply);
   m.attr("DROP_REASONS") = py::cast(std::vector<std::string>(kDropNames.begin(), kDropNames.end()));
   m.attr("MAX_MESSAGE") = wire::kMaxMessage;

@@ -12,12 +12,13 @@
 
 namespace mcr {
 
-Engine::Engine(int command_fd, const EngineLimits& limits)
-    : limits_(limits),
+Engine::Engine(int command_fd, const EngineConfig& config)
+    : config_(config),
+      log_(config.worker_id, config.log_level),
       command_fd_(command_fd),
-      buffers_(limits.rx_buffers, limits.buffer_size),
-      egress_(limits.send_slots),
-      rules_(limits.max_rules),
+      buffers_(config.rx_buffers, config.buffer_size),
+      egress_(config.send_slots),
+      rules_(config.max_rules),
       command_buffer_(wire::kMaxMessage) {}
 
 Engine::~Engine() {
@@ -30,13 +31,13 @@ Engine::~Engine() {
 std::string Engine::setup_ring() {
   io_uring_params params{};
   params.flags = IORING_SETUP_CQSIZE | IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN;
-  params.cq_entries = limits_.ring_entries * 4;
-  int rc = io_uring_queue_init_params(limits_.ring_entries, &ring_, &params);
+  params.cq_entries = config_.ring_entries * 4;
+  int rc = io_uring_queue_init_params(config_.ring_entries, &ring_, &params);
   if (rc == -EINVAL) {  // kernels before 6.1 lack DEFER_TASKRUN
     params = {};
     params.flags = IORING_SETUP_CQSIZE;
-    params.cq_entries = limits_.ring_entries * 4;
-    rc = io_uring_queue_init_params(limits_.ring_entries, &ring_, &params);
+    params.cq_entries = config_.ring_entries * 4;
+    rc = io_uring_queue_init_params(config_.ring_entries, &ring_, &params);
   }
   if (rc < 0) return std::string("io_uring_queue_init failed: ") + strerror(-rc);
   ring_ready_ = true;
@@ -107,6 +108,7 @@ void Engine::on_command_ready(const io_uring_cqe* cqe) {
                             : wire::decode_command(command_buffer_.data(), static_cast<size_t>(n), command);
     if (!error.empty()) {
       if (fd >= 0) close(fd);
+      log_.log(LogLevel::Warning, "bad command: " + error);
       reply(wire::encode_error(command.seq, error));
       continue;
     }
@@ -127,11 +129,20 @@ void Engine::execute(const wire::Command& command, int fd) {
     case wire::Type::AddEgress: error = add_egress(command.ifindex, fd); break;
     case wire::Type::AddRule: error = add_rule(command.rule); break;
     case wire::Type::RemoveRule: error = rules_.remove(command.rule_id); break;
+    case wire::Type::SyncRules: error = sync_rules(command.rules); break;
+    case wire::Type::SetLogLevel: log_.set_level(static_cast<LogLevel>(command.log_level)); break;
     case wire::Type::GetStats: reply(wire::encode_stats(command.seq, snapshot())); return;
     case wire::Type::Shutdown: running_ = false; break;
+    case wire::Type::Initialize: error = "already initialized"; break;
     default: error = "not a command"; break;
   }
-  reply(error.empty() ? wire::encode_ok(command.seq) : wire::encode_error(command.seq, error));
+  if (error.empty()) {
+    log_.log(LogLevel::Debug, "command " + std::to_string(static_cast<int>(command.type)) + " done");
+    reply(wire::encode_ok(command.seq));
+  } else {
+    log_.log(LogLevel::Warning, "command " + std::to_string(static_cast<int>(command.type)) + " refused: " + error);
+    reply(wire::encode_error(command.seq, error));
+  }
 }
 
 std::string Engine::add_input(uint32_t ifindex, int fd) {
@@ -141,9 +152,9 @@ std::string Engine::add_input(uint32_t ifindex, int fd) {
       return "input interface " + std::to_string(ifindex) + " already has a socket";
     }
   }
-  if (inputs_.size() >= limits_.max_inputs) {
+  if (inputs_.size() >= config_.max_inputs) {
     close(fd);
-    return "too many input interfaces (at most " + std::to_string(limits_.max_inputs) + ")";
+    return "too many input interfaces (at most " + std::to_string(config_.max_inputs) + ")";
   }
   inputs_.push_back({ifindex, fd, false, 0, 0, 0, 0});
   arm_input(static_cast<uint32_t>(inputs_.size() - 1));
@@ -161,11 +172,11 @@ std::string Engine::add_egress(uint32_t ifindex, int fd) {
   return {};
 }
 
-std::string Engine::add_rule(const RuleSpec& spec) {
+// Validates `spec` against the engine's sockets and builds the rule; no change.
+std::string Engine::build_rule(const RuleSpec& spec, Rule& rule) const {
   bool has_input = false;
   for (const Input& in : inputs_) has_input |= in.ifindex == spec.key.ifindex;
   if (!has_input) return "no input socket for interface " + std::to_string(spec.key.ifindex);
-  Rule rule;
   rule.id = spec.id;
   rule.key = spec.key;
   for (const OutputSpec& o : spec.outputs) {
@@ -181,12 +192,45 @@ std::string Engine::add_rule(const RuleSpec& spec) {
     if (out.fd < 0) return "no egress socket for interface " + std::to_string(o.ifindex);
     rule.outputs.push_back(out);
   }
+  return {};
+}
+
+std::string Engine::add_rule(const RuleSpec& spec) {
+  Rule rule;
+  std::string error = build_rule(spec, rule);
   uint32_t slot;
-  return rules_.add(std::move(rule), slot);
+  return error.empty() ? rules_.add(std::move(rule), slot) : error;
+}
+
+// Makes the table equal `specs`, all or nothing. Rules already present and
+// unchanged are left alone, so their traffic and counters are undisturbed.
+std::string Engine::sync_rules(const std::vector<RuleSpec>& specs) {
+  std::vector<Rule> built(specs.size());
+  std::unordered_map<uint32_t, const RuleSpec*> wanted;
+  for (size_t i = 0; i < specs.size(); ++i) {
+    std::string error = build_rule(specs[i], built[i]);
+    if (!error.empty()) return "rule " + std::to_string(specs[i].id) + ": " + error;
+    if (!wanted.emplace(specs[i].id, &specs[i]).second) return "duplicate rule id " + std::to_string(specs[i].id);
+    for (size_t j = 0; j < i; ++j)
+      if (specs[j].key == specs[i].key) return "rules " + std::to_string(specs[j].id) + " and " + std::to_string(specs[i].id) + " have the same key";
+  }
+  if (specs.size() > rules_.capacity()) return "rule table full (" + std::to_string(rules_.capacity()) + " rules)";
+  for (const RuleSpec& current : rules_.specs()) {
+    auto it = wanted.find(current.id);
+    if (it == wanted.end() || !(*it->second == current)) rules_.remove(current.id);
+  }
+  for (size_t i = 0; i < specs.size(); ++i) {
+    if (rules_.by_id(specs[i].id) != nullptr) continue;  // unchanged
+    uint32_t slot;
+    std::string error = rules_.add(std::move(built[i]), slot);
+    if (!error.empty()) log_.log(LogLevel::Error, "sync: rule " + std::to_string(specs[i].id) + ": " + error);
+  }
+  return {};
 }
 
 wire::Stats Engine::snapshot() {
   wire::Stats stats;
+  stats.ruleset_hash = wire::ruleset_hash(rules_.specs());
   stats.drops = drops_;
   for (Input& in : inputs_) {
     tpacket_stats kernel{};  // reading resets the kernel's counters: accumulate

@@ -13,12 +13,15 @@
 #include "buffer_pool.h"
 #include "counters.h"
 #include "egress.h"
+#include "log.h"
 #include "rule_table.h"
 #include "wire.h"
 
 namespace mcr {
 
-struct EngineLimits {
+struct EngineConfig {
+  uint32_t worker_id = 0;
+  LogLevel log_level = LogLevel::Info;
   uint32_t max_rules = 4096;
   uint32_t rx_buffers = 2048;   // power of two
   uint32_t buffer_size = 9216;  // a 9000-byte MTU frame plus VLAN tags
@@ -29,7 +32,7 @@ struct EngineLimits {
 
 class Engine {
  public:
-  Engine(int command_fd, const EngineLimits& limits);
+  Engine(int command_fd, const EngineConfig& config);
   ~Engine();
   Engine(const Engine&) = delete;
   Engine& operator=(const Engine&) = delete;
@@ -60,7 +63,9 @@ class Engine {
   void execute(const wire::Command& command, int fd);
   std::string add_input(uint32_t ifindex, int fd);
   std::string add_egress(uint32_t ifindex, int fd);
+  std::string build_rule(const RuleSpec& spec, Rule& rule) const;
   std::string add_rule(const RuleSpec& spec);
+  std::string sync_rules(const std::vector<RuleSpec>& specs);
   wire::Stats snapshot();
   void reply(const std::vector<uint8_t>& message);
 
@@ -70,7 +75,8 @@ class Engine {
   void on_send(const io_uring_cqe* cqe);
   void rearm_inputs();
 
-  EngineLimits limits_;
+  EngineConfig config_;
+  Logger log_;
   int command_fd_;
   bool running_ = false;
   bool command_armed_ = false;

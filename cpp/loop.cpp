@@ -11,6 +11,7 @@ namespace mcr {
 std::string Engine::run() {
   if (std::string error = setup_ring(); !error.empty()) return error;
   running_ = true;
+  log_.log(LogLevel::Info, "engine running");
   arm_command();
   while (running_) {
     int rc = io_uring_submit_and_wait(&ring_, 1);
@@ -25,6 +26,7 @@ std::string Engine::run() {
     if (buffers_.publish()) rearm_inputs();
     if (!command_armed_ && running_) arm_command();
   }
+  log_.log(LogLevel::Info, "engine stopped");
   return {};
 }
 

@@ -1,5 +1,7 @@
 #include "rule_table.h"
 
+#include <algorithm>
+
 namespace mcr {
 
 RuleTable::RuleTable(uint32_t capacity) : rules_(capacity) {
@@ -68,6 +70,17 @@ void RuleTable::erase_bucket(size_t index) {
     }
   }
   buckets_[hole] = Bucket{};
+}
+
+}  // namespace mcr
+
+namespace mcr {
+
+std::vector<RuleSpec> RuleTable::specs() const {
+  std::vector<RuleSpec> out;
+  for (const auto& [id, slot] : by_id_) out.push_back(rules_[slot].spec());
+  std::sort(out.begin(), out.end(), [](const RuleSpec& a, const RuleSpec& b) { return a.id < b.id; });
+  return out;
 }
 
 }  // namespace mcr

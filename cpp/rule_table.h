@@ -25,12 +25,14 @@ struct OutputSpec {
   uint32_t ifindex = 0;
   int16_t ttl = -1;   // -1: incoming TTL minus one
   int16_t dscp = -1;  // -1: keep the incoming TOS byte
+  bool operator==(const OutputSpec&) const = default;
 };
 
 struct RuleSpec {
   uint32_t id = 0;
   RuleKey key;
   std::vector<OutputSpec> outputs;
+  bool operator==(const RuleSpec&) const = default;
 };
 
 struct Output {
@@ -47,6 +49,12 @@ struct Rule {
   uint64_t packets = 0, bytes = 0;
   uint32_t generation = 0;  // bumped when the slot is reused; stale sends check it
   bool live = false;
+
+  RuleSpec spec() const {
+    RuleSpec s{id, key, {}};
+    for (const Output& o : outputs) s.outputs.push_back(o.spec);
+    return s;
+  }
 };
 
 class RuleTable {
@@ -66,6 +74,11 @@ class RuleTable {
   }
 
   Rule& at(uint32_t slot) { return rules_[slot]; }
+  const Rule* by_id(uint32_t id) const {
+    auto it = by_id_.find(id);
+    return it == by_id_.end() ? nullptr : &rules_[it->second];
+  }
+  std::vector<RuleSpec> specs() const;  // live rules, sorted by id
   const std::vector<Rule>& rules() const { return rules_; }
   uint32_t size() const { return static_cast<uint32_t>(by_id_.size()); }
   uint32_t capacity() const { return static_cast<uint32_t>(rules_.size()); }

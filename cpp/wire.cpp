@@ -56,7 +56,7 @@ std::string finish(const Reader& r, const char* what) {
   return {};
 }
 
-std::string decode_rule(Reader& r, RuleSpec& rule) {
+std::string decode_rule_body(Reader& r, RuleSpec& rule) {
   rule.id = r.get<uint32_t>();
   rule.key.ifindex = r.get<uint32_t>();
   rule.key.group = r.get<uint32_t>();
@@ -77,7 +77,46 @@ std::string decode_rule(Reader& r, RuleSpec& rule) {
     if (o.ttl < -1 || o.ttl == 0 || o.ttl > 255) return "AddRule: output TTL must be 1..255";
     if (o.dscp < -1 || o.dscp > 63) return "AddRule: output DSCP must be 0..63";
   }
-  return finish(r, "AddRule");
+  return {};
+}
+
+std::string decode_rule(Reader& r, RuleSpec& rule) {
+  std::string error = decode_rule_body(r, rule);
+  return error.empty() ? finish(r, "AddRule") : error;
+}
+
+std::string decode_sync(Reader& r, std::vector<RuleSpec>& rules) {
+  uint32_t n = r.get<uint32_t>();
+  if (r.failed || n > r.remaining() / 20) return "SyncRules: message truncated";
+  rules.resize(n);
+  for (RuleSpec& rule : rules) {
+    std::string error = decode_rule_body(r, rule);
+    if (!error.empty()) return "SyncRules: " + error;
+  }
+  return finish(r, "SyncRules");
+}
+
+std::string decode_initialize(Reader& r, Initialize& init) {
+  init.worker_id = r.get<uint32_t>();
+  init.core = r.get<int32_t>();
+  init.log_level = r.get<uint8_t>();
+  init.max_rules = r.get<uint32_t>();
+  init.rx_buffers = r.get<uint32_t>();
+  init.send_slots = r.get<uint32_t>();
+  std::string error = finish(r, "Initialize");
+  if (!error.empty()) return error;
+  if (init.log_level > 3) return "Initialize: log level must be 0..3";
+  if (init.max_rules == 0 || init.max_rules > (1u << 20)) return "Initialize: max_rules must be 1..1048576";
+  if (init.rx_buffers == 0 || (init.rx_buffers & (init.rx_buffers - 1)) || init.rx_buffers > 32768)
+    return "Initialize: rx_buffers must be a power of two <= 32768";
+  if (init.send_slots == 0 || init.send_slots > (1u << 20)) return "Initialize: send_slots must be 1..1048576";
+  return {};
+}
+
+void put_rule(Writer& w, const RuleSpec& rule) {
+  w.put(rule.id).put(rule.key.ifindex).put(rule.key.group).put(rule.key.source);
+  w.put(rule.key.port).put(static_cast<uint16_t>(rule.outputs.size()));
+  for (const OutputSpec& o : rule.outputs) w.put(o.destination).put(o.port).put(o.ifindex).put(o.ttl).put(o.dscp);
 }
 
 }  // namespace
@@ -104,6 +143,14 @@ std::string decode_command(const uint8_t* data, size_t len, Command& out) {
       return finish(r, "GetStats");
     case Type::Shutdown:
       return finish(r, "Shutdown");
+    case Type::Initialize:
+      return decode_initialize(r, out.init);
+    case Type::SyncRules:
+      return decode_sync(r, out.rules);
+    case Type::SetLogLevel:
+      out.log_level = r.get<uint8_t>();
+      if (out.log_level > 3 && !r.failed) return "SetLogLevel: level must be 0..3";
+      return finish(r, "SetLogLevel");
     default:
       return "unknown command type " + std::to_string(type);
   }
@@ -117,9 +164,18 @@ std::vector<uint8_t> encode_command(const Command& c) {
       w.put(c.ifindex);
       break;
     case Type::AddRule:
-      w.put(c.rule.id).put(c.rule.key.ifindex).put(c.rule.key.group).put(c.rule.key.source);
-      w.put(c.rule.key.port).put(static_cast<uint16_t>(c.rule.outputs.size()));
-      for (const OutputSpec& o : c.rule.outputs) w.put(o.destination).put(o.port).put(o.ifindex).put(o.ttl).put(o.dscp);
+      put_rule(w, c.rule);
+      break;
+    case Type::SyncRules:
+      w.put(static_cast<uint32_t>(c.rules.size()));
+      for (const RuleSpec& rule : c.rules) put_rule(w, rule);
+      break;
+    case Type::SetLogLevel:
+      w.put(c.log_level);
+      break;
+    case Type::Initialize:
+      w.put(c.init.worker_id).put(c.init.core).put(c.init.log_level);
+      w.put(c.init.max_rules).put(c.init.rx_buffers).put(c.init.send_slots);
       break;
     case Type::RemoveRule:
       w.put(c.rule_id);
@@ -140,7 +196,7 @@ std::vector<uint8_t> encode_error(uint32_t seq, const std::string& message) {
 
 std::vector<uint8_t> encode_stats(uint32_t seq, const Stats& s) {
   Writer w = header(Type::ReplyStats, seq);
-  w.put(static_cast<uint32_t>(s.drops.size()));
+  w.put(s.ruleset_hash).put(static_cast<uint32_t>(s.drops.size()));
   for (uint64_t d : s.drops) w.put(d);
   w.put(static_cast<uint32_t>(s.inputs.size()));
   for (const InputStats& i : s.inputs) w.put(i.ifindex).put(i.frames).put(i.bytes).put(i.kernel_packets).put(i.kernel_drops);
@@ -155,6 +211,7 @@ std::vector<uint8_t> encode_stats(uint32_t seq, const Stats& s) {
 namespace {
 
 std::string decode_stats(Reader& r, Stats& s) {
+  s.ruleset_hash = r.get<uint64_t>();
   if (r.get<uint32_t>() != s.drops.size()) return "Stats: drop counter count mismatch";
   for (uint64_t& d : s.drops) d = r.get<uint64_t>();
   uint32_t inputs = r.get<uint32_t>();
@@ -206,6 +263,14 @@ std::string decode_reply(const uint8_t* data, size_t len, Reply& out) {
     default:
       return "unknown reply type " + std::to_string(type);
   }
+}
+
+uint64_t ruleset_hash(const std::vector<RuleSpec>& rules) {
+  Writer w;
+  for (const RuleSpec& rule : rules) put_rule(w, rule);
+  uint64_t hash = 0xcbf29ce484222325ull;  // FNV-1a 64
+  for (uint8_t byte : w.bytes) hash = (hash ^ byte) * 0x100000001b3ull;
+  return hash;
 }
 
 }  // namespace mcr::wire

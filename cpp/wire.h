@@ -13,7 +13,13 @@
 //   RemoveRule {u32 id}
 //   GetStats   {}
 //   Shutdown   {}
+//   Initialize {u32 worker_id, i32 core, u8 log_level, u32 max_rules,
+//               u32 rx_buffers, u32 send_slots}   first message to a worker
+//   SyncRules  {u32 n, n x AddRule body}       replace the whole rule set
+//   SetLogLevel {u8 level}                      0 debug .. 3 error
 // Replies echo the seq: Ok {}, Error {utf-8 message}, Stats {snapshot}.
+// The stats snapshot carries the ruleset hash (FNV-1a over the rules' wire
+// bodies in id order), so a supervisor can detect drift and re-sync.
 #pragma once
 #include <cstddef>
 #include <cstdint>
@@ -32,6 +38,9 @@ enum class Type : uint16_t {
   RemoveRule = 4,
   GetStats = 5,
   Shutdown = 6,
+  Initialize = 7,
+  SyncRules = 8,
+  SetLogLevel = 9,
   ReplyOk = 100,
   ReplyError = 101,
   ReplyStats = 102,
@@ -41,12 +50,22 @@ constexpr size_t kHeaderSize = 8;
 constexpr size_t kMaxMessage = 1 << 20;   // largest message either side accepts
 constexpr uint16_t kMaxOutputs = 4096;    // outputs per rule
 
+struct Initialize {
+  uint32_t worker_id = 0;
+  int32_t core = -1;  // -1: not pinned
+  uint8_t log_level = 1;
+  uint32_t max_rules = 4096, rx_buffers = 2048, send_slots = 8192;
+};
+
 struct Command {
   Type type{};
   uint32_t seq = 0;
-  uint32_t ifindex = 0;  // AddInput, AddEgress
-  uint32_t rule_id = 0;  // RemoveRule
-  RuleSpec rule;         // AddRule
+  uint32_t ifindex = 0;          // AddInput, AddEgress
+  uint32_t rule_id = 0;          // RemoveRule
+  uint8_t log_level = 0;         // SetLogLevel
+  RuleSpec rule;                 // AddRule
+  std::vector<RuleSpec> rules;   // SyncRules
+  Initialize init;               // Initialize
 };
 
 struct InputStats {
@@ -62,6 +81,7 @@ struct RuleStats {
   std::vector<OutputStats> outputs;
 };
 struct Stats {
+  uint64_t ruleset_hash = 0;
   DropCounters drops{};
   std::vector<InputStats> inputs;
   std::vector<RuleStats> rules;
@@ -82,5 +102,8 @@ std::vector<uint8_t> encode_command(const Command& command);
 std::vector<uint8_t> encode_ok(uint32_t seq);
 std::vector<uint8_t> encode_error(uint32_t seq, const std::string& message);
 std::vector<uint8_t> encode_stats(uint32_t seq, const Stats& stats);
+
+// The hash a rule set is known by; `rules` sorted by id.
+uint64_t ruleset_hash(const std::vector<RuleSpec>& rules);
 
 }  // namespace mcr::wire

@@ -235,6 +235,42 @@ static void test_wire() {
   }
 }
 
+static void test_wire_sync_and_initialize() {
+  wire::Command sync;
+  sync.type = wire::Type::SyncRules;
+  sync.seq = 3;
+  wire::Command one;
+  auto bytes = add_rule_message();
+  wire::decode_command(bytes.data(), bytes.size(), one);
+  RuleSpec other = one.rule;
+  other.id = 43;
+  other.key.port = 5001;
+  sync.rules = {one.rule, other};
+  auto encoded = wire::encode_command(sync);
+  wire::Command back;
+  CHECK(wire::decode_command(encoded.data(), encoded.size(), back).empty());
+  CHECK(back.rules.size() == 2 && back.rules[0] == one.rule && back.rules[1] == other);
+  for (size_t len = 8; len < encoded.size(); ++len) {
+    wire::Command t;
+    CHECK(!wire::decode_command(encoded.data(), len, t).empty());
+  }
+  // The hash depends on content, not on how the caller ordered equal sets.
+  CHECK(wire::ruleset_hash({one.rule, other}) == wire::ruleset_hash({one.rule, other}));
+  CHECK(wire::ruleset_hash({one.rule, other}) != wire::ruleset_hash({one.rule}));
+  RuleSpec changed = other;
+  changed.outputs[0].ttl = 9;
+  CHECK(wire::ruleset_hash({one.rule, other}) != wire::ruleset_hash({one.rule, changed}));
+
+  wire::Command init;
+  init.type = wire::Type::Initialize;
+  init.init = {7, 1, 0, 100, 1024, 512};
+  auto i = wire::encode_command(init);
+  CHECK(wire::decode_command(i.data(), i.size(), back).empty() && back.init.worker_id == 7 && back.init.core == 1);
+  init.init.rx_buffers = 1000;  // not a power of two
+  i = wire::encode_command(init);
+  CHECK(!wire::decode_command(i.data(), i.size(), back).empty());
+}
+
 // Bounded random fuzz: mutated valid inputs and pure noise through both
 // decoders. Under ASan/UBSan any out-of-bounds read aborts the run.
 static void test_fuzz() {
@@ -261,6 +297,7 @@ int main() {
   test_parser();
   test_rule_table();
   test_wire();
+  test_wire_sync_and_initialize();
   test_fuzz();
   if (failures) {
     std::fprintf(stderr, "%d check(s) failed\n", failures);
