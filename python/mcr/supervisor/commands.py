@@ -1,0 +1,147 @@
+"""The control socket's commands: one table, one handler each.
+
+`COMMANDS` maps a command name to its handler, a one-line help and an example
+request; the control server dispatches through it and nothing else, so a new
+command is one handler and one row. Handlers check their arguments strictly
+(an unknown, missing or mistyped argument is a `bad_request` that changes
+nothing), then call the Supervisor. The wire protocol is described in
+control.py.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Awaitable, Callable
+
+from ..config import LOG_LEVELS, Config, ConfigError, rule_from_dict, rule_to_dict
+
+
+class CommandError(Exception):
+    """A request that fails with a stable error `code` and a message saying what was wrong."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+def _args(args: dict, required: dict[str, type | tuple] | None = None,
+          optional: dict[str, type | tuple] | None = None) -> dict:
+    """`args` after checking names and types; absent optional arguments are None."""
+    required = required or {}
+    known = {**required, **(optional or {})}
+    for name in args:
+        if name not in known:
+            expected = ", ".join(known) or "none"
+            raise CommandError("bad_request", f"unknown argument '{name}' (expected: {expected})")
+    for name in required:
+        if name not in args:
+            raise CommandError("bad_request", f"missing argument '{name}'")
+    for name, value in args.items():
+        # bool is an int in Python, but true is not a rule id.
+        if not isinstance(value, known[name]) or (isinstance(value, bool) and known[name] is not bool):
+            raise CommandError("bad_request", f"argument '{name}' has the wrong type ({type(value).__name__})")
+    return {name: args.get(name) for name in known}
+
+
+def _config(data: dict) -> Config:
+    try:
+        return Config.from_dict(data)
+    except ConfigError as error:
+        raise CommandError("bad_request", "; ".join(f"config.{e}" for e in error.errors)) from None
+
+
+async def ping(sup: Any, args: dict) -> dict:
+    _args(args)
+    return {"version": sup.version}
+
+
+async def rules_add(sup: Any, args: dict) -> dict:
+    data = _args(args, {"rule": dict})["rule"]
+    try:
+        rule = rule_from_dict(data, "rule")
+    except ConfigError as error:
+        raise CommandError("bad_request", "; ".join(error.errors)) from None
+    return {"id": await sup.add_rule(rule)}
+
+
+async def rules_remove(sup: Any, args: dict) -> dict:
+    await sup.remove_rule(_args(args, {"rule": (int, str)})["rule"])
+    return {}
+
+
+async def rules_list(sup: Any, args: dict) -> dict:
+    _args(args)
+    return {"rules": [{"id": rule_id, **rule_to_dict(rule)} for rule_id, rule in sup.list_rules()]}
+
+
+async def stats(sup: Any, args: dict) -> dict:
+    _args(args)
+    return await sup.stats()
+
+
+async def workers(sup: Any, args: dict) -> dict:
+    _args(args)
+    return {"workers": sup.workers()}
+
+
+async def log_level_get(sup: Any, args: dict) -> dict:
+    _args(args)
+    return {"levels": sup.log_levels()}
+
+
+async def log_level_set(sup: Any, args: dict) -> dict:
+    checked = _args(args, {"level": str}, {"facility": str})
+    if checked["level"] not in LOG_LEVELS:
+        raise CommandError("bad_request", f"'{checked['level']}' is not a log level ({', '.join(LOG_LEVELS)})")
+    await sup.set_log_level(checked["level"], checked["facility"])
+    return {"levels": sup.log_levels()}
+
+
+async def config_load(sup: Any, args: dict) -> dict:
+    checked = _args(args, {"config": dict}, {"replace": bool})
+    return await sup.load_config(_config(checked["config"]), bool(checked["replace"]))
+
+
+async def config_save(sup: Any, args: dict) -> dict:
+    return {"path": sup.save_config(_args(args, optional={"path": str})["path"])}
+
+
+async def config_check(sup: Any, args: dict) -> dict:
+    return {"rules": len(_config(_args(args, {"config": dict})["config"]).rules)}
+
+
+Handler = Callable[[Any, dict], Awaitable[dict]]
+
+
+@dataclass(frozen=True)
+class Command:
+    handler: Handler
+    help: str
+    example: str
+    # Arguments only root or the daemon's own user may pass: a member of the
+    # socket's group must not get the daemon to write files where it likes.
+    owner_only: tuple[str, ...] = ()
+
+
+COMMANDS: dict[str, Command] = {
+    "ping": Command(ping, "check that the daemon answers; returns its version", '{"cmd": "ping"}'),
+    "version": Command(ping, "the daemon's version", '{"cmd": "version"}'),
+    "rules.add": Command(rules_add, "add a rule (config form); returns its id",
+                         '{"cmd": "rules.add", "args": {"rule": {"input_interface": "eth0", "group": "239.1.1.1", '
+                         '"port": 5000, "outputs": ["239.2.2.2:5000:eth1"]}}}'),
+    "rules.remove": Command(rules_remove, "remove a rule by id or name",
+                            '{"cmd": "rules.remove", "args": {"rule": "feed-a"}}'),
+    "rules.list": Command(rules_list, "the rules with their ids", '{"cmd": "rules.list"}'),
+    "stats": Command(stats, "counters per rule, output and input, drops by reason", '{"cmd": "stats"}'),
+    "workers": Command(workers, "worker processes: pid, core, state, restarts, uptime", '{"cmd": "workers"}'),
+    "log-level.get": Command(log_level_get, "log level per facility", '{"cmd": "log-level.get"}'),
+    "log-level.set": Command(log_level_set, "set the log level, of one facility or of all",
+                             '{"cmd": "log-level.set", "args": {"level": "debug", "facility": "worker"}}'),
+    "config.load": Command(config_load, "apply a config: add its rules, or with replace remove all others",
+                           '{"cmd": "config.load", "args": {"config": {"rules": []}, "replace": true}}'),
+    "config.save": Command(config_save, "write the running config to the config file (or to path)",
+                           '{"cmd": "config.save", "args": {"path": "/etc/mcr/mcr.json"}}', owner_only=("path",)),
+    "config.check": Command(config_check, "validate a config without applying it",
+                            '{"cmd": "config.check", "args": {"config": {"workers": 2}}}'),
+}
