@@ -18,6 +18,8 @@ SO_BINDTODEVICE = 25
 SO_RCVBUFFORCE = 33
 SO_SNDBUFFORCE = 32
 PACKET_IGNORE_OUTGOING = 23
+PACKET_FANOUT = 18
+PACKET_FANOUT_HASH = 0  # by flow: one stream stays on one worker, in order
 SOL_PACKET = 263
 PACKET_MULTICAST = 2
 SIOCGIFADDR = 0x8915
@@ -55,11 +57,12 @@ def _force_buffer(sock: socket.socket, force: int, plain: int, size: int) -> Non
         sock.setsockopt(socket.SOL_SOCKET, plain, size)
 
 
-def open_input_socket(ifname: str) -> socket.socket:
+def open_input_socket(ifname: str, fanout_group: int | None = None) -> socket.socket:
     """An AF_PACKET socket receiving multicast IPv4 frames arriving on `ifname`.
 
     Below the IP layer, so the kernel's reverse-path filter never drops what
-    the relay should see.
+    the relay should see. Sockets of several workers in one `fanout_group`
+    share the interface's traffic: each frame goes to exactly one of them.
     """
     sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ALL))
     try:
@@ -69,6 +72,8 @@ def open_input_socket(ifname: str) -> socket.socket:
         sock.setsockopt(SOL_PACKET, PACKET_IGNORE_OUTGOING, 1)
         _force_buffer(sock, SO_RCVBUFFORCE, socket.SO_RCVBUF, INPUT_RCVBUF)
         sock.bind((ifname, ETH_P_ALL))
+        if fanout_group is not None:
+            sock.setsockopt(SOL_PACKET, PACKET_FANOUT, (fanout_group & 0xFFFF) | PACKET_FANOUT_HASH << 16)
         sock.setblocking(False)
     except OSError:
         sock.close()

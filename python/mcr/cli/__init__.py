@@ -7,9 +7,9 @@ import argparse
 import sys
 
 from .. import __version__
-from . import demo, relay
+from . import daemon, demo, relay
 
-VERBS = {"relay": relay, "demo": demo}
+VERBS = {"daemon": daemon, "relay": relay, "demo": demo}
 
 
 def build_parser() -> argparse.ArgumentParser:

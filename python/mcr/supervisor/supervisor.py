@@ -1,0 +1,373 @@
+"""The supervisor: owns the rule set, the privileges and the workers.
+
+It opens every privileged socket (packet inputs in one PACKET_FANOUT group
+per interface, UDP egress, group joins), passes them to unprivileged
+workers, keeps each worker's rule set equal to its own (checked by hash,
+repaired by re-sync), restarts workers that die, and serves the control
+socket. One asyncio loop; tasks get what they need from this object.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import socket
+import time
+from pathlib import Path
+
+from .. import __version__, _engine, logs, sockets
+from ..config import Config, ConfigError
+from ..rules import Rule
+from .commands import CommandError
+from .workers import Worker, WorkerError, add_counters
+
+HEALTH_INTERVAL = 1.0
+DEFAULT_LIMITS = {"max_rules": 4096, "rx_buffers": 2048, "send_slots": 8192}
+
+log = logging.getLogger("mcr.supervisor")
+
+
+def _ifindex(name: str) -> int:
+    try:
+        return socket.if_nametoindex(name)
+    except OSError:
+        raise CommandError("bad_request", f"no interface named '{name}'") from None
+
+
+class Supervisor:
+    version = __version__
+
+    def __init__(self, config: Config, *, config_path: str | None = None, state_path: str | None = None,
+                 socket_path: str = "/run/mcr/control.sock") -> None:
+        self.config = config
+        self.config_path = config_path
+        self.state_path = state_path
+        self.socket_path = socket_path
+        self.levels = {"default": config.log_level}
+        count = config.workers or os.cpu_count() or 1
+        cores = config.pin_cores or (None,) * count
+        self.pool = [Worker(i, cores[i] if i < len(cores) else None) for i in range(count)]
+        self.rules: dict[int, Rule] = {}
+        self._next_id = 1
+        self._joins: dict[tuple[str, str, str | None], socket.socket] = {}
+        self._stopping = asyncio.Event()
+        self._tasks: list[asyncio.Task] = []
+        self._fanout_salt = os.getpid() << 8
+        self.resyncs = 0
+
+    # Lifecycle ----------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Start, serve until SIGTERM/SIGINT, shut down. SIGHUP reloads the config file."""
+        from .control import serve_control
+
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self._stopping.set)
+        loop.add_signal_handler(signal.SIGHUP, lambda: self._spawn(self.reload()))
+        await self._set_rules(self._initial_rules())
+        for worker in self.pool:
+            await self._bring_up(worker)
+            self._spawn(self._watch(worker))
+        self._spawn(self._health())
+        server = await serve_control(self, self.socket_path)
+        log.info("supervisor ready: %d workers, %d rules, control socket %s",
+                 len(self.pool), len(self.rules), self.socket_path)
+        try:
+            await self._stopping.wait()
+        finally:
+            log.info("shutting down")
+            await server.close()
+            await self._shutdown()
+
+    def stop(self) -> None:
+        self._stopping.set()
+
+    def _spawn(self, coro) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.append(task)
+        task.add_done_callback(self._tasks.remove)
+
+    async def _shutdown(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*(w.stop() for w in self.pool), return_exceptions=True)
+        for sock in self._joins.values():
+            sock.close()
+        self._joins.clear()
+
+    def _initial_rules(self) -> tuple[Rule, ...]:
+        """Rules from the saved state if there is one (run-time changes survive restarts), else the config."""
+        if self.state_path and Path(self.state_path).exists():
+            try:
+                return Config.load(self.state_path).rules
+            except ConfigError as error:
+                log.error("ignoring unreadable state file %s: %s", self.state_path, error)
+        return self.config.rules
+
+    async def reload(self) -> None:
+        if not self.config_path:
+            log.warning("SIGHUP: no config file to reload")
+            return
+        try:
+            config = Config.load(self.config_path)
+            result = await self.load_config(config, replace=True)
+            log.info("reloaded %s: %s", self.config_path, result)
+        except (ConfigError, CommandError) as error:
+            log.error("reload of %s refused, nothing changed: %s", self.config_path, error)
+
+    # Workers --------------------------------------------------------------------
+
+    async def _bring_up(self, worker: Worker) -> None:
+        """Spawn a worker, hand it its sockets and the whole rule set."""
+        level = logs.level_number(self.levels.get("engine", self.levels["default"]))
+        await worker.spawn(self.config.user, level, DEFAULT_LIMITS)
+        try:
+            for rule in self.rules.values():
+                await self._give_sockets(worker, rule)
+            await worker.call(_engine.encode_sync_rules, self._engine_rules())
+            worker.state = "running"
+            log.info("worker %d running (pid %d)", worker.id, worker.pid)
+        except (WorkerError, CommandError, OSError) as error:
+            log.error("worker %d failed to start: %s", worker.id, error)
+            worker.process.kill()  # the watcher restarts it with backoff
+
+    async def _watch(self, worker: Worker) -> None:
+        while not self._stopping.is_set():
+            code = await worker.process.wait()
+            if self._stopping.is_set() or worker.state == "stopped":
+                return
+            delay = worker.crashed(time.monotonic())
+            worker.restarts += 1
+            log.error("worker %d (pid %d) exited with %s; restart %d in %.1f s%s", worker.id, worker.pid, code,
+                      worker.restarts, delay, " (crash-looping)" if worker.state == "crash-looping" else "")
+            await asyncio.sleep(delay)
+            if not self._stopping.is_set():
+                await self._bring_up(worker)
+
+    async def _give_sockets(self, worker: Worker, rule: Rule) -> None:
+        """Pass the worker the input and egress sockets `rule` needs, once per interface."""
+        have = worker.interfaces
+        wanted = [("in", rule.input_interface)] + [("out", o.interface) for o in rule.outputs]
+        for kind, name in wanted:
+            if (kind, name) in have:
+                continue
+            ifindex = _ifindex(name)
+            if kind == "in":
+                sock, encode = sockets.open_input_socket(name, self._fanout_salt + ifindex), _engine.encode_add_input
+            else:
+                sock, encode = sockets.open_egress_socket(name), _engine.encode_add_egress
+            with sock:
+                await worker.call(encode, ifindex, fd=sock.fileno())
+            have.add((kind, name))
+
+    def _running(self) -> list[Worker]:
+        return [w for w in self.pool if w.state == "running"]
+
+    def _engine_rules(self) -> list[tuple]:
+        return [self._engine_rule(rule_id, rule) for rule_id, rule in self.rules.items()]
+
+    @staticmethod
+    def _engine_rule(rule_id: int, rule: Rule) -> tuple:
+        outputs = [(o.destination, o.port, _ifindex(o.interface), -1 if o.ttl is None else o.ttl,
+                    -1 if o.dscp is None else o.dscp) for o in rule.outputs]
+        return (rule_id, _ifindex(rule.input_interface), rule.group, rule.port, rule.source or "", outputs)
+
+    async def _health(self) -> None:
+        """Keep counters fresh and repair any worker whose rule set drifted from ours."""
+        while True:
+            await asyncio.sleep(HEALTH_INTERVAL)
+            expected = _engine.ruleset_hash(self._engine_rules())
+            for worker in self._running():
+                try:
+                    raw = await self._poll(worker)
+                    if raw["ruleset_hash"] != expected:
+                        self.resyncs += 1
+                        log.warning("worker %d rule set drifted; re-syncing", worker.id)
+                        await worker.call(_engine.encode_sync_rules, self._engine_rules())
+                except (WorkerError, CommandError) as error:
+                    log.warning("health check of worker %d: %s", worker.id, error)
+
+    async def _poll(self, worker: Worker) -> dict:
+        raw = (await worker.call(_engine.encode_get_stats))["stats"]
+        worker.last = {
+            "drops": raw["drops"],
+            "inputs": {i.pop("ifindex"): i for i in raw["inputs"]},
+            "rules": {r["id"]: {"packets": r["packets"], "bytes": r["bytes"],
+                                "outputs": dict(enumerate(r["outputs"]))} for r in raw["rules"]},
+        }
+        return raw
+
+    # Rules ----------------------------------------------------------------------
+
+    def _check_new(self, rule: Rule, ignore: set[int] = frozenset()) -> None:
+        """Refuse a rule whose interfaces are unknown or that clashes with one we hold."""
+        for name in [rule.input_interface] + [o.interface for o in rule.outputs]:
+            _ifindex(name)
+        for rule_id, held in self.rules.items():
+            if rule_id in ignore:
+                continue
+            if (held.input_interface, held.group, held.port, held.source) == \
+                    (rule.input_interface, rule.group, rule.port, rule.source):
+                raise CommandError("conflict", f"rule {rule_id} already relays {rule.group}:{rule.port} "
+                                               f"from {rule.source or 'any source'} on {rule.input_interface}")
+            if rule.name and held.name == rule.name:
+                raise CommandError("conflict", f"rule {rule_id} is already named '{rule.name}'")
+
+    async def add_rule(self, rule: Rule) -> int:
+        self._check_new(rule)
+        rule_id = self._next_id
+        self._next_id += 1
+        done: list[Worker] = []
+        try:
+            for worker in self._running():
+                await self._give_sockets(worker, rule)
+                await worker.call(_engine.encode_add_rule, *self._engine_rule(rule_id, rule))
+                done.append(worker)
+            self._join(rule)
+        except (WorkerError, OSError) as error:
+            for worker in done:  # never half-applied
+                await worker.call(_engine.encode_remove_rule, rule_id)
+            raise CommandError("engine", str(error)) from None
+        self.rules[rule_id] = rule
+        self._persist()
+        log.info("rule %d added: %s", rule_id, rule)
+        return rule_id
+
+    def _find(self, key: int | str) -> int:
+        if isinstance(key, int) or (isinstance(key, str) and key.isdigit()):
+            if int(key) in self.rules:
+                return int(key)
+        for rule_id, rule in self.rules.items():
+            if rule.name is not None and rule.name == key:
+                return rule_id
+        raise CommandError("not_found", f"no rule with id or name '{key}'")
+
+    async def remove_rule(self, key: int | str) -> None:
+        rule_id = self._find(key)
+        for worker in self._running():
+            try:
+                await worker.call(_engine.encode_remove_rule, rule_id)
+            except WorkerError as error:  # the health check re-syncs it
+                log.warning("removing rule %d: %s", rule_id, error)
+        rule = self.rules.pop(rule_id)
+        self._leave(rule)
+        self._persist()
+        log.info("rule %d removed", rule_id)
+
+    def list_rules(self) -> list[tuple[int, Rule]]:
+        return sorted(self.rules.items())
+
+    def _join(self, rule: Rule) -> None:
+        key = (rule.input_interface, rule.group, rule.source)
+        if key not in self._joins:
+            self._joins[key] = sockets.join_group(*key)
+
+    def _leave(self, rule: Rule) -> None:
+        key = (rule.input_interface, rule.group, rule.source)
+        still_used = any((r.input_interface, r.group, r.source) == key for r in self.rules.values())
+        if not still_used and key in self._joins:
+            self._joins.pop(key).close()
+
+    async def _set_rules(self, wanted: tuple[Rule, ...]) -> dict:
+        """Make the rule set equal `wanted`, all or nothing; unchanged rules keep their id and traffic."""
+        kept: dict[int, Rule] = {}
+        added: list[Rule] = []
+        for rule in wanted:
+            same = next((i for i, r in self.rules.items() if r == rule and i not in kept), None)
+            if same is None:
+                added.append(rule)
+            else:
+                kept[same] = rule  # may carry a new name
+        for rule in added:
+            self._check_new(rule, ignore=set(self.rules))
+        new_rules = dict(kept)
+        for rule in added:
+            new_rules[self._next_id] = rule
+            self._next_id += 1
+        old, self.rules = self.rules, new_rules
+        try:
+            for worker in self._running():
+                for rule in added:
+                    await self._give_sockets(worker, rule)
+                await worker.call(_engine.encode_sync_rules, self._engine_rules())
+            for rule in added:
+                self._join(rule)
+        except (WorkerError, OSError) as error:
+            self.rules = old
+            for worker in self._running():  # put back what some workers already took
+                await worker.call(_engine.encode_sync_rules, self._engine_rules())
+            raise CommandError("engine", str(error)) from None
+        for rule in old.values():
+            if rule not in new_rules.values():
+                self._leave(rule)
+        self._persist()
+        return {"added": len(added), "removed": len(old) - len(kept), "unchanged": len(kept)}
+
+    async def load_config(self, config: Config, replace: bool) -> dict:
+        wanted = config.rules if replace else tuple(self.rules.values()) + config.rules
+        return await self._set_rules(wanted)
+
+    def save_config(self, path: str | None) -> str:
+        target = path or self.config_path
+        if not target:
+            raise CommandError("bad_request", "no path given and the daemon was started without --config")
+        self._current_config().save(target)
+        return str(target)
+
+    def _current_config(self) -> Config:
+        return Config(workers=self.config.workers, pin_cores=self.config.pin_cores, log_level=self.levels["default"],
+                      user=self.config.user, rules=tuple(r for _, r in self.list_rules()))
+
+    def _persist(self) -> None:
+        if self.state_path:
+            Path(self.state_path).parent.mkdir(parents=True, exist_ok=True)
+            self._current_config().save(self.state_path)
+
+    # Observability ----------------------------------------------------------------
+
+    async def stats(self) -> dict:
+        for worker in self._running():
+            try:
+                await self._poll(worker)
+            except WorkerError as error:
+                log.warning("stats from worker %d: %s", worker.id, error)
+        total: dict = {}
+        for worker in self.pool:
+            total = add_counters(total, add_counters(worker.base, worker.last))
+        rules = {}
+        for rule_id, rule in self.list_rules():
+            counters = total.get("rules", {}).get(rule_id, {})
+            outputs = counters.get("outputs", {})
+            rules[str(rule_id)] = {
+                "name": rule.name, "rule": str(rule),
+                "packets": counters.get("packets", 0), "bytes": counters.get("bytes", 0),
+                "outputs": {str(o): {k: outputs.get(i, {}).get(k, 0) for k in ("packets", "bytes", "errors")}
+                            for i, o in enumerate(rule.outputs)}}
+        names = {index: name for index, name in socket.if_nameindex()}
+        inputs = {names.get(i, str(i)): c for i, c in total.get("inputs", {}).items()}
+        drops = total.get("drops", {reason: 0 for reason in _engine.DROP_REASONS})
+        return {"time": time.time(), "rules": rules, "drops": drops, "inputs": inputs, "resyncs": self.resyncs}
+
+    def workers(self) -> list[dict]:
+        return [w.describe() for w in self.pool]
+
+    def log_levels(self) -> dict[str, str]:
+        return dict(self.levels)
+
+    async def set_log_level(self, level: str, facility: str | None) -> None:
+        if level not in logs.LEVELS:
+            raise CommandError("bad_request", f"unknown level '{level}' ({', '.join(logs.LEVELS)})")
+        if facility not in (None, "default", *logs.FACILITIES):
+            raise CommandError("bad_request", f"unknown facility '{facility}' ({', '.join(logs.FACILITIES)})")
+        if facility in (None, "default"):
+            self.levels = {"default": level}
+        else:
+            self.levels[facility] = level
+        logs.set_level(level, facility)
+        if facility in (None, "default", "engine"):
+            number = logs.level_number(self.levels.get("engine", self.levels["default"]))
+            for worker in self._running():
+                await worker.call(_engine.encode_set_log_level, number)
