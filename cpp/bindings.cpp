@@ -7,6 +7,7 @@
 #include <stdexcept>
 
 #include "engine.h"
+#include "traffic_bindings.h"
 #include "wire.h"
 
 namespace py = pybind11;
@@ -169,4 +170,5 @@ PYBIND11_MODULE(_engine, m) {
   m.def("decode_reply", &decode_reply);
   m.attr("DROP_REASONS") = py::cast(std::vector<std::string>(kDropNames.begin(), kDropNames.end()));
   m.attr("MAX_MESSAGE") = wire::kMaxMessage;
+  traffic::bind_traffic(m);  // mcr._engine.Generator and TrafficSink
 }

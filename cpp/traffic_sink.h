@@ -4,6 +4,8 @@
 // histogram. All memory is allocated up front or on a stream's first packet,
 // never per packet.
 #pragma once
+#include <sys/socket.h>
+
 #include <array>
 #include <atomic>
 #include <cstdint>
@@ -57,6 +59,7 @@ struct SinkConfig {
 
 struct SinkResult {
   std::vector<StreamStats> streams;  // streams that sent anything, by id
+  LatencyHistogram latency;          // all streams together
   uint64_t invalid = 0;    // datagrams that are not probes, or name a stream out of range
   uint64_t truncated = 0;  // datagrams larger than the receive buffer
   double elapsed = 0;
@@ -86,8 +89,8 @@ class Sink {
   std::atomic<bool> stop_{false};
   std::vector<std::unique_ptr<State>> states_;
   std::vector<uint8_t> buffers_;
-  std::vector<struct iovec> iovs_;
-  std::vector<struct mmsghdr> msgs_;
+  std::vector<iovec> iovs_;
+  std::vector<mmsghdr> msgs_;
   uint64_t total_ = 0, invalid_ = 0, truncated_ = 0, last_rx_ = 0;
 };
 
