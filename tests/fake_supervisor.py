@@ -1,0 +1,99 @@
+"""An in-memory stand-in for the Supervisor, and a control server for it on
+a background thread, so the control socket, the API and the CLI client verbs
+can be tested without a daemon (the socket carries no packets)."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from pathlib import Path
+
+from mcr.config import Config
+from mcr.rules import Rule
+from mcr.supervisor.control import CommandError, ControlServer, serve_control
+
+
+class FakeSupervisor:
+    version = "9.9.9-fake"
+
+    def __init__(self) -> None:
+        self.rules: dict[int, Rule] = {}
+        self.levels = {"default": "info"}
+        self.next_id = 1
+        self.saved: list[str | None] = []
+
+    async def add_rule(self, rule: Rule) -> int:
+        for rule_id, other in self.rules.items():
+            if (other.input_interface, other.group, other.port, other.source) == \
+                    (rule.input_interface, rule.group, rule.port, rule.source):
+                raise CommandError("conflict", f"rule {rule_id} already relays {rule.group}:{rule.port}")
+        rule_id, self.next_id = self.next_id, self.next_id + 1
+        self.rules[rule_id] = rule
+        return rule_id
+
+    async def remove_rule(self, key: int | str) -> None:
+        for rule_id, rule in self.rules.items():
+            if key in (rule_id, rule.name):
+                del self.rules[rule_id]
+                return
+        raise CommandError("not_found", f"no rule with id or name '{key}'")
+
+    def list_rules(self) -> list[tuple[int, Rule]]:
+        return sorted(self.rules.items())
+
+    async def stats(self) -> dict:
+        return {"time": time.time(), "drops": {"no_rule": 3, "truncated": 0},
+                "inputs": {"eth0": {"frames": 10, "bytes": 1000, "kernel_packets": 10, "kernel_drops": 0}},
+                "rules": {str(i): {"name": r.name, "rule": str(r), "packets": 5, "bytes": 500,
+                                   "outputs": {str(o): {"packets": 5, "bytes": 500, "errors": 0} for o in r.outputs}}
+                          for i, r in self.rules.items()}}
+
+    def workers(self) -> list[dict]:
+        return [{"id": 0, "pid": 4242, "core": 0, "state": "running", "restarts": 0, "uptime": 3725.0}]
+
+    def log_levels(self) -> dict[str, str]:
+        return dict(self.levels)
+
+    async def set_log_level(self, level: str, facility: str | None) -> None:
+        if facility is None:
+            self.levels = {f: level for f in self.levels}
+        else:
+            self.levels[facility] = level
+
+    async def load_config(self, config: Config, replace: bool) -> dict:
+        added = [rule for rule in config.rules if rule not in self.rules.values()]
+        for rule in added:
+            await self.add_rule(rule)
+        return {"added": len(added), "removed": 0, "unchanged": len(config.rules) - len(added)}
+
+    def save_config(self, path: str | None) -> str:
+        self.saved.append(path)
+        return path or "/etc/mcr/mcr.json"
+
+
+class ServerThread:
+    """serve_control() on its own event loop thread; `with ServerThread(path) as server:`."""
+
+    def __init__(self, path: Path, sup: FakeSupervisor | None = None, **options) -> None:
+        self.path = str(path)
+        self.sup = sup or FakeSupervisor()
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+        self.server: ControlServer = self._run(serve_control(self.sup, self.path, **options))
+
+    def _run(self, coro):
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout=10)
+
+    def __enter__(self) -> ServerThread:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._run(self.server.close())
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(timeout=10)
+        self.loop.close()
