@@ -1,5 +1,6 @@
 """Network-namespace lab for testing MCR end to end without touching the host."""
 
+from .gen import Generator, Sink, generate, probe_payload, read_probe, streams
 from .netns import (
     Chain,
     Lab,
@@ -27,11 +28,14 @@ __all__ = [
     "Capture",
     "Chain",
     "FrameSender",
+    "Generator",
     "Lab",
     "LabError",
     "Received",
+    "Sink",
     "UdpSink",
     "chain",
+    "generate",
     "in_netns",
     "interface_index",
     "interface_mac",
@@ -40,6 +44,9 @@ __all__ = [
     "open_socket",
     "payload_intact",
     "payload_seq",
+    "probe_payload",
+    "read_probe",
+    "streams",
     "udp_frame",
     "udp_packets",
 ]
