@@ -90,6 +90,16 @@ def test_bad_json_is_refused_and_the_connection_keeps_working(conn, line):
     assert conn.ask({"cmd": "ping"})["ok"]
 
 
+def test_help_describes_every_command_with_an_example_that_works(conn):
+    commands = conn.ask({"cmd": "help"})["result"]["commands"]
+    assert {"ping", "rules.add", "rules.remove", "rules.list", "stats", "workers", "log-level.get", "log-level.set",
+            "config.load", "config.save", "config.check"} <= set(commands)
+    for name, entry in commands.items():
+        example = json.loads(entry["example"])
+        assert example["cmd"] == name and entry["help"]
+        assert conn.ask(example)["ok"], name
+
+
 def test_unknown_command_lists_the_commands(conn):
     reply = conn.ask({"cmd": "rules.ad", "id": 7})
     assert error_code(reply) == "unknown_command" and reply["id"] == 7

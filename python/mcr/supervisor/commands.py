@@ -111,6 +111,11 @@ async def config_check(sup: Any, args: dict) -> dict:
     return {"rules": len(_config(_args(args, {"config": dict})["config"]).rules)}
 
 
+async def help_(sup: Any, args: dict) -> dict:
+    _args(args)
+    return {"commands": {name: {"help": c.help, "example": c.example} for name, c in COMMANDS.items()}}
+
+
 Handler = Callable[[Any, dict], Awaitable[dict]]
 
 
@@ -128,8 +133,8 @@ COMMANDS: dict[str, Command] = {
     "ping": Command(ping, "check that the daemon answers; returns its version", '{"cmd": "ping"}'),
     "version": Command(ping, "the daemon's version", '{"cmd": "version"}'),
     "rules.add": Command(rules_add, "add a rule (config form); returns its id",
-                         '{"cmd": "rules.add", "args": {"rule": {"input_interface": "eth0", "group": "239.1.1.1", '
-                         '"port": 5000, "outputs": ["239.2.2.2:5000:eth1"]}}}'),
+                         '{"cmd": "rules.add", "args": {"rule": {"name": "feed-a", "input_interface": "eth0", '
+                         '"group": "239.1.1.1", "port": 5000, "outputs": ["239.2.2.2:5000:eth1"]}}}'),
     "rules.remove": Command(rules_remove, "remove a rule by id or name",
                             '{"cmd": "rules.remove", "args": {"rule": "feed-a"}}'),
     "rules.list": Command(rules_list, "the rules with their ids", '{"cmd": "rules.list"}'),
@@ -144,4 +149,5 @@ COMMANDS: dict[str, Command] = {
                            '{"cmd": "config.save", "args": {"path": "/etc/mcr/mcr.json"}}', owner_only=("path",)),
     "config.check": Command(config_check, "validate a config without applying it",
                             '{"cmd": "config.check", "args": {"config": {"workers": 2}}}'),
+    "help": Command(help_, "every command with its help and an example request", '{"cmd": "help"}'),
 }
