@@ -200,7 +200,10 @@ class ControlServer:
             data = json.dumps(reply, separators=(",", ":"))
         except (TypeError, ValueError) as error:  # a handler returned something JSON cannot carry
             log.error("control: reply not serializable: %s", error)
-            data = json.dumps(_error("internal", f"reply not serializable: {error}"))
+            fallback = _error("internal", f"reply not serializable: {error}")
+            if "id" in reply:  # the id came as JSON, so it goes back as JSON
+                fallback["id"] = reply["id"]
+            data = json.dumps(fallback)
         writer.write(data.encode() + b"\n")
         await asyncio.wait_for(writer.drain(), self.request_timeout)
 
