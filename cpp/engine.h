@@ -80,6 +80,7 @@ class Engine {
   int command_fd_;
   bool running_ = false;
   bool command_armed_ = false;
+  bool rearm_now_ = false;  // an input stopped for a reason other than ENOBUFS
   io_uring ring_{};
   bool ring_ready_ = false;
   BufferPool buffers_;

@@ -23,7 +23,8 @@ std::string Engine::run() {
       ++seen;
     }
     io_uring_cq_advance(&ring_, seen);
-    if (buffers_.publish()) rearm_inputs();
+    // ENOBUFS waits for recycled buffers; any other stop re-arms at once.
+    if (buffers_.publish() || rearm_now_) rearm_inputs();
     if (!command_armed_ && running_) arm_command();
   }
   log_.log(LogLevel::Info, "engine stopped");
@@ -41,7 +42,10 @@ void Engine::dispatch(const io_uring_cqe* cqe) {
 
 void Engine::on_receive(const io_uring_cqe* cqe) {
   Input& input = inputs_[tag_index(cqe->user_data)];
-  if (!(cqe->flags & IORING_CQE_F_MORE)) input.armed = false;  // re-armed once buffers return
+  if (!(cqe->flags & IORING_CQE_F_MORE)) {
+    input.armed = false;
+    rearm_now_ |= cqe->res != -ENOBUFS;  // e.g. ENETDOWN when the link went down
+  }
   if (cqe->res < 0) {
     count(drops_, cqe->res == -ENOBUFS ? DropReason::NoRxBuffer : DropReason::RxError);
     return;
@@ -79,6 +83,7 @@ void Engine::on_send(const io_uring_cqe* cqe) {
 }
 
 void Engine::rearm_inputs() {
+  rearm_now_ = false;
   for (uint32_t i = 0; i < inputs_.size(); ++i)
     if (!inputs_[i].armed) arm_input(i);
 }

@@ -7,7 +7,8 @@ the relay namespace and always tears both down, then checks that the
 namespaces are really gone.
 
 The helpers live on the RelayLab object the fixture returns, so test
-modules never import this file.
+modules never import this file. mcr is imported lazily here because this
+conftest also loads for tests that do not need the compiled engine.
 """
 
 from __future__ import annotations
@@ -269,11 +270,15 @@ def relay_lab() -> Iterator[Callable[..., RelayLab]]:
 
     yield make
     namespaces: set[str] = set()
-    for lab in reversed(labs):
+    errors = []
+    for lab in reversed(labs):  # every lab is closed even if one fails to
         namespaces |= lab.namespaces
-        lab.close()
+        try:
+            lab.close()
+        except Exception as error:
+            errors.append(repr(error))
     leftover = namespaces & netns_names()
-    assert not leftover, f"namespaces left behind: {sorted(leftover)}"
+    assert not leftover and not errors, f"namespaces left behind: {sorted(leftover)}; teardown errors: {errors}"
 
 
 @pytest.fixture

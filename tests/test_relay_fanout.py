@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+
 from mcr.lab import numbered_payloads
 from mcr.rules import Output, Rule
 
@@ -54,3 +56,25 @@ def test_fanout_to_100_outputs(relay_lab) -> None:
     per_output = {name: (o["packets"], o["bytes"], o["errors"]) for name, o in rule["outputs"].items()}
     assert per_output == {str(o): (count, count * size, 0) for o in outputs}, lab.describe(stats)
     assert not any(stats["drops"].values()), lab.describe(stats)
+
+
+def test_failing_output_does_not_affect_the_others(relay_lab) -> None:
+    # Output 1's interface is down: each send there fails (ENETDOWN) and is
+    # counted, while output 0 of the same rule still gets every packet.
+    count, size = 500, 100
+    lab = relay_lab(n_sinks=2)
+    c = lab.c
+    dead = Output("239.2.2.9", 6009, c.relay_out[1])
+    alive = Output("239.2.2.1", 6001, c.relay_out[0])
+    rule_id = lab.engine.add_rule(Rule(c.relay_in, GROUP, PORT, (dead, alive)))
+    subprocess.run(["ip", "-n", c.relay_ns, "link", "set", c.relay_out[1], "down"], check=True, timeout=30)
+    collector = lab.collect(lab.sink(0, alive.destination, alive.port), count + 1, idle=0.5)
+
+    lab.send(lab.frames(numbered_payloads(count, size), GROUP, PORT), rate_pps=5000)
+
+    lab.expect_stream(collector.result(), count, size, what=f"live output {alive}")
+    stats = lab.wait_relayed({rule_id: count})
+    outputs = stats["rules"][rule_id]["outputs"]
+    assert outputs[str(alive)] == {"packets": count, "bytes": count * size, "errors": 0}, lab.describe(stats)
+    assert outputs[str(dead)] == {"packets": 0, "bytes": 0, "errors": count}, lab.describe(stats)
+    assert {k: v for k, v in stats["drops"].items() if v} == {"send_failed": count}, lab.describe(stats)
