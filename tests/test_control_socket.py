@@ -15,9 +15,12 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+from typing import Callable
 
 import pytest
 from fake_supervisor import FakeSupervisor, ServerThread
+
+from mcr.api import ApiError, Client
 
 RULE = {"name": "feed-a", "input_interface": "eth0", "group": "239.1.1.1", "port": 5000,
         "outputs": ["239.2.2.2:5000:eth1"]}
@@ -300,12 +303,20 @@ def _request_from_child(path: str, request: dict) -> dict:
         sock.connect(path)
     except PermissionError:
         return {"connect": "denied"}
-    sock.sendall(json.dumps(request).encode() + b"\n")
+    try:
+        sock.sendall(json.dumps(request).encode() + b"\n")
+    except BrokenPipeError:
+        pass  # refused: the server may hang up before we send, but its reply is there to read
     return json.loads(sock.makefile("rb").readline())
 
 
 def as_nobody(path: str, request: dict, gid: int | None = None, groups: tuple[int, ...] = ()) -> dict:
     """Send one request from a forked child running as nobody (group nogroup unless `gid` says)."""
+    return in_child_as_nobody(lambda: _request_from_child(path, request), gid, groups)
+
+
+def in_child_as_nobody(work: Callable[[], dict], gid: int | None = None, groups: tuple[int, ...] = ()) -> dict:
+    """`work()`'s result, run in a forked child as nobody."""
     nobody, nogroup = pwd.getpwnam("nobody").pw_uid, grp.getgrnam("nogroup").gr_gid
     read_end, write_end = os.pipe()
     pid = os.fork()
@@ -314,7 +325,7 @@ def as_nobody(path: str, request: dict, gid: int | None = None, groups: tuple[in
             os.setgroups(list(groups))
             os.setgid(nogroup if gid is None else gid)
             os.setuid(nobody)
-            result = _request_from_child(path, request)
+            result = work()
         except BaseException as error:
             result = {"child_error": repr(error)}
         os.write(write_end, json.dumps(result).encode())
@@ -352,6 +363,20 @@ def test_other_users_are_refused_by_peer_credentials(open_dir):
         assert error_code(reply) == "permission"
         assert "uid 65534" in reply["error"]["message"]
         assert ping_ok(running.path)
+
+
+@needs_root
+def test_the_api_reports_a_refusal_as_a_permission_error(open_dir):
+    def ping_by_api() -> dict:
+        try:
+            return {"version": Client(running.path).ping()}
+        except ApiError as error:
+            return {"code": error.code, "message": error.message}
+
+    with ServerThread(open_dir / "control.sock") as running:
+        os.chmod(running.path, 0o666)
+        for _ in range(20):  # the refusal races the request: either order must read the same
+            assert in_child_as_nobody(ping_by_api)["code"] == "permission"
 
 
 @needs_root

@@ -102,8 +102,11 @@ class Client:
             self._connect()
         try:
             self._sock.sendall(json.dumps(request).encode() + b"\n")
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the daemon hung up, maybe after saying why: that is still there to read
+        try:
             reply = self._read_reply()
-        except (_Closed, BrokenPipeError, ConnectionResetError):
+        except (_Closed, ConnectionResetError):
             reply = None
         except TimeoutError:
             self.close()
