@@ -92,7 +92,7 @@ py::dict run_sink(Sink& sink) {
   py::list streams;
   for (const StreamStats& s : r.streams) streams.append(stream_dict(s));
   return py::dict(py::arg("streams") = streams, py::arg("latency_ns") = latency_dict(r.latency),
-                  py::arg("invalid") = r.invalid, py::arg("truncated") = r.truncated,
+                  py::arg("invalid") = r.invalid, py::arg("truncated") = r.truncated, py::arg("late") = r.late,
                   py::arg("elapsed") = r.elapsed);
 }
 
@@ -118,7 +118,8 @@ void bind_traffic(py::module_& m) {
       .def(py::init(&make_sink), py::arg("fds"), py::arg("duration") = 10.0, py::arg("idle") = 1.0,
            py::arg("max_packets") = 0, py::arg("max_streams") = 4096, py::arg("batch") = 64)
       .def("run", &run_sink)
-      .def("stop", &Sink::stop);
+      .def("stop", &Sink::stop)
+      .def("end_window", &Sink::end_window, py::arg("monotonic_ns"));
   m.attr("PROBE_SIZE") = kProbeSize;
 }
 

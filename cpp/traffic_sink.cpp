@@ -126,6 +126,13 @@ bool Sink::drain(int fd) {
   int n = recvmmsg(fd, msgs_.data(), config_.batch, MSG_DONTWAIT, nullptr);
   if (n <= 0) return false;
   uint64_t now = monotonic_ns();
+  total_ += static_cast<uint64_t>(n);
+  last_rx_ = now;
+  uint64_t window_end = window_end_.load(std::memory_order_relaxed);
+  if (window_end != 0 && now > window_end) {
+    late_ += static_cast<uint64_t>(n);
+    return static_cast<uint32_t>(n) == config_.batch;
+  }
   for (int k = 0; k < n; ++k) {
     if (msgs_[k].msg_hdr.msg_flags & MSG_TRUNC) {
       ++truncated_;
@@ -133,8 +140,6 @@ bool Sink::drain(int fd) {
     }
     account(buffers_.data() + static_cast<size_t>(k) * kSlotSize, msgs_[k].msg_len, now);
   }
-  total_ += static_cast<uint64_t>(n);
-  last_rx_ = now;
   return static_cast<uint32_t>(n) == config_.batch;
 }
 
@@ -168,6 +173,7 @@ SinkResult Sink::run() {
     }
   result.invalid = invalid_;
   result.truncated = truncated_;
+  result.late = late_;
   return result;
 }
 

@@ -62,6 +62,7 @@ struct SinkResult {
   LatencyHistogram latency;          // all streams together
   uint64_t invalid = 0;    // datagrams that are not probes, or name a stream out of range
   uint64_t truncated = 0;  // datagrams larger than the receive buffer
+  uint64_t late = 0;       // arrived after the window ended (see Sink::end_window)
   double elapsed = 0;
   std::string error;
 };
@@ -75,6 +76,11 @@ class Sink {
 
   SinkResult run();                // blocks; call once
   void stop() { stop_.store(true); }  // from any thread; run() returns within ~20 ms
+  // From any thread: packets arriving after CLOCK_MONOTONIC `ns` are only
+  // counted as late. A benchmark ends the window shortly after the sender
+  // stopped, so a relay that fell behind and drains its socket buffers
+  // afterwards is not credited with a rate it could not sustain.
+  void end_window(uint64_t ns) { window_end_.store(ns); }
 
  private:
   struct Window;  // duplicate detection for one stream
@@ -87,11 +93,12 @@ class Sink {
 
   SinkConfig config_;
   std::atomic<bool> stop_{false};
+  std::atomic<uint64_t> window_end_{0};  // 0: no window
   std::vector<std::unique_ptr<State>> states_;
   std::vector<uint8_t> buffers_;
   std::vector<iovec> iovs_;
   std::vector<mmsghdr> msgs_;
-  uint64_t total_ = 0, invalid_ = 0, truncated_ = 0, last_rx_ = 0;
+  uint64_t total_ = 0, invalid_ = 0, truncated_ = 0, late_ = 0, last_rx_ = 0;
 };
 
 }  // namespace mcr::traffic

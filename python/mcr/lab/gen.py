@@ -235,6 +235,10 @@ class Sink:
         assert self._report is not None
         return self._report
 
+    def end_window(self, monotonic_ns: int) -> None:
+        """Packets arriving after this time.monotonic_ns() instant are counted only as `late`."""
+        self._native.end_window(monotonic_ns)
+
     def stop(self) -> dict:
         """Ends the sink now (within ~20 ms) and returns its report."""
         self._native.stop()

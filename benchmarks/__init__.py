@@ -1,0 +1,1 @@
+"""Reproducible comparisons of MCR against socat and kernel multicast forwarding (see run.py)."""

@@ -1,0 +1,155 @@
+"""The benchmark's report: the machine, Markdown tables with MCR's ratios, PNG plots."""
+
+from __future__ import annotations
+
+import os
+import platform
+import subprocess
+from pathlib import Path
+
+import mcr
+
+SYSTEMS = ("mcr", "socat", "kernel")
+
+
+def machine() -> dict:
+    model = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")),
+                 platform.processor())
+    socat = subprocess.run(["socat", "-V"], capture_output=True, text=True).stdout.splitlines()
+    commit = subprocess.run(["git", "-C", str(Path(__file__).parent), "rev-parse", "--short", "HEAD"],
+                            capture_output=True, text=True).stdout.strip()
+    return {"cpu": model, "cores": os.cpu_count(), "kernel": platform.release(), "python": platform.python_version(),
+            "mcr": mcr.__version__, "commit": commit, "socat": next((s for s in socat if "version" in s), "?"),
+            "load_average_at_start": os.getloadavg()}
+
+
+def _get(summary: dict, test, placement, system, size="", streams="", outputs="") -> dict:
+    return summary.get(f"{test}|{placement}|{system}|{size}|{streams}|{outputs}", {})
+
+
+def _num(entry: dict | None, scale: float = 1, digits: int = 0) -> str:
+    if not entry:
+        return "—"
+    fmt = f"{{:,.{digits}f}}"
+    text = fmt.format(entry["median"] * scale)
+    if entry["n"] > 1:
+        text += f" ({fmt.format(entry['min'] * scale)}–{fmt.format(entry['max'] * scale)})"
+    return text
+
+
+def _ratio(a: dict | None, b: dict | None) -> str:
+    if not a or not b or not b["median"]:
+        return "—"
+    return f"{a['median'] / b['median']:.2f}x"
+
+
+def ndr_table(summary: dict, placements, payloads, streams=1) -> list[str]:
+    lines = ["| placement | payload B | MCR pps | socat pps | kernel pps | MCR/socat | MCR/kernel |",
+             "|---|---|---|---|---|---|---|"]
+    for pl in placements:
+        for size in payloads:
+            v = {s: _get(summary, "ndr", pl, s, size, streams, 1).get("offered_pps") for s in SYSTEMS}
+            lines.append(f"| {pl} | {size} | {_num(v['mcr'])} | {_num(v['socat'])} | {_num(v['kernel'])} | "
+                         f"{_ratio(v['mcr'], v['socat'])} | {_ratio(v['mcr'], v['kernel'])} |")
+    return lines
+
+
+def cpu_table(summary: dict, placements, payloads) -> list[str]:
+    lines = ["| placement | payload B | system | relay process ns/pkt | whole host ns/pkt | relay core busy |",
+             "|---|---|---|---|---|---|"]
+    for pl in placements:
+        for size in payloads:
+            for s in SYSTEMS:
+                e = _get(summary, "ndr", pl, s, size, 1, 1)
+                if e:
+                    lines.append(f"| {pl} | {size} | {s} | {_num(e['relay_cpu_ns'])} | {_num(e['host_cpu_ns'])} | "
+                                 f"{_num(e['relay_core_busy'], 100)} % |")
+    return lines
+
+
+def overload_table(summary: dict, placements, payloads) -> list[str]:
+    lines = ["| placement | payload B | system | no-drop pps | offered pps | delivered pps | delivered / no-drop |",
+             "|---|---|---|---|---|---|---|"]
+    for pl in placements:
+        for size in payloads:
+            for s in SYSTEMS:
+                e = _get(summary, "overload", pl, s, size)
+                ndr = _get(summary, "ndr", pl, s, size, 1, 1).get("offered_pps")
+                if e:
+                    lines.append(f"| {pl} | {size} | {s} | {_num(ndr)} | {_num(e['offered_pps'])} | "
+                                 f"{_num(e['delivered_pps'])} | {_num(e['ratio'], 100)} % |")
+    return lines
+
+
+def latency_table(summary: dict, placements) -> list[str]:
+    lines = ["| placement | system | delivered pps | loss | p50 us | p99 us | p99.9 us |", "|---|---|---|---|---|---|---|"]
+    for pl in placements:
+        for s in SYSTEMS:
+            e = _get(summary, "latency", pl, s, 64)
+            if e:
+                lines.append(f"| {pl} | {s} | {_num(e['delivered_pps'])} | {_num(e['loss'], 100, 2)} % | "
+                             f"{_num(e['p50_us'], 1, 1)} | {_num(e['p99_us'], 1, 1)} | {_num(e['p999_us'], 1, 1)} |")
+    return lines
+
+
+def fanout_table(summary: dict, placements, fanout) -> list[str]:
+    lines = ["| placement | system | outputs | no-drop input pps | total output pps | output vs 1 output |",
+             "|---|---|---|---|---|---|"]
+    for pl in placements:
+        for s in SYSTEMS:
+            one = _get(summary, "fanout", pl, s, 64, "", 1).get("delivered_pps")
+            for n in fanout:
+                e = _get(summary, "fanout", pl, s, 64, "", n)
+                if e:
+                    lines.append(f"| {pl} | {s} | {n} | {_num(e['offered_pps'])} | {_num(e['delivered_pps'])} | "
+                                 f"{_ratio(e['delivered_pps'], one)} |")
+    return lines
+
+
+def write(results: dict, out: Path) -> None:
+    s, st = results["summary"], results["settings"]
+    m = results["machine"]
+    lines = [f"# MCR benchmark ({results['profile']} profile)", "",
+             f"Run {results['started']}, {results['duration_s']} s. Machine: {m['cpu']}, {m['cores']} cores, "
+             f"kernel {m['kernel']}, load average at start {m['load_average_at_start']}. MCR {m['mcr']} "
+             f"(commit {m['commit']}), {m['socat']}.", "",
+             "Settings: " + ", ".join(f"{k}={v}" for k, v in st.items()), "",
+             "Figures are medians over repeats (min–max when repeated). No-drop rate: highest paced rate with "
+             "<= 0.5 % loss found by bisection (offered pps = what the generator achieved). Placement A: plain "
+             "veth, the relay's ingress softirq runs on the generator's core. B: RPS steers it to the relay's core.",
+             "", "## No-drop rate, one stream", *ndr_table(s, st["placements"], st["payloads"]), "",
+             "## CPU per delivered packet at the no-drop rate", *cpu_table(s, st["placements"], st["payloads"]), "",
+             "## Overload: offered 3x the no-drop rate", *overload_table(s, st["placements"], st["payloads"]), "",
+             f"## Latency at {st['latency_rate_pps']:,} pps, 64 B", *latency_table(s, st["placements"]), ""]
+    for n in st["streams"]:
+        if n != 1:
+            lines += [f"## No-drop rate, {n} streams (64 B)", *ndr_table(s, st["placements"], [64], n), ""]
+    lines += ["## Fan-out (64 B; delivery counted on the relay's output links)",
+              *fanout_table(s, st["fanout_placements"], st["fanout"]), ""]
+    lines += ["## Not measured", *[f"- {n['what']}: {n['why']}" for n in results["not_measured"]], ""]
+    lines += [f"![{p.stem}]({p.name})" for p in plots(results, out)]
+    (out / "report.md").write_text("\n".join(lines) + "\n")
+
+
+def plots(results: dict, out: Path) -> list[Path]:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    st, made = results["settings"], []
+    for placement in st["placements"]:
+        fig, ax = plt.subplots(figsize=(7, 4))
+        for system, color in zip(SYSTEMS, ("tab:blue", "tab:orange", "tab:green")):
+            points = sorted((t["offered"], t["delivered_pps"]) for row in results["rows"]
+                            if row["test"] == "ndr" and row["placement"] == placement and row["system"] == system
+                            and row.get("size") == 64 and row.get("streams") == 1 for t in row["tried"])
+            if points:
+                ax.plot(*zip(*points), "o-", color=color, label=system)
+        ax.set(xlabel="offered pps", ylabel="delivered pps", title=f"64 B, placement {placement}")
+        ax.legend()
+        ax.grid(alpha=0.3)
+        path = out / f"delivered_vs_offered_{placement}.png"
+        fig.savefig(path, dpi=100, bbox_inches="tight")
+        plt.close(fig)
+        made.append(path)
+    return made
