@@ -15,6 +15,7 @@ import asyncio
 from .. import logs
 from ..config import Config
 from ..supervisor import Supervisor
+from ..supervisor.commands import CommandError
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -46,5 +47,8 @@ def run(args: argparse.Namespace) -> int:
     config = config_from(args)
     logs.setup(config.log_level)
     supervisor = Supervisor(config, config_path=args.config, state_path=args.state or None, socket_path=args.socket)
-    asyncio.run(supervisor.run())
+    try:
+        asyncio.run(supervisor.run())
+    except CommandError as error:  # e.g. a configured rule names a missing interface
+        raise ValueError(error.message) from None
     return 0

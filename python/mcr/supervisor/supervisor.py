@@ -56,6 +56,9 @@ class Supervisor:
         self._tasks: list[asyncio.Task] = []
         self._fanout_salt = os.getpid() << 8
         self.resyncs = 0
+        # The control server runs requests concurrently; rule-set changes and
+        # worker (re)starts take turns, so no worker misses a change.
+        self._changing = asyncio.Lock()
 
     # Lifecycle ----------------------------------------------------------------
 
@@ -123,16 +126,21 @@ class Supervisor:
     async def _bring_up(self, worker: Worker) -> None:
         """Spawn a worker, hand it its sockets and the whole rule set."""
         level = logs.level_number(self.levels.get("engine", self.levels["default"]))
-        await worker.spawn(self.config.user, level, DEFAULT_LIMITS)
-        try:
-            for rule in self.rules.values():
-                await self._give_sockets(worker, rule)
-            await worker.call(_engine.encode_sync_rules, self._engine_rules())
-            worker.state = "running"
-            log.info("worker %d running (pid %d)", worker.id, worker.pid)
-        except (WorkerError, CommandError, OSError) as error:
-            log.error("worker %d failed to start: %s", worker.id, error)
-            worker.process.kill()  # the watcher restarts it with backoff
+        async with self._changing:
+            await worker.spawn(self.config.user, level, DEFAULT_LIMITS)
+            try:
+                await self._sync_worker(worker)
+                worker.state = "running"
+                log.info("worker %d running (pid %d)", worker.id, worker.pid)
+            except (WorkerError, CommandError, OSError) as error:
+                log.error("worker %d failed to start: %s", worker.id, error)
+                worker.process.kill()  # the watcher restarts it with backoff
+
+    async def _sync_worker(self, worker: Worker) -> None:
+        """Give `worker` every socket the rule set needs, then the whole rule set."""
+        for rule in self.rules.values():
+            await self._give_sockets(worker, rule)
+        await worker.call(_engine.encode_sync_rules, self._engine_rules())
 
     async def _watch(self, worker: Worker) -> None:
         while not self._stopping.is_set():
@@ -179,16 +187,17 @@ class Supervisor:
         """Keep counters fresh and repair any worker whose rule set drifted from ours."""
         while True:
             await asyncio.sleep(HEALTH_INTERVAL)
-            expected = _engine.ruleset_hash(self._engine_rules())
-            for worker in self._running():
-                try:
-                    raw = await self._poll(worker)
-                    if raw["ruleset_hash"] != expected:
-                        self.resyncs += 1
-                        log.warning("worker %d rule set drifted; re-syncing", worker.id)
-                        await worker.call(_engine.encode_sync_rules, self._engine_rules())
-                except (WorkerError, CommandError) as error:
-                    log.warning("health check of worker %d: %s", worker.id, error)
+            async with self._changing:
+                expected = _engine.ruleset_hash(self._engine_rules())
+                for worker in self._running():
+                    try:
+                        raw = await self._poll(worker)
+                        if raw["ruleset_hash"] != expected:
+                            self.resyncs += 1
+                            log.warning("worker %d rule set drifted; re-syncing", worker.id)
+                            await self._sync_worker(worker)
+                    except (WorkerError, CommandError, OSError) as error:
+                        log.warning("health check of worker %d: %s", worker.id, error)
 
     async def _poll(self, worker: Worker) -> dict:
         raw = (await worker.call(_engine.encode_get_stats))["stats"]
@@ -217,6 +226,10 @@ class Supervisor:
                 raise CommandError("conflict", f"rule {rule_id} is already named '{rule.name}'")
 
     async def add_rule(self, rule: Rule) -> int:
+        async with self._changing:
+            return await self._add_rule(rule)
+
+    async def _add_rule(self, rule: Rule) -> int:
         self._check_new(rule)
         rule_id = self._next_id
         self._next_id += 1
@@ -246,6 +259,10 @@ class Supervisor:
         raise CommandError("not_found", f"no rule with id or name '{key}'")
 
     async def remove_rule(self, key: int | str) -> None:
+        async with self._changing:
+            await self._remove_rule(key)
+
+    async def _remove_rule(self, key: int | str) -> None:
         rule_id = self._find(key)
         for worker in self._running():
             try:
@@ -290,15 +307,13 @@ class Supervisor:
         old, self.rules = self.rules, new_rules
         try:
             for worker in self._running():
-                for rule in added:
-                    await self._give_sockets(worker, rule)
-                await worker.call(_engine.encode_sync_rules, self._engine_rules())
+                await self._sync_worker(worker)
             for rule in added:
                 self._join(rule)
         except (WorkerError, OSError) as error:
             self.rules = old
             for worker in self._running():  # put back what some workers already took
-                await worker.call(_engine.encode_sync_rules, self._engine_rules())
+                await self._sync_worker(worker)
             raise CommandError("engine", str(error)) from None
         for rule in old.values():
             if rule not in new_rules.values():
@@ -307,8 +322,9 @@ class Supervisor:
         return {"added": len(added), "removed": len(old) - len(kept), "unchanged": len(kept)}
 
     async def load_config(self, config: Config, replace: bool) -> dict:
-        wanted = config.rules if replace else tuple(self.rules.values()) + config.rules
-        return await self._set_rules(wanted)
+        async with self._changing:
+            wanted = config.rules if replace else tuple(self.rules.values()) + config.rules
+            return await self._set_rules(wanted)
 
     def save_config(self, path: str | None) -> str:
         target = path or self.config_path
@@ -358,6 +374,10 @@ class Supervisor:
         return dict(self.levels)
 
     async def set_log_level(self, level: str, facility: str | None) -> None:
+        async with self._changing:
+            await self._set_log_level(level, facility)
+
+    async def _set_log_level(self, level: str, facility: str | None) -> None:
         if level not in logs.LEVELS:
             raise CommandError("bad_request", f"unknown level '{level}' ({', '.join(logs.LEVELS)})")
         if facility not in (None, "default", *logs.FACILITIES):
