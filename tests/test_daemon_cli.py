@@ -43,6 +43,8 @@ def test_mcrctl_form_still_works(tmp_path):
         d.mcr("add", "--input-interface", lab.relay_in, "--input-group", "239.1.1.1", "--input-port", "5000",
               "--outputs", f"239.2.2.2:6000:{lab.relay_out[0]}")
         assert len(json.loads(d.mcr("list", "--json").stdout)["rules"]) == 1
+        versions = json.loads(d.mcr("version", "--json").stdout)
+        assert versions["daemon"] == versions["client"]
 
 
 def test_workers_are_unprivileged_and_socket_is_0660(tmp_path):
