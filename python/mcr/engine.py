@@ -39,8 +39,8 @@ class Engine:
         self.netns = netns
         self._channel, engine_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         for end in (self._channel, engine_end):
-            sockets._force_buffer(end, sockets.SO_SNDBUFFORCE, socket.SO_SNDBUF, CHANNEL_BUFFER)
-            sockets._force_buffer(end, sockets.SO_RCVBUFFORCE, socket.SO_RCVBUF, CHANNEL_BUFFER)
+            sockets.force_buffer(end, sockets.SO_SNDBUFFORCE, socket.SO_SNDBUF, CHANNEL_BUFFER)
+            sockets.force_buffer(end, sockets.SO_RCVBUFFORCE, socket.SO_RCVBUF, CHANNEL_BUFFER)
         self._channel.settimeout(REPLY_TIMEOUT)
         self._core = _engine.Engine(engine_end.detach(), max_rules=max_rules, rx_buffers=rx_buffers,
                                     send_slots=send_slots)

@@ -49,7 +49,7 @@ _INPUT_FILTER = b"".join([
 ])
 
 
-def _force_buffer(sock: socket.socket, force: int, plain: int, size: int) -> None:
+def force_buffer(sock: socket.socket, force: int, plain: int, size: int) -> None:
     """Raise a socket buffer past the sysctl cap when privileged, else as far as allowed."""
     try:
         sock.setsockopt(socket.SOL_SOCKET, force, size)
@@ -70,7 +70,7 @@ def open_input_socket(ifname: str, fanout_group: int | None = None) -> socket.so
         fprog = struct.pack("HL", len(_INPUT_FILTER) // 8, ctypes.addressof(program))
         sock.setsockopt(socket.SOL_SOCKET, SO_ATTACH_FILTER, fprog)
         sock.setsockopt(SOL_PACKET, PACKET_IGNORE_OUTGOING, 1)
-        _force_buffer(sock, SO_RCVBUFFORCE, socket.SO_RCVBUF, INPUT_RCVBUF)
+        force_buffer(sock, SO_RCVBUFFORCE, socket.SO_RCVBUF, INPUT_RCVBUF)
         sock.bind((ifname, ETH_P_ALL))
         if fanout_group is not None:
             sock.setsockopt(SOL_PACKET, PACKET_FANOUT, (fanout_group & 0xFFFF) | PACKET_FANOUT_HASH << 16)
@@ -90,7 +90,7 @@ def open_egress_socket(ifname: str) -> socket.socket:
         sock.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_IF, struct.pack("4s4si", b"", b"", ifindex))
         # Our own multicast must not come back to us as input.
         sock.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_LOOP, 0)
-        _force_buffer(sock, SO_SNDBUFFORCE, socket.SO_SNDBUF, EGRESS_SNDBUF)
+        force_buffer(sock, SO_SNDBUFFORCE, socket.SO_SNDBUF, EGRESS_SNDBUF)
         sock.setblocking(False)
     except OSError:
         sock.close()
