@@ -10,7 +10,8 @@ import threading
 import time
 
 from ..engine import Engine
-from ..lab import FrameSender, UdpSink, chain, numbered_payloads, payload_intact, udp_frame
+from ..lab import chain
+from ..lab.gen import Generator, Sink
 from ..rules import Output, Rule
 from .counters import drops_line, rules_table
 
@@ -20,14 +21,8 @@ GROUP, PORT = "239.1.1.1", 5000
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--packets", type=int, default=20000, help="packets to send (default 20000)")
     parser.add_argument("--rate", type=float, default=5000, help="packets per second (default 5000)")
-    parser.add_argument("--size", type=int, default=512, help="payload bytes (default 512)")
+    parser.add_argument("--size", type=int, default=512, help="payload bytes, at least 24 (default 512)")
     parser.add_argument("--sinks", type=int, default=2, help="sink namespaces to fan out to (default 2)")
-
-
-def receive_all(sink: UdpSink, count: int, timeout: float, into: list) -> threading.Thread:
-    thread = threading.Thread(target=lambda: into.extend(sink.receive(count, timeout, idle=2.0)), daemon=True)
-    thread.start()
-    return thread
 
 
 def run(args: argparse.Namespace) -> int:
@@ -38,27 +33,27 @@ def run(args: argparse.Namespace) -> int:
         rule = Rule(lab.relay_in, GROUP, PORT, outputs)
         engine.add_rule(rule)
         print(f"relay namespace {lab.relay_ns}: {rule}")
-        received: list[list] = [[] for _ in outputs]
-        sinks = [UdpSink(ns, o.destination, o.port, ifname) for ns, o, ifname in zip(lab.sink_ns, outputs, lab.sink_if)]
-        receivers = [receive_all(s, args.packets, duration + 10, r) for s, r in zip(sinks, received)]
-        frames = [udp_frame(lab.source_addr, GROUP, 40000, PORT, p) for p in numbered_payloads(args.packets, args.size)]
-        sent = [0]
-        with FrameSender(lab.source_ns, lab.source_if) as sender:
-            tx = threading.Thread(target=lambda: sent.__setitem__(0, sender.send(frames, args.rate, duration + 10)))
-            tx.start()
-            previous, last = None, time.monotonic()
-            while tx.is_alive():
-                tx.join(1.0)
-                stats, now = engine.stats(), time.monotonic()
-                print("\n".join(rules_table(stats, previous, now - last)))
-                previous, last = stats, now
-        for thread in receivers:
-            thread.join()
-        for sink in sinks:
-            sink.close()
+        sinks = [Sink(ns, ifname, [(o.destination, o.port)], duration=duration + 10, idle=2.0,
+                      max_packets=args.packets) for ns, o, ifname in zip(lab.sink_ns, outputs, lab.sink_if)]
+        generator = Generator(lab.source_ns, lab.source_if, [(GROUP, PORT)], size=args.size, rate=args.rate,
+                              count=args.packets, raw=True)
+        sent: dict = {}
+        sender = threading.Thread(target=lambda: sent.update(generator.run()))
+        sender.start()
+        previous, last = None, time.monotonic()
+        while sender.is_alive():
+            sender.join(1.0)
+            stats, now = engine.stats(), time.monotonic()
+            print("\n".join(rules_table(stats, previous, now - last)), flush=True)
+            previous, last = stats, now
+        reports = [sink.result(timeout=duration + 15) for sink in sinks]
         stats = engine.stats()
     relayed = next(iter(stats["rules"].values()))["packets"]
-    intact = [sum(payload_intact(r.payload) for r in got) for got in received]
     print(drops_line(stats))
-    print(f"sent {sent[0]} / relayed {relayed} / received {' + '.join(map(str, intact))} (intact, per sink)")
-    return 0 if all(n == sent[0] for n in intact) and relayed == sent[0] else 1
+    for i, report in enumerate(reports):
+        latency = report["streams"][0]["latency_ns"] if report["streams"] else {}
+        print(f"sink {i}: {report['unique']} unique, {report['lost']} lost, {report['duplicates']} duplicates, "
+              f"latency p50 {latency.get('p50', 0) / 1000:.0f} us, p99 {latency.get('p99', 0) / 1000:.0f} us")
+    received = " + ".join(str(r["unique"]) for r in reports)
+    print(f"sent {sent.get('sent', 0)} / relayed {relayed} / received {received} (per sink)")
+    return 0 if all(r["unique"] == sent.get("sent") for r in reports) and relayed == sent.get("sent") else 1
