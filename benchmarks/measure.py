@@ -16,9 +16,13 @@ from dataclasses import asdict, dataclass, field
 
 from mcr.lab import Sink, generate
 
-DRAIN_IDLE = 0.2  # the sink stops this long after the last packet
-GRACE = 0.02  # seconds after the generator stopped in which deliveries still count
+# Deliveries up to GRACE after the generator stopped still count: enough for
+# a relay that was preempted for a few ms (the machine is shared) to catch
+# up, while a relay short of capacity leaves a backlog that takes longer to
+# drain than that (a deficit of GRACE / trial length or more shows as loss).
+GRACE = 0.05
 LOSS_OK = 0.005  # the no-drop rate allows 0.5 % loss
+RETRY_BELOW = 0.05  # a failure with less loss than this is tried once more (noise, not capacity)
 
 
 @dataclass
@@ -30,7 +34,7 @@ class Trial:
     delivered_pps: float
     loss: float  # 1 - delivered / (sent * outputs)
     duplicates: int
-    late: int  # delivered after the window (counted as lost)
+    late: int  # arrived after the window, before the sinks closed (counted as lost)
     reordered: int
     relay_cpu_ns_per_packet: float | None  # relay process CPU / delivered packet
     host_cpu_ns_per_packet: float  # all cores' busy time / delivered packet
@@ -87,7 +91,7 @@ def trial(setup, relay, rate: float, size: int, duration: float, relay_core: int
     more CPU than the relay under test).
     """
     wait_quiet(setup.relay_ns, relay.out_ifs)
-    sinks = [] if count_links else [Sink(ns, ifname, relay.outputs, duration=duration + 30, idle=DRAIN_IDLE)
+    sinks = [] if count_links else [Sink(ns, ifname, relay.outputs, duration=duration + 30, idle=duration + 30)
                                     for ns, ifname in zip(setup.sink_ns[:len(relay.out_ifs)], setup.sink_if)]
     try:
         links_before = link_tx_packets(setup.relay_ns, relay.out_ifs) if count_links else 0
@@ -99,7 +103,8 @@ def trial(setup, relay, rate: float, size: int, duration: float, relay_core: int
         time.sleep(GRACE)
         cpu_after, relay_after = cpu_times(), relay.cpu_ns()
         links = link_tx_packets(setup.relay_ns, relay.out_ifs) - links_before if count_links else 0
-        reports = [s.result(timeout=duration + 60) for s in sinks]
+        # Whatever arrives later is late by definition: no need to wait for it.
+        reports = [s.stop() for s in sinks]
     finally:
         for s in sinks:
             s.__exit__(None, None, None)
@@ -131,17 +136,24 @@ def no_drop_rate(run, ceiling: float, steps: int, outputs: int = 1) -> tuple[Tri
     `run(rate) -> Trial`. The first trial offers `ceiling`; if it passes, the
     generator is the limit. Otherwise the next guess is just under what got
     through (close to the answer for a relay that saturates cleanly), then
-    plain bisection between the best pass and the lowest failure.
+    plain bisection between the best pass and the lowest failure. A
+    marginal failure (under 5 % loss) is repeated once and the better of
+    the two counts, so one noisy trial does not pull the search down.
     """
     tried = [run(ceiling)]
     if tried[0].loss <= LOSS_OK:
         return tried[0], tried
-    good, bad = 0.0, ceiling
+    # The generator cannot offer more than it did at the ceiling, so that is the upper bound.
+    good, bad = 0.0, min(ceiling, tried[0].offered * 1.02)
     best = None
-    guess = min(ceiling * 0.9, max(ceiling * 0.01, tried[0].delivered_pps / outputs * 0.95))
+    guess = min(bad * 0.9, max(bad * 0.01, tried[0].delivered_pps / outputs * 0.95))
     for _ in range(steps - 1):
         t = run(guess)
         tried.append(t)
+        if LOSS_OK < t.loss < RETRY_BELOW:
+            again = run(guess)
+            tried.append(again)
+            t = again if again.loss < t.loss else t
         if t.loss <= LOSS_OK:
             good = guess
             if best is None or t.offered > best.offered:
