@@ -7,6 +7,7 @@ PY      := $(VENV)/bin/python
 DEBS    := liburing-dev iproute2 g++ python3-venv
 UNITS   := build/units
 SANITIZE := -fsanitize=address,undefined -fno-sanitize-recover=all -g
+DEBS    += socat  # the relay the benchmark (and its smoke test and notebook) compares MCR with
 
 .PHONY: demo test unit-tests install debs clean
 
@@ -15,6 +16,12 @@ demo: install
 
 test: install unit-tests
 	$(PY) -m pytest -q
+
+# MCR against socat and kernel forwarding (benchmarks/run.py): `make bench QUICK=1`
+# for the under-5-minute profile. Reports go to benchmarks/results/<time>/.
+.PHONY: bench
+bench: install
+	$(PY) -m benchmarks.run $(if $(QUICK),--quick)
 
 # Engine units (parser, rule table, wire format, fuzz) without Python, under ASan/UBSan.
 unit-tests: install
