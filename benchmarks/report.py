@@ -48,8 +48,11 @@ def ndr_table(summary: dict, placements, payloads, streams=1) -> list[str]:
              "|---|---|---|---|---|---|---|"]
     for pl in placements:
         for size in payloads:
-            v = {s: _get(summary, "ndr", pl, s, size, streams, 1).get("offered_pps") for s in SYSTEMS}
-            lines.append(f"| {pl} | {size} | {_num(v['mcr'])} | {_num(v['socat'])} | {_num(v['kernel'])} | "
+            e = {s: _get(summary, "ndr", pl, s, size, streams, 1) for s in SYSTEMS}
+            v = {s: e[s].get("offered_pps") for s in SYSTEMS}
+            # ">=": the generator's full speed passed, so the relay's limit is higher still
+            n = {s: (">=" if e[s].get("generator_limited") else "") + _num(v[s]) for s in SYSTEMS}
+            lines.append(f"| {pl} | {size} | {n['mcr']} | {n['socat']} | {n['kernel']} | "
                          f"{_ratio(v['mcr'], v['socat'])} | {_ratio(v['mcr'], v['kernel'])} |")
     return lines
 
@@ -116,7 +119,9 @@ def write(results: dict, out: Path) -> None:
              "Settings: " + ", ".join(f"{k}={v}" for k, v in st.items()), "",
              "Figures are medians over repeats (min–max when repeated). No-drop rate: highest paced rate with "
              "<= 0.5 % loss found by bisection (offered pps = what the generator achieved). Placement A: plain "
-             "veth, the relay's ingress softirq runs on the generator's core. B: RPS steers it to the relay's core.",
+             "veth, the relay's ingress softirq runs on the generator's core. B: RPS steers it to the relay's core. "
+             "'>=': the generator at full speed passed (the generator, not the relay, was the limit; in A the "
+             "kernel forwards on the generator's core).",
              "", "## No-drop rate, one stream", *ndr_table(s, st["placements"], st["payloads"]), "",
              "## CPU per delivered packet at the no-drop rate", *cpu_table(s, st["placements"], st["payloads"]), "",
              "## Overload: offered 3x the no-drop rate", *overload_table(s, st["placements"], st["payloads"]), "",
@@ -145,7 +150,9 @@ def plots(results: dict, out: Path) -> list[Path]:
                             and row.get("size") == 64 and row.get("streams") == 1 for t in row["tried"])
             if points:
                 ax.plot(*zip(*points), "o-", color=color, label=system)
-        ax.set(xlabel="offered pps", ylabel="delivered pps", title=f"64 B, placement {placement}")
+        top = max([p for line in ax.get_lines() for p in line.get_xdata()] or [1])
+        ax.plot([0, top], [0, top], ":", color="grey", label="offered")
+        ax.set(xlabel="offered pps", ylabel="delivered pps", title=f"64 B, placement {placement}: every trial")
         ax.legend()
         ax.grid(alpha=0.3)
         path = out / f"delivered_vs_offered_{placement}.png"
