@@ -125,7 +125,8 @@ def _summarise(rate, sent, reports, delivered, outputs, cpu, relay_cpu, relay_co
         rate=rate, offered=sent["rate"], sent=sent["sent"], delivered=delivered,
         delivered_pps=delivered / sent["elapsed"] if sent["elapsed"] > 0 else 0.0,
         loss=max(0.0, 1 - delivered / expected) if expected else 1.0,
-        duplicates=sum(r["duplicates"] for r in reports), late=sum(r["late"] for r in reports), reordered=sum(r["reordered"] for r in reports),
+        duplicates=sum(r["duplicates"] for r in reports), late=sum(r["late"] for r in reports),
+        reordered=sum(r["reordered"] for r in reports),
         relay_cpu_ns_per_packet=relay_ns, host_cpu_ns_per_packet=busy / per_packet, relay_core_busy=core_busy,
         latency_us={k: latency[k] / 1e3 for k in ("p50", "p99", "p999", "max")} if latency else {})
 

@@ -13,11 +13,12 @@ SYSTEMS = ("mcr", "socat", "kernel")
 
 
 def machine() -> dict:
-    model = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")),
+    cpuinfo = Path("/proc/cpuinfo").read_text().splitlines()
+    model = next((line.split(":", 1)[1].strip() for line in cpuinfo if line.startswith("model name")),
                  platform.processor())
-    socat = subprocess.run(["socat", "-V"], capture_output=True, text=True).stdout.splitlines()
+    socat = subprocess.run(["socat", "-V"], capture_output=True, text=True, check=False).stdout.splitlines()
     commit = subprocess.run(["git", "-C", str(Path(__file__).parent), "rev-parse", "--short", "HEAD"],
-                            capture_output=True, text=True).stdout.strip()
+                            capture_output=True, text=True, check=False).stdout.strip()
     return {"cpu": model, "cores": os.cpu_count(), "kernel": platform.release(), "python": platform.python_version(),
             "mcr": mcr.__version__, "commit": commit, "socat": next((s for s in socat if "version" in s), "?"),
             "load_average_at_start": os.getloadavg()}
@@ -85,7 +86,8 @@ def overload_table(summary: dict, placements, payloads) -> list[str]:
 
 
 def latency_table(summary: dict, placements) -> list[str]:
-    lines = ["| placement | system | delivered pps | loss | p50 us | p99 us | p99.9 us |", "|---|---|---|---|---|---|---|"]
+    lines = ["| placement | system | delivered pps | loss | p50 us | p99 us | p99.9 us |",
+             "|---|---|---|---|---|---|---|"]
     for pl in placements:
         for s in SYSTEMS:
             e = _get(summary, "latency", pl, s, 64)
@@ -112,16 +114,16 @@ def fanout_table(summary: dict, placements, fanout) -> list[str]:
 def write(results: dict, out: Path) -> None:
     s, st = results["summary"], results["settings"]
     m = results["machine"]
-    lines = [f"# MCR benchmark ({results['profile']} profile)", "",
-             f"Run {results['started']}, {results['duration_s']} s. Machine: {m['cpu']}, {m['cores']} cores, "
-             f"kernel {m['kernel']}, load average at start {m['load_average_at_start']}. MCR {m['mcr']} "
-             f"(commit {m['commit']}), {m['socat']}.", "",
-             "Settings: " + ", ".join(f"{k}={v}" for k, v in st.items()), "",
-             "Figures are medians over repeats (min–max when repeated). No-drop rate: highest paced rate with "
-             "<= 0.5 % loss found by bisection (offered pps = what the generator achieved). Placement A: plain "
-             "veth, the relay's ingress softirq runs on the generator's core. B: RPS steers it to the relay's core. "
-             "'>=': the generator at full speed passed (the generator, not the relay, was the limit; in A the "
-             "kernel forwards on the generator's core).",
+    machine_line = (f"Run {results['started']}, {results['duration_s']} s. Machine: {m['cpu']}, {m['cores']} "
+                    f"cores, kernel {m['kernel']}, load average at start {m['load_average_at_start']}. "
+                    f"MCR {m['mcr']} (commit {m['commit']}), {m['socat']}.")
+    method = ("Figures are medians over repeats (min–max when repeated). No-drop rate: highest paced rate with "
+              "<= 0.5 % loss found by bisection (offered pps = what the generator achieved). Placement A: plain "
+              "veth, the relay's ingress softirq runs on the generator's core. B: RPS steers it to the relay's "
+              "core. '>=': the generator at full speed passed (the generator, not the relay, was the limit; in A "
+              "the kernel forwards on the generator's core).")
+    lines = [f"# MCR benchmark ({results['profile']} profile)", "", machine_line, "",
+             "Settings: " + ", ".join(f"{k}={v}" for k, v in st.items()), "", method,
              "", "## No-drop rate, one stream", *ndr_table(s, st["placements"], st["payloads"]), "",
              "## CPU per delivered packet at the no-drop rate", *cpu_table(s, st["placements"], st["payloads"]), "",
              "## Overload: offered 3x the no-drop rate", *overload_table(s, st["placements"], st["payloads"]), "",

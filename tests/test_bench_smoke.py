@@ -16,14 +16,14 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def namespaces() -> set[str]:
-    out = subprocess.run(["ip", "-j", "netns", "list"], capture_output=True, text=True, timeout=30).stdout
+    out = subprocess.run(["ip", "-j", "netns", "list"], capture_output=True, text=True, timeout=30, check=True).stdout
     return {n["name"] for n in json.loads(out or "[]")}
 
 
 def test_smoke_profile_writes_json_markdown_and_plots(tmp_path: Path) -> None:
     before = namespaces()
     run = subprocess.run([sys.executable, "-m", "benchmarks.run", "--profile", "smoke", "--out", str(tmp_path)],
-                         cwd=ROOT, capture_output=True, text=True, timeout=120)
+                         cwd=ROOT, capture_output=True, text=True, timeout=120, check=False)
     assert run.returncode == 0, run.stdout + run.stderr
     results = json.loads((tmp_path / "results.json").read_text())
     assert results["profile"] == "smoke" and results["machine"]["cores"] >= 1

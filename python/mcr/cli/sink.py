@@ -34,8 +34,9 @@ def table(report: dict) -> list[str]:
         lat = s["latency_ns"]
         return (f"{name:>7} {s['unique']:>10} {s['lost']:>8} {s['duplicates']:>6} {s['reordered']:>6} "
                 f"{lat['p50'] / 1e3:>9.1f} {lat['p99'] / 1e3:>9.1f} {lat['p999'] / 1e3:>9.1f}")
-    lines = [f"{'stream':>7} {'received':>10} {'lost':>8} {'dup':>6} {'reord':>6} "
-             f"{'p50 us':>9} {'p99 us':>9} {'p99.9 us':>9}"]
+    header = (f"{'stream':>7} {'received':>10} {'lost':>8} {'dup':>6} {'reord':>6} "
+              f"{'p50 us':>9} {'p99 us':>9} {'p99.9 us':>9}")
+    lines = [header]
     lines += [row(str(s["id"]), s) for s in report["streams"]]
     if len(report["streams"]) > 1:
         lines.append(row("all", report))

@@ -165,7 +165,7 @@ class SocatRelay(_Relay):
             if self.process.poll() is not None:
                 raise RelayError(f"socat exited: {self.process.stderr.read().strip()}")
             out = subprocess.run(["ip", "-n", self.ns, "maddr", "show", "dev", self.in_if],
-                                 capture_output=True, text=True, timeout=10).stdout
+                                 capture_output=True, text=True, timeout=10, check=False).stdout
             if all(group in out.split() for group, _ in self.inputs):
                 return
             time.sleep(0.05)
