@@ -11,15 +11,55 @@ namespace {
 
 void set_int(cmsghdr* c, int value) { std::memcpy(CMSG_DATA(c), &value, sizeof(int)); }
 
+void put16(uint8_t* p, uint16_t host) {
+  p[0] = static_cast<uint8_t>(host >> 8);
+  p[1] = static_cast<uint8_t>(host);
+}
+
+uint32_t add_words(uint32_t sum, uint32_t value) { return sum + (value >> 16) + (value & 0xffff); }
+
+uint16_t fold(uint32_t sum) {
+  while (sum >> 16) sum = (sum & 0xffff) + (sum >> 16);
+  return static_cast<uint16_t>(sum);
+}
+
+uint16_t ipv4_checksum(const uint8_t* header) {
+  uint32_t sum = 0;
+  for (int i = 0; i < 20; i += 2) sum += static_cast<uint32_t>(header[i] << 8 | header[i + 1]);
+  return static_cast<uint16_t>(~fold(sum));
+}
+
+// RFC 1624 incremental update of the UDP checksum for the changed pseudo-header
+// addresses and destination port; the payload is not read again. 0 stays 0
+// (no checksum), and a computed 0 is sent as 0xffff (RFC 768).
+uint16_t udp_checksum(const ParsedPacket& in, const Output& out) {
+  if (in.udp_checksum == 0) return 0;
+  uint32_t sum = static_cast<uint16_t>(~ntohs(in.udp_checksum));
+  sum = add_words(sum, ~ntohl(in.source));
+  sum = add_words(sum, ~ntohl(in.destination));
+  sum += static_cast<uint16_t>(~in.dst_port);
+  sum = add_words(sum, ntohl(out.source));
+  sum = add_words(sum, ntohl(out.spec.destination));
+  sum += out.spec.port;
+  uint16_t result = static_cast<uint16_t>(~fold(sum));
+  return result == 0 ? 0xffff : result;
+}
+
+uint8_t out_ttl(const Output& out, const ParsedPacket& packet) {
+  return static_cast<uint8_t>(out.spec.ttl < 0 ? packet.ttl - 1 : out.spec.ttl);
+}
+
+uint8_t out_tos(const Output& out, const ParsedPacket& packet) {
+  return static_cast<uint8_t>(out.spec.dscp < 0 ? packet.tos : (out.spec.dscp << 2 | (packet.tos & 3)));
+}
+
 }  // namespace
 
 Egress::Egress(uint32_t slots) : slots_(slots) {
   for (uint32_t i = slots; i > 0; --i) free_.push_back(i - 1);
-  // Each slot's message layout never changes: iovec, then IP_TTL and IP_TOS.
+  // The control messages' headers never change: IP_TTL, then IP_TOS.
   for (Slot& s : slots_) {
-    s.msg.msg_iov = &s.iov;
-    s.msg.msg_iovlen = 1;
-    s.msg.msg_namelen = sizeof(sockaddr_in);
+    s.msg.msg_iov = s.iov;
     s.msg.msg_control = s.control;
     s.msg.msg_controllen = sizeof(s.control);
     cmsghdr* ttl = CMSG_FIRSTHDR(&s.msg);
@@ -61,21 +101,55 @@ uint16_t Egress::queue(io_uring* ring, Rule& rule, uint32_t rule_slot, const Par
     uint32_t index = free_.back();
     free_.pop_back();
     Slot& s = slots_[index];
-    s.msg.msg_name = &out.address;
-    s.iov.iov_base = const_cast<uint8_t*>(packet.payload);
-    s.iov.iov_len = packet.payload_len;
-    cmsghdr* ttl = CMSG_FIRSTHDR(&s.msg);
-    set_int(ttl, out.spec.ttl < 0 ? packet.ttl - 1 : out.spec.ttl);
-    set_int(CMSG_NXTHDR(&s.msg, ttl), out.spec.dscp < 0 ? packet.tos : (out.spec.dscp << 2 | (packet.tos & 3)));
+    bool as_frame = out.packet_fd >= 0 && packet.payload_len <= out.max_payload;
+    int fd = as_frame ? prepare_frame(s, out, packet) : prepare_udp(s, out, packet);
     s.rule_slot = rule_slot;
     s.generation = rule.generation;
     s.output = i;
     s.bid = bid;
-    io_uring_prep_sendmsg(sqe, out.fd, &s.msg, 0);
+    s.payload_len = packet.payload_len;
+    io_uring_prep_sendmsg(sqe, fd, &s.msg, 0);
     io_uring_sqe_set_data64(sqe, make_tag(Op::Send, index));
     ++queued;
   }
   return queued;
+}
+
+int Egress::prepare_udp(Slot& s, Output& out, const ParsedPacket& packet) {
+  s.msg.msg_name = &out.address;
+  s.msg.msg_namelen = sizeof(sockaddr_in);
+  s.msg.msg_control = s.control;
+  s.msg.msg_controllen = sizeof(s.control);
+  s.msg.msg_iovlen = 1;
+  s.iov[0] = {const_cast<uint8_t*>(packet.payload), packet.payload_len};
+  cmsghdr* ttl = CMSG_FIRSTHDR(&s.msg);
+  set_int(ttl, out_ttl(out, packet));
+  set_int(CMSG_NXTHDR(&s.msg, ttl), out_tos(out, packet));
+  return out.fd;
+}
+
+// Header from the output's template (MACs, addresses, protocol, ports),
+// then what changes per packet: TOS, lengths, TTL, checksums.
+int Egress::prepare_frame(Slot& s, Output& out, const ParsedPacket& packet) {
+  uint8_t* h = s.header;
+  std::memcpy(h, out.frame, kFrameHeader);
+  uint8_t* ip = h + 14;
+  ip[1] = out_tos(out, packet);
+  put16(ip + 2, static_cast<uint16_t>(28 + packet.payload_len));
+  ip[8] = out_ttl(out, packet);
+  put16(ip + 10, ipv4_checksum(ip));
+  uint8_t* udp = ip + 20;
+  std::memcpy(udp, &packet.src_port, 2);
+  put16(udp + 4, static_cast<uint16_t>(8 + packet.payload_len));
+  put16(udp + 6, udp_checksum(packet, out));
+  s.msg.msg_name = nullptr;  // the packet socket is bound to the output interface
+  s.msg.msg_namelen = 0;
+  s.msg.msg_control = nullptr;
+  s.msg.msg_controllen = 0;
+  s.msg.msg_iovlen = 2;
+  s.iov[0] = {h, kFrameHeader};
+  s.iov[1] = {const_cast<uint8_t*>(packet.payload), packet.payload_len};
+  return out.packet_fd;
 }
 
 uint16_t Egress::complete(uint32_t slot, int result, RuleTable& rules, DropCounters& drops) {
@@ -88,7 +162,7 @@ uint16_t Egress::complete(uint32_t slot, int result, RuleTable& rules, DropCount
     if (same_rule) ++rule.outputs[s.output].errors;
   } else if (same_rule) {
     ++rule.outputs[s.output].packets;
-    rule.outputs[s.output].bytes += static_cast<uint64_t>(result);
+    rule.outputs[s.output].bytes += s.payload_len;  // UDP payload, whichever path sent it
   }
   return s.bid;
 }

@@ -1,8 +1,12 @@
-// Egress: one sendmsg per output through the output interface's UDP socket.
-// The payload is not copied: every send's iovec points into the receive
-// buffer. TTL and TOS travel as control messages, so one socket serves every
-// output on its interface. Send slots are preallocated; none is allocated
-// per packet.
+// Egress: one sendmsg per output. The payload is never copied: every send's
+// iovec points into the receive buffer. Two paths:
+// - packet path (multicast outputs on an interface with a packet socket): a
+//   42-byte Ethernet/IPv4/UDP header from the output's template, then the
+//   payload, written below the kernel's UDP and routing layers;
+// - UDP path (unicast outputs, payloads too big for the MTU): the output
+//   interface's UDP socket, TTL and TOS as control messages; the kernel
+//   resolves neighbours and fragments.
+// Send slots are preallocated; none is allocated per packet.
 #pragma once
 #include <liburing.h>
 #include <sys/socket.h>
@@ -31,12 +35,15 @@ class Egress {
  private:
   struct Slot {
     msghdr msg{};
-    iovec iov{};
+    iovec iov[2]{};
+    uint8_t header[kFrameHeader]{};
     alignas(cmsghdr) uint8_t control[2 * CMSG_SPACE(sizeof(int))]{};
     uint32_t rule_slot = 0, generation = 0;
-    uint16_t output = 0, bid = 0;
+    uint16_t output = 0, bid = 0, payload_len = 0;
   };
   static io_uring_sqe* get_sqe(io_uring* ring);
+  static int prepare_udp(Slot& s, Output& out, const ParsedPacket& packet);
+  static int prepare_frame(Slot& s, Output& out, const ParsedPacket& packet);
 
   std::vector<Slot> slots_;
   std::vector<uint32_t> free_;

@@ -25,6 +25,7 @@ Engine::~Engine() {
   if (ring_ready_) io_uring_queue_exit(&ring_);
   for (const Input& in : inputs_) close(in.fd);
   for (const EgressSocket& e : egress_sockets_) close(e.fd);
+  for (const PacketEgressSocket& e : packet_egress_) close(e.fd);
   close(command_fd_);
 }
 
@@ -117,7 +118,8 @@ void Engine::on_command_ready(const io_uring_cqe* cqe) {
 }
 
 void Engine::execute(const wire::Command& command, int fd) {
-  bool takes_socket = command.type == wire::Type::AddInput || command.type == wire::Type::AddEgress;
+  bool takes_socket = command.type == wire::Type::AddInput || command.type == wire::Type::AddEgress ||
+                      command.type == wire::Type::AddPacketEgress;
   if (!takes_socket && fd >= 0) close(fd);
   if (takes_socket && fd < 0) {
     reply(wire::encode_error(command.seq, "this command needs a socket passed with SCM_RIGHTS"));
@@ -127,6 +129,7 @@ void Engine::execute(const wire::Command& command, int fd) {
   switch (command.type) {
     case wire::Type::AddInput: error = add_input(command.ifindex, fd); break;
     case wire::Type::AddEgress: error = add_egress(command.ifindex, fd); break;
+    case wire::Type::AddPacketEgress: error = add_packet_egress(command.packet_egress, fd); break;
     case wire::Type::AddRule: error = add_rule(command.rule); break;
     case wire::Type::RemoveRule: error = rules_.remove(command.rule_id); break;
     case wire::Type::SyncRules: error = sync_rules(command.rules); break;
@@ -190,9 +193,50 @@ std::string Engine::build_rule(const RuleSpec& spec, Rule& rule) const {
     for (const EgressSocket& e : egress_sockets_)
       if (e.ifindex == o.ifindex) out.fd = e.fd;
     if (out.fd < 0) return "no egress socket for interface " + std::to_string(o.ifindex);
+    use_packet_egress(out);
     rule.outputs.push_back(out);
   }
   return {};
+}
+
+std::string Engine::add_packet_egress(const wire::PacketEgress& link, int fd) {
+  for (const PacketEgressSocket& e : packet_egress_) {
+    if (e.link.ifindex == link.ifindex) {
+      close(fd);
+      return "output interface " + std::to_string(link.ifindex) + " already has a packet socket";
+    }
+  }
+  packet_egress_.push_back({link, fd});
+  return {};
+}
+
+// Multicast outputs on an interface with a packet socket get a frame
+// template: Ethernet to the group's MAC (RFC 1112 6.4), IPv4 with DF from the
+// interface's address, UDP to the output port.
+void Engine::use_packet_egress(Output& out) const {
+  uint32_t group = ntohl(out.spec.destination);
+  if ((group >> 28) != 0xe) return;
+  for (const PacketEgressSocket& e : packet_egress_) {
+    if (e.link.ifindex != out.spec.ifindex || e.link.source == 0) continue;
+    uint8_t* f = out.frame;
+    const uint8_t mac[6] = {0x01, 0x00, 0x5e, static_cast<uint8_t>((group >> 16) & 0x7f),
+                            static_cast<uint8_t>(group >> 8), static_cast<uint8_t>(group)};
+    std::memcpy(f, mac, 6);
+    std::memcpy(f + 6, e.link.mac, 6);
+    f[12] = 0x08;
+    f[13] = 0x00;
+    uint8_t* ip = f + 14;
+    ip[0] = 0x45;
+    ip[6] = 0x40;  // DF: the packet path never fragments; bigger payloads take the UDP socket
+    ip[9] = 17;
+    std::memcpy(ip + 12, &e.link.source, 4);
+    std::memcpy(ip + 16, &out.spec.destination, 4);
+    ip[22] = static_cast<uint8_t>(out.spec.port >> 8);
+    ip[23] = static_cast<uint8_t>(out.spec.port);
+    out.source = e.link.source;
+    out.max_payload = static_cast<uint16_t>(e.link.mtu - 28);
+    out.packet_fd = e.fd;
+  }
 }
 
 std::string Engine::add_rule(const RuleSpec& spec) {

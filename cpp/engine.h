@@ -52,6 +52,10 @@ class Engine {
     uint32_t ifindex;
     int fd;
   };
+  struct PacketEgressSocket {
+    wire::PacketEgress link;
+    int fd;
+  };
 
   // Setup and the control path (engine.cpp).
   std::string setup_ring();
@@ -63,6 +67,8 @@ class Engine {
   void execute(const wire::Command& command, int fd);
   std::string add_input(uint32_t ifindex, int fd);
   std::string add_egress(uint32_t ifindex, int fd);
+  std::string add_packet_egress(const wire::PacketEgress& link, int fd);
+  void use_packet_egress(Output& out) const;
   std::string build_rule(const RuleSpec& spec, Rule& rule) const;
   std::string add_rule(const RuleSpec& spec);
   std::string sync_rules(const std::vector<RuleSpec>& specs);
@@ -89,6 +95,7 @@ class Engine {
   DropCounters drops_{};
   std::vector<Input> inputs_;
   std::vector<EgressSocket> egress_sockets_;
+  std::vector<PacketEgressSocket> packet_egress_;
   std::vector<uint8_t> command_buffer_;
 };
 

@@ -63,6 +63,8 @@ bool parse_frame(const uint8_t* frame, size_t len, ParsedPacket& out, DropReason
 
   __builtin_memcpy(&out.source, ip + 12, 4);
   __builtin_memcpy(&out.destination, ip + 16, 4);
+  __builtin_memcpy(&out.src_port, udp, 2);
+  __builtin_memcpy(&out.udp_checksum, udp + 6, 2);
   out.dst_port = be16(udp + 2);
   out.ttl = ip[8];
   out.tos = ip[1];

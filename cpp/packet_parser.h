@@ -11,7 +11,9 @@ namespace mcr {
 struct ParsedPacket {
   uint32_t source;       // IPv4 source, network byte order
   uint32_t destination;  // IPv4 destination, network byte order
+  uint16_t src_port;     // UDP ports and checksum, network byte order
   uint16_t dst_port;     // UDP destination port, host byte order
+  uint16_t udp_checksum;  // as received (network byte order); 0: none
   uint8_t ttl;
   uint8_t tos;
   const uint8_t* payload;  // UDP payload, points into the frame

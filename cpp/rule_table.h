@@ -35,10 +35,20 @@ struct RuleSpec {
   bool operator==(const RuleSpec&) const = default;
 };
 
+// Ethernet + IPv4 (no options) + UDP, as the packet egress path writes them.
+constexpr size_t kFrameHeader = 42;
+
 struct Output {
   OutputSpec spec;
   sockaddr_in address{};  // prebuilt destination for sendmsg
-  int fd = -1;            // egress socket for spec.ifindex
+  int fd = -1;            // UDP egress socket for spec.ifindex
+  // Packet egress (multicast outputs on an interface with a packet socket):
+  // a header template filled per packet, and the largest payload that fits
+  // the MTU unfragmented (larger ones take the UDP socket, which fragments).
+  int packet_fd = -1;
+  uint16_t max_payload = 0;
+  uint32_t source = 0;  // network byte order
+  uint8_t frame[kFrameHeader]{};
   uint64_t packets = 0, bytes = 0, errors = 0;
 };
 

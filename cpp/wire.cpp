@@ -147,6 +147,16 @@ std::string decode_command(const uint8_t* data, size_t len, Command& out) {
       return decode_initialize(r, out.init);
     case Type::SyncRules:
       return decode_sync(r, out.rules);
+    case Type::AddPacketEgress: {
+      PacketEgress& e = out.packet_egress;
+      e.ifindex = r.get<uint32_t>();
+      e.source = r.get<uint32_t>();
+      e.mtu = r.get<uint16_t>();
+      for (uint8_t& byte : e.mac) byte = r.get<uint8_t>();
+      std::string error = finish(r, "AddPacketEgress");
+      if (error.empty() && e.mtu < 68) return "AddPacketEgress: MTU below 68";
+      return error;
+    }
     case Type::SetLogLevel:
       out.log_level = r.get<uint8_t>();
       if (out.log_level > 3 && !r.failed) return "SetLogLevel: level must be 0..3";
@@ -172,6 +182,10 @@ std::vector<uint8_t> encode_command(const Command& c) {
       break;
     case Type::SetLogLevel:
       w.put(c.log_level);
+      break;
+    case Type::AddPacketEgress:
+      w.put(c.packet_egress.ifindex).put(c.packet_egress.source).put(c.packet_egress.mtu);
+      for (uint8_t byte : c.packet_egress.mac) w.put(byte);
       break;
     case Type::Initialize:
       w.put(c.init.worker_id).put(c.init.core).put(c.init.log_level);

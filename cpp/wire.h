@@ -17,6 +17,8 @@
 //               u32 rx_buffers, u32 send_slots}   first message to a worker
 //   SyncRules  {u32 n, n x AddRule body}       replace the whole rule set
 //   SetLogLevel {u8 level}                      0 debug .. 3 error
+//   AddPacketEgress {u32 ifindex, u32 source, u16 mtu, u8 mac[6]}
+//                  + fd: AF_PACKET socket bound to ifindex, for multicast outputs
 // Replies echo the seq: Ok {}, Error {utf-8 message}, Stats {snapshot}.
 // The stats snapshot carries the ruleset hash (FNV-1a over the rules' wire
 // bodies in id order), so a supervisor can detect drift and re-sync.
@@ -41,6 +43,7 @@ enum class Type : uint16_t {
   Initialize = 7,
   SyncRules = 8,
   SetLogLevel = 9,
+  AddPacketEgress = 10,
   ReplyOk = 100,
   ReplyError = 101,
   ReplyStats = 102,
@@ -57,6 +60,13 @@ struct Initialize {
   uint32_t max_rules = 4096, rx_buffers = 2048, send_slots = 8192;
 };
 
+struct PacketEgress {
+  uint32_t ifindex = 0;
+  uint32_t source = 0;  // the interface's IPv4 address, network byte order
+  uint16_t mtu = 0;
+  uint8_t mac[6]{};
+};
+
 struct Command {
   Type type{};
   uint32_t seq = 0;
@@ -66,6 +76,7 @@ struct Command {
   RuleSpec rule;                 // AddRule
   std::vector<RuleSpec> rules;   // SyncRules
   Initialize init;               // Initialize
+  PacketEgress packet_egress;    // AddPacketEgress
 };
 
 struct InputStats {

@@ -111,8 +111,16 @@ class Engine:
             ifindex = self._ifindex(ifname)
             with in_netns(self.netns):
                 sock = sockets.open_egress_socket(ifname)
+                try:
+                    frames, link = sockets.open_packet_egress_socket(ifname)
+                except OSError:  # no IPv4 address: every output takes the UDP socket
+                    frames = link = None
             with sock:
                 self._call(_engine.encode_add_egress, ifindex, fd=sock.fileno())
+            if frames is not None:
+                with frames:
+                    self._call(_engine.encode_add_packet_egress, ifindex, link["source"], link["mtu"], link["mac"],
+                               fd=frames.fileno())
             self._egress[ifname] = ifindex
             self._ifnames[ifindex] = ifname
         return self._egress[ifname]

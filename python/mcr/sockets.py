@@ -23,6 +23,8 @@ PACKET_FANOUT_HASH = 0  # by flow: one stream stays on one worker, in order
 SOL_PACKET = 263
 PACKET_MULTICAST = 2
 SIOCGIFADDR = 0x8915
+SIOCGIFMTU = 0x8921
+PACKET_QDISC_BYPASS = 20
 IP_ADD_SOURCE_MEMBERSHIP = 39  # not exported by Python's socket module
 SKF_AD_PKTTYPE = 0xFFFFF000 + 4  # classic BPF ancillary load of skb->pkt_type
 
@@ -98,6 +100,27 @@ def open_egress_socket(ifname: str) -> socket.socket:
     return sock
 
 
+def open_packet_egress_socket(ifname: str) -> tuple[socket.socket, dict]:
+    """An AF_PACKET socket that sends prebuilt frames out of `ifname`, and what
+    the frames need: the interface's MAC, IPv4 address and MTU. It receives
+    nothing (protocol 0). Raises OSError if the interface has no IPv4 address."""
+    source = interface_address(ifname)
+    sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0)
+    try:
+        sock.setsockopt(SOL_PACKET, PACKET_QDISC_BYPASS, 1)  # nothing to queue on: veth/NICs take it directly
+        force_buffer(sock, SO_SNDBUFFORCE, socket.SO_SNDBUF, EGRESS_SNDBUF)
+        sock.bind((ifname, 0))
+        mac = sock.getsockname()[4][:6]
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+            raw = fcntl.ioctl(probe.fileno(), SIOCGIFMTU, struct.pack("16si", ifname.encode(), 0))
+        mtu = struct.unpack("16si", raw)[1]
+        sock.setblocking(False)
+    except OSError:
+        sock.close()
+        raise
+    return sock, {"source": source, "mtu": mtu, "mac": mac}
+
+
 def join_group(ifname: str, group: str, source: str | None = None) -> socket.socket:
     """Join `group` (from `source` only, if given) on `ifname`; leaving is closing the socket.
 
@@ -111,7 +134,7 @@ def join_group(ifname: str, group: str, source: str | None = None) -> socket.soc
             mreq = struct.pack("4s4si", socket.inet_aton(group), b"\0" * 4, ifindex)
             sock.setsockopt(socket.IPPROTO_IP, socket.IP_ADD_MEMBERSHIP, mreq)
         else:
-            local = _interface_address(ifname)
+            local = interface_address(ifname)
             mreq = struct.pack("4s4s4s", socket.inet_aton(group), socket.inet_aton(local), socket.inet_aton(source))
             sock.setsockopt(socket.IPPROTO_IP, IP_ADD_SOURCE_MEMBERSHIP, mreq)
     except OSError:
@@ -120,7 +143,7 @@ def join_group(ifname: str, group: str, source: str | None = None) -> socket.soc
     return sock
 
 
-def _interface_address(ifname: str) -> str:
+def interface_address(ifname: str) -> str:
     """The first IPv4 address of `ifname` (source-specific joins name the interface by address)."""
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
         try:

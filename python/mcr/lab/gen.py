@@ -25,11 +25,11 @@ import time
 
 from .. import _engine
 from ..netns import in_netns
+from ..sockets import (PACKET_QDISC_BYPASS, SO_BINDTODEVICE, SO_RCVBUFFORCE, SO_SNDBUFFORCE, SOL_PACKET,
+                       force_buffer, interface_address)
 
 PROBE = struct.Struct("!4sIQQ")  # magic, stream id, sequence number, send time (ns)
 MAGIC = b"MCRT"
-SO_RCVBUFFORCE, SO_SNDBUFFORCE, SO_BINDTODEVICE = 33, 32, 25
-PACKET_QDISC_BYPASS, SOL_PACKET = 20, 263
 SEND_BUFFER = 4 << 20
 RECEIVE_BUFFER = 8 << 20
 GRACE = 5.0  # seconds a count-bounded run may take beyond its paced length
@@ -67,18 +67,6 @@ def streams(destination: str = "239.1.1.1", port: int = 5000, count: int = 1, va
     raise ValueError("vary must be 'group' or 'port'")
 
 
-def _force(sock: socket.socket, force: int, plain: int, size: int) -> None:
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, force, size)
-    except PermissionError:
-        sock.setsockopt(socket.SOL_SOCKET, plain, size)
-
-
-def _interface_ipv4(ifname: str) -> str:
-    from ..sockets import _interface_address  # the same lookup the relay uses
-    return _interface_address(ifname)
-
-
 def _udp_sender(ifname: str, ttl: int) -> socket.socket:
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     try:
@@ -88,7 +76,7 @@ def _udp_sender(ifname: str, ttl: int) -> socket.socket:
         sock.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_TTL, ttl)
         sock.setsockopt(socket.IPPROTO_IP, socket.IP_TTL, ttl)
         sock.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_LOOP, 0)
-        _force(sock, SO_SNDBUFFORCE, socket.SO_SNDBUF, SEND_BUFFER)
+        force_buffer(sock, SO_SNDBUFFORCE, socket.SO_SNDBUF, SEND_BUFFER)
     except OSError:
         sock.close()
         raise
@@ -101,7 +89,7 @@ def _raw_sender(ifname: str) -> socket.socket:
     sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0)
     try:
         sock.setsockopt(SOL_PACKET, PACKET_QDISC_BYPASS, 1)
-        _force(sock, SO_SNDBUFFORCE, socket.SO_SNDBUF, SEND_BUFFER)
+        force_buffer(sock, SO_SNDBUFFORCE, socket.SO_SNDBUF, SEND_BUFFER)
         sock.bind((ifname, 0))
     except OSError:
         sock.close()
@@ -122,7 +110,7 @@ class Generator:
         with in_netns(ns):
             if raw:
                 self._sock = _raw_sender(ifname)
-                source = source or _interface_ipv4(ifname)
+                source = source or interface_address(ifname)
                 mac = self._sock.getsockname()[4][:6]  # the interface's own MAC
             else:
                 self._sock = _udp_sender(ifname, ttl)
@@ -166,7 +154,7 @@ def _receiver(ifname: str | None, destination: str, port: int) -> socket.socket:
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        _force(sock, SO_RCVBUFFORCE, socket.SO_RCVBUF, RECEIVE_BUFFER)
+        force_buffer(sock, SO_RCVBUFFORCE, socket.SO_RCVBUF, RECEIVE_BUFFER)
         sock.bind((destination, port))
         if ipaddress.IPv4Address(destination).is_multicast:
             if ifname is None:
