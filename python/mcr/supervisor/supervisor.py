@@ -164,12 +164,24 @@ class Supervisor:
                 continue
             ifindex = _ifindex(name)
             if kind == "in":
-                sock, encode = sockets.open_input_socket(name, self._fanout_salt + ifindex), _engine.encode_add_input
+                with sockets.open_input_socket(name, self._fanout_salt + ifindex) as sock:
+                    await worker.call(_engine.encode_add_input, ifindex, fd=sock.fileno())
             else:
-                sock, encode = sockets.open_egress_socket(name), _engine.encode_add_egress
-            with sock:
-                await worker.call(encode, ifindex, fd=sock.fileno())
+                await self._give_egress(worker, name, ifindex)
             have.add((kind, name))
+
+    @staticmethod
+    async def _give_egress(worker: Worker, name: str, ifindex: int) -> None:
+        """The UDP socket for `name`, and the packet socket multicast outputs use when it has an address."""
+        with sockets.open_egress_socket(name) as sock:
+            await worker.call(_engine.encode_add_egress, ifindex, fd=sock.fileno())
+        try:
+            frames, link = sockets.open_packet_egress_socket(name)
+        except OSError:
+            return  # no IPv4 address: every output on it takes the UDP socket
+        with frames:
+            await worker.call(_engine.encode_add_packet_egress, ifindex, link["source"], link["mtu"], link["mac"],
+                              fd=frames.fileno())
 
     def _running(self) -> list[Worker]:
         return [w for w in self.pool if w.state == "running"]
