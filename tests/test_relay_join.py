@@ -1,22 +1,28 @@
-"""The relay joins each rule's group on its input interface (so NICs and
-IGMP-snooping switches deliver it) and leaves when the last rule goes."""
+"""The relay is a member of each rule's group on its input interface: it
+sends IGMP reports, answers queries and leaves with the last rule, all
+without the kernel's IP-level join (which would push every relayed packet
+through the kernel's own UDP input)."""
 
 from __future__ import annotations
 
 import socket
 import time
 
-from mcr.engine import Engine
-from scapy.layers.inet import IP
+from scapy.contrib.igmpv3 import IGMPv3, IGMPv3mq
+from scapy.layers.inet import IP, IPOption_Router_Alert
+from scapy.layers.igmp import IGMP
 from scapy.layers.l2 import Ether
 
-from mcr.lab import Capture, chain
+from mcr.engine import Engine
+from mcr.lab import Capture, FrameSender, chain, multicast_mac
 from mcr.netns import in_netns
 from mcr.rules import Output, Rule
 
+GROUP = "239.4.4.4"
 
-def joined_groups(ns: str, ifname: str) -> set[str]:
-    """Groups the kernel reports as joined on `ifname` (from /proc/net/igmp)."""
+
+def kernel_groups(ns: str, ifname: str) -> set[str]:
+    """Groups the kernel's IP layer has joined on `ifname` (/proc/net/igmp)."""
     with in_netns(ns), open("/proc/net/igmp") as table:
         lines = table.read().splitlines()[1:]
     groups, current = set(), None
@@ -28,18 +34,50 @@ def joined_groups(ns: str, ifname: str) -> set[str]:
     return groups
 
 
-def test_join_on_add_and_leave_on_remove():
+def igmp_from(frames: list[bytes], source: str) -> list:
+    packets = [Ether(f) for f in frames]
+    return [p[IP] for p in packets if p.haslayer(IP) and p[IP].proto == 2 and p[IP].src == source]
+
+
+def v3_records(ip) -> list[tuple[int, str]]:
+    return [(r.rtype, r.maddr) for r in IGMPv3(bytes(ip.payload)).records]
+
+
+def query(lab, dst: str, igmp) -> bytes:
+    frame = Ether(dst=multicast_mac(dst)) / IP(src=lab.source_addr, dst=dst, ttl=1,
+                                              options=[IPOption_Router_Alert()]) / igmp
+    return bytes(frame)
+
+
+def test_reports_queries_and_leave_without_ip_join():
     with chain(n_sinks=1) as lab, Engine(lab.relay_ns) as engine:
-        with Capture(lab.source_ns, lab.source_if, max_seconds=5) as capture:
-            first = engine.add_rule(Rule(lab.relay_in, "239.4.4.4", 5000, (Output("239.5.5.5", 6000, lab.relay_out[0]),)))
-            second = engine.add_rule(Rule(lab.relay_in, "239.4.4.4", 5001, (Output("239.5.5.5", 6001, lab.relay_out[0]),)))
-            assert "239.4.4.4" in joined_groups(lab.relay_ns, lab.relay_in)
-            time.sleep(0.5)
-            frames = capture.stop()
-        packets = [Ether(f) for f in frames]
-        igmp = [p for p in packets if p.haslayer(IP) and p[IP].proto == 2]  # IGMP is IP protocol 2
-        assert any(p[IP].src == lab.relay_in_addr for p in igmp), "no IGMP report from the relay"
-        engine.remove_rule(first)
-        assert "239.4.4.4" in joined_groups(lab.relay_ns, lab.relay_in)  # still needed by the second rule
-        engine.remove_rule(second)
-        assert "239.4.4.4" not in joined_groups(lab.relay_ns, lab.relay_in)
+        outputs = (Output("239.5.5.5", 6000, lab.relay_out[0]),)
+        with Capture(lab.source_ns, lab.source_if, max_seconds=10) as capture:
+            first = engine.add_rule(Rule(lab.relay_in, GROUP, 5000, outputs))
+            second = engine.add_rule(Rule(lab.relay_in, GROUP, 5001, (Output("239.5.5.5", 6001, lab.relay_out[0]),)))
+            time.sleep(1.5)  # the unsolicited report and its repetition one second later
+            joined = igmp_from(capture.stop(), lab.relay_in_addr)
+        assert [v3_records(p) for p in joined] == [[(4, GROUP)], [(4, GROUP)]]  # CHANGE_TO_EXCLUDE {}, twice
+        assert all(p.dst == "224.0.0.22" and p.ttl == 1 for p in joined)
+        assert GROUP not in kernel_groups(lab.relay_ns, lab.relay_in), "the kernel joined at the IP level"
+
+        with FrameSender(lab.source_ns, lab.source_if) as sender, \
+                Capture(lab.source_ns, lab.source_if, max_seconds=10) as capture:
+            sender.send([query(lab, "224.0.0.1", IGMPv3mq(type=0x11, mrcode=5))])  # general, 0.5 s
+            time.sleep(1.0)
+            answers = igmp_from(capture.stop(), lab.relay_in_addr)
+        assert [v3_records(p) for p in answers] == [[(2, GROUP)]]  # MODE_IS_EXCLUDE {}
+
+        # An IGMPv2 group-specific query goes to the group itself, which the
+        # IP layer drops (not a member): the relay reads it at the link layer.
+        with FrameSender(lab.source_ns, lab.source_if) as sender, \
+                Capture(lab.source_ns, lab.source_if, max_seconds=10) as capture:
+            sender.send([query(lab, GROUP, IGMP(type=0x11, mrcode=5, gaddr=GROUP))])
+            time.sleep(1.0)
+            engine.remove_rule(first)  # still needed by the second rule: no leave yet
+            time.sleep(0.2)
+            engine.remove_rule(second)
+            time.sleep(0.3)
+            after = igmp_from(capture.stop(), lab.relay_in_addr)
+        kinds = [(IGMP(bytes(p.payload)).type, p.dst) for p in after]
+        assert kinds == [(0x16, GROUP), (0x17, "224.0.0.2")]  # v2 report to the group, then a v2 leave

@@ -11,10 +11,10 @@ from __future__ import annotations
 import itertools
 import socket
 import threading
-from dataclasses import dataclass, field
 
 from . import _engine, sockets
 from .netns import in_netns
+from .membership import MembershipService
 from .rules import Rule
 
 REPLY_TIMEOUT = 5.0
@@ -23,12 +23,6 @@ CHANNEL_BUFFER = 4 << 20  # a stats reply for thousands of rules is one datagram
 
 class EngineError(RuntimeError):
     """The engine refused a command or stopped; the message says why."""
-
-
-@dataclass
-class _Input:
-    ifindex: int
-    joins: dict[tuple[str, str | None], list] = field(default_factory=dict)  # (group, source) -> [socket, users]
 
 
 class Engine:
@@ -47,7 +41,8 @@ class Engine:
         self._lock = threading.Lock()  # one command in flight at a time
         self._seq = itertools.count(1)
         self._ids = itertools.count(1)
-        self._inputs: dict[str, _Input] = {}
+        self._inputs: dict[str, int] = {}  # name -> ifindex
+        self._membership = MembershipService()
         self._egress: dict[str, int] = {}
         self._rules: dict[int, Rule] = {}
         self._ifnames: dict[int, str] = {}
@@ -95,14 +90,14 @@ class Engine:
             except OSError:
                 raise EngineError(f"no interface named '{ifname}'") from None
 
-    def _ensure_input(self, ifname: str) -> _Input:
+    def _ensure_input(self, ifname: str) -> int:
         if ifname not in self._inputs:
             ifindex = self._ifindex(ifname)
             with in_netns(self.netns):
                 sock = sockets.open_input_socket(ifname)
             with sock:
                 self._call(_engine.encode_add_input, ifindex, fd=sock.fileno())
-            self._inputs[ifname] = _Input(ifindex)
+            self._inputs[ifname] = ifindex
             self._ifnames[ifindex] = ifname
         return self._inputs[ifname]
 
@@ -125,32 +120,26 @@ class Engine:
             self._ifnames[ifindex] = ifname
         return self._egress[ifname]
 
-    def _join(self, entry: _Input, rule: Rule) -> None:
-        key = (rule.group, rule.source)
-        if key not in entry.joins:
-            with in_netns(self.netns):
-                entry.joins[key] = [sockets.join_group(rule.input_interface, rule.group, rule.source), 0]
-        entry.joins[key][1] += 1
+    def _join(self, rule: Rule) -> None:
+        with in_netns(self.netns):
+            self._membership.join(rule.input_interface, rule.group, rule.source)
 
     def _leave(self, rule: Rule) -> None:
-        joins = self._inputs[rule.input_interface].joins
-        key = (rule.group, rule.source)
-        joins[key][1] -= 1
-        if joins[key][1] == 0:
-            joins.pop(key)[0].close()
+        with in_netns(self.netns):
+            self._membership.leave(rule.input_interface, rule.group, rule.source)
 
     def add_rule(self, rule: Rule) -> int:
         """Start relaying `rule`; returns its id. Nothing changes if it is refused."""
         for out in rule.outputs:
             self._ifindex(out.interface)  # fail on an unknown name before touching anything
-        entry = self._ensure_input(rule.input_interface)
+        ifindex = self._ensure_input(rule.input_interface)
         outputs = [(o.destination, o.port, self._ensure_egress(o.interface),
                     -1 if o.ttl is None else o.ttl, -1 if o.dscp is None else o.dscp) for o in rule.outputs]
         rule_id = next(self._ids)
-        self._call(_engine.encode_add_rule, rule_id, entry.ifindex, rule.group, rule.port, rule.source or "", outputs)
+        self._call(_engine.encode_add_rule, rule_id, ifindex, rule.group, rule.port, rule.source or "", outputs)
         self._rules[rule_id] = rule
         try:
-            self._join(entry, rule)
+            self._join(rule)
         except OSError as error:
             self.remove_rule(rule_id)
             raise EngineError(f"cannot join {rule.group} on {rule.input_interface}: {error.strerror}") from None
@@ -161,8 +150,7 @@ class Engine:
             raise EngineError(f"no rule with id {rule_id}")
         self._call(_engine.encode_remove_rule, rule_id)
         rule = self._rules.pop(rule_id)
-        if (rule.group, rule.source) in self._inputs[rule.input_interface].joins:
-            self._leave(rule)
+        self._leave(rule)
 
     def rules(self) -> dict[int, Rule]:
         return dict(self._rules)
@@ -190,7 +178,4 @@ class Engine:
                 pass
             self._thread.join(timeout=REPLY_TIMEOUT)
         self._channel.close()
-        for entry in self._inputs.values():
-            for sock, _users in entry.joins.values():
-                sock.close()
-            entry.joins.clear()
+        self._membership.close()

@@ -1,4 +1,4 @@
-"""The privileged sockets the engine is handed: packet inputs, UDP egress, group joins.
+"""The privileged sockets the engine is handed: packet inputs, UDP and packet egress.
 
 The engine opens no socket itself; whoever holds the privileges (this
 process, or later the supervisor) opens them here and passes them over the
@@ -25,30 +25,36 @@ PACKET_MULTICAST = 2
 SIOCGIFADDR = 0x8915
 SIOCGIFMTU = 0x8921
 PACKET_QDISC_BYPASS = 20
-IP_ADD_SOURCE_MEMBERSHIP = 39  # not exported by Python's socket module
 SKF_AD_PKTTYPE = 0xFFFFF000 + 4  # classic BPF ancillary load of skb->pkt_type
 
 INPUT_RCVBUF = 16 << 20
 EGRESS_SNDBUF = 4 << 20
 
 
-def _bpf(code: int, jt: int, jf: int, k: int) -> bytes:
+def bpf(code: int, jt: int, jf: int, k: int) -> bytes:
+    """One classic BPF instruction."""
     return struct.pack("HBBI", code, jt, jf, k)
+
+
+def attach_filter(sock: socket.socket, program: list[bytes]) -> None:
+    code = b"".join(program)
+    buffer = ctypes.create_string_buffer(code)  # must outlive the setsockopt call
+    sock.setsockopt(socket.SOL_SOCKET, SO_ATTACH_FILTER, struct.pack("HL", len(program), ctypes.addressof(buffer)))
 
 
 # Let through only frames addressed to a multicast MAC that carry IPv4, or a
 # VLAN tag the NIC left in place. Everything else (ARP, IPv6, unicast, our own
 # transmissions, which are PACKET_OUTGOING) stays in the kernel.
-_INPUT_FILTER = b"".join([
-    _bpf(0x20, 0, 0, SKF_AD_PKTTYPE),  # ld pkttype
-    _bpf(0x15, 0, 4, PACKET_MULTICAST),  # jeq multicast ? next : drop
-    _bpf(0x28, 0, 0, 12),  # ldh [12] (ethertype)
-    _bpf(0x15, 3, 0, 0x0800),  # IPv4 -> accept
-    _bpf(0x15, 2, 0, 0x8100),  # 802.1Q -> accept
-    _bpf(0x15, 1, 0, 0x88A8),  # 802.1ad -> accept
-    _bpf(0x06, 0, 0, 0),  # drop
-    _bpf(0x06, 0, 0, 0x40000),  # accept whole frame
-])
+_INPUT_FILTER = [
+    bpf(0x20, 0, 0, SKF_AD_PKTTYPE),  # ld pkttype
+    bpf(0x15, 0, 4, PACKET_MULTICAST),  # jeq multicast ? next : drop
+    bpf(0x28, 0, 0, 12),  # ldh [12] (ethertype)
+    bpf(0x15, 3, 0, 0x0800),  # IPv4 -> accept
+    bpf(0x15, 2, 0, 0x8100),  # 802.1Q -> accept
+    bpf(0x15, 1, 0, 0x88A8),  # 802.1ad -> accept
+    bpf(0x06, 0, 0, 0),  # drop
+    bpf(0x06, 0, 0, 0x40000),  # accept whole frame
+]
 
 
 def force_buffer(sock: socket.socket, force: int, plain: int, size: int) -> None:
@@ -68,9 +74,7 @@ def open_input_socket(ifname: str, fanout_group: int | None = None) -> socket.so
     """
     sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ALL))
     try:
-        program = ctypes.create_string_buffer(_INPUT_FILTER)
-        fprog = struct.pack("HL", len(_INPUT_FILTER) // 8, ctypes.addressof(program))
-        sock.setsockopt(socket.SOL_SOCKET, SO_ATTACH_FILTER, fprog)
+        attach_filter(sock, _INPUT_FILTER)
         sock.setsockopt(SOL_PACKET, PACKET_IGNORE_OUTGOING, 1)
         force_buffer(sock, SO_RCVBUFFORCE, socket.SO_RCVBUF, INPUT_RCVBUF)
         sock.bind((ifname, ETH_P_ALL))
@@ -119,28 +123,6 @@ def open_packet_egress_socket(ifname: str) -> tuple[socket.socket, dict]:
         sock.close()
         raise
     return sock, {"source": source, "mtu": mtu, "mac": mac}
-
-
-def join_group(ifname: str, group: str, source: str | None = None) -> socket.socket:
-    """Join `group` (from `source` only, if given) on `ifname`; leaving is closing the socket.
-
-    The join makes the kernel send IGMP reports, so NICs and snooping switches
-    deliver the group. The socket is bound to no port, so it receives nothing.
-    """
-    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    try:
-        ifindex = socket.if_nametoindex(ifname)
-        if source is None:
-            mreq = struct.pack("4s4si", socket.inet_aton(group), b"\0" * 4, ifindex)
-            sock.setsockopt(socket.IPPROTO_IP, socket.IP_ADD_MEMBERSHIP, mreq)
-        else:
-            local = interface_address(ifname)
-            mreq = struct.pack("4s4s4s", socket.inet_aton(group), socket.inet_aton(local), socket.inet_aton(source))
-            sock.setsockopt(socket.IPPROTO_IP, IP_ADD_SOURCE_MEMBERSHIP, mreq)
-    except OSError:
-        sock.close()
-        raise
-    return sock
 
 
 def interface_address(ifname: str) -> str:

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from .. import __version__, _engine, logs, sockets
 from ..config import Config, ConfigError
+from ..membership import MembershipService
 from ..rules import Rule
 from .commands import CommandError
 from .workers import Worker, WorkerError, add_counters
@@ -51,7 +52,7 @@ class Supervisor:
         self.pool = [Worker(i, cores[i] if i < len(cores) else None) for i in range(count)]
         self.rules: dict[int, Rule] = {}
         self._next_id = 1
-        self._joins: dict[tuple[str, str, str | None], socket.socket] = {}
+        self._membership = MembershipService()
         self._stopping = asyncio.Event()
         self._tasks: list[asyncio.Task] = []
         self._fanout_salt = os.getpid() << 8
@@ -97,9 +98,7 @@ class Supervisor:
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*(w.stop() for w in self.pool), return_exceptions=True)
-        for sock in self._joins.values():
-            sock.close()
-        self._joins.clear()
+        self._membership.close()
 
     def _initial_rules(self) -> tuple[Rule, ...]:
         """Rules from the saved state if there is one (run-time changes survive restarts), else the config."""
@@ -290,15 +289,10 @@ class Supervisor:
         return sorted(self.rules.items())
 
     def _join(self, rule: Rule) -> None:
-        key = (rule.input_interface, rule.group, rule.source)
-        if key not in self._joins:
-            self._joins[key] = sockets.join_group(*key)
+        self._membership.join(rule.input_interface, rule.group, rule.source)
 
     def _leave(self, rule: Rule) -> None:
-        key = (rule.input_interface, rule.group, rule.source)
-        still_used = any((r.input_interface, r.group, r.source) == key for r in self.rules.values())
-        if not still_used and key in self._joins:
-            self._joins.pop(key).close()
+        self._membership.leave(rule.input_interface, rule.group, rule.source)
 
     async def _set_rules(self, wanted: tuple[Rule, ...]) -> dict:
         """Make the rule set equal `wanted`, all or nothing; unchanged rules keep their id and traffic."""
