@@ -111,6 +111,19 @@ def fanout_table(summary: dict, placements, fanout) -> list[str]:
     return lines
 
 
+def workers_table(summary: dict, placements, workers) -> list[str]:
+    lines = ["| placement | workers | no-drop pps (100 streams, 64 B) | relay CPU ns/pkt | vs 1 worker |",
+             "|---|---|---|---|---|"]
+    for pl in placements:
+        one = _get(summary, "ndr", pl, "mcr-1w", 64, 100, 1).get("offered_pps")
+        for n in workers:
+            e = _get(summary, "ndr", pl, f"mcr-{n}w", 64, 100, 1)
+            if e:
+                lines.append(f"| {pl} | {n} | {_num(e['offered_pps'])} | {_num(e['relay_cpu_ns'])} | "
+                             f"{_ratio(e['offered_pps'], one)} |")
+    return lines
+
+
 def write(results: dict, out: Path) -> None:
     s, st = results["summary"], results["settings"]
     m = results["machine"]
@@ -133,6 +146,9 @@ def write(results: dict, out: Path) -> None:
             lines += [f"## No-drop rate, {n} streams (64 B)", *ndr_table(s, st["placements"], [64], n), ""]
     lines += ["## Fan-out (64 B; delivery counted on the relay's output links)",
               *fanout_table(s, st["fanout_placements"], st["fanout"]), ""]
+    if st.get("workers"):
+        lines += ["## Workers: `mcr daemon` sharing one input through PACKET_FANOUT (hashed by flow)",
+                  *workers_table(s, st["fanout_placements"], st["workers"]), ""]
     lines += ["## Not measured", *[f"- {n['what']}: {n['why']}" for n in results["not_measured"]], ""]
     lines += [f"![{p.stem}]({p.name})" for p in plots(results, out)]
     (out / "report.md").write_text("\n".join(lines) + "\n")

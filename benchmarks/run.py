@@ -46,13 +46,15 @@ class Profile:
     repeats: int
     streams: list[int] = field(default_factory=lambda: [1, 100])
     fanout: list[int] = field(default_factory=lambda: [1, 8, 50])
-    fanout_placements: list[str] = field(default_factory=lambda: ["A", "B"])
+    fanout_placements: list[str] = field(default_factory=lambda: ["A", "B"])  # also used by the workers test
+    workers: list[int] = field(default_factory=lambda: [1, 2])
     systems: list[str] = field(default_factory=lambda: ["mcr", "socat", "kernel"])
     ceiling: float = 800_000  # the first (overload) trial of a search; above what the generator reaches
 
 
 PROFILES = {
-    "smoke": Profile([64], ["A"], trial=0.15, steps=2, repeats=1, streams=[1], fanout=[1, 2], fanout_placements=["A"]),
+    "smoke": Profile([64], ["A"], trial=0.15, steps=2, repeats=1, streams=[1], fanout=[1, 2], fanout_placements=["A"],
+                     workers=[]),
     "quick": Profile([64, 1400], ["A", "B"], trial=0.8, steps=6, repeats=1, fanout_placements=["B"]),
     "full": Profile([64, 512, 1400, 8972], ["A", "B"], trial=2.0, steps=8, repeats=3),
 }
@@ -176,15 +178,29 @@ def run_fanout(bench: Bench) -> None:
                 bench.fanout_tests(setup, placement, repeat)
 
 
-def check_workers(bench: Bench) -> None:
-    # Two workers mean `mcr daemon --workers 2` (PACKET_FANOUT over one input),
-    # which landed while this harness was written: driving it here (started
-    # with `ip netns exec` in the relay namespace, a private control socket,
-    # rules through mcr.api, CPU summed over its worker processes) is not
-    # done yet. Its fan-out hashes by flow, so only the 100-stream test would
-    # spread over two workers.
-    bench.skip("2 workers", "not wired into this harness yet (needs `mcr daemon --workers 2` in the relay "
-               "namespace); every figure here is one worker, `mcr relay`")
+def run_workers(bench: Bench) -> None:
+    """`mcr daemon` with 1 and 2 workers sharing one input through PACKET_FANOUT.
+
+    The fanout hashes by flow, so this uses the 100-stream input: one stream
+    always stays on one worker. Worker 1 is pinned to the relay core, worker
+    2 to the generator's core (the machine has two)."""
+    p = bench.profile
+    if not p.workers:
+        return
+    with chain(n_sinks=1, prefix="mcrw") as setup:
+        prepare(setup)
+        for repeat in range(p.repeats):
+            for placement in p.fanout_placements:
+                set_placement(setup.relay_ns, setup.relay_in, placement)
+                for system in (f"mcr-{n}w" for n in p.workers):
+                    bench.log(f"repeat {repeat + 1}/{p.repeats}, placement {placement}, {system}, 100 streams")
+                    try:
+                        with bench.relay(setup, system, streams(count=100)) as relay:
+                            found = bench.search(setup, relay, 64)
+                    except RelayError as error:
+                        bench.skip(f"placement {placement}, {system}", str(error))
+                        continue
+                    bench.record_search(placement, system, repeat, found, relay, size=64, streams=100, outputs=1)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -202,9 +218,9 @@ def main(argv: list[str] | None = None) -> int:
     os.sched_setaffinity(0, {GEN_CORE})  # the generator and sink threads inherit this core
     bench = Bench(PROFILES[name], name)
     started = time.time()
-    check_workers(bench)
     run_main(bench)
     run_fanout(bench)
+    run_workers(bench)
     results = {"profile": name, "settings": asdict(bench.profile) | settings(), "machine": report.machine(),
                "started": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(started)),
                "duration_s": round(time.time() - started, 1), "rows": bench.rows,

@@ -13,6 +13,9 @@ link, so the same generator and sink measure all three:
   CPU is one process's CPU. Inputs 239.1.1.k -> outputs 239.2.2.k:6000.
 - SocatRelay: Debian's socat, `UDP4-RECV` -> `UDP4-SENDTO`, one datagram per
   read/write; all inputs go to one output group (socat has one destination).
+- DaemonRelay: `mcr daemon --workers N` in the relay namespace (workers
+  pinned to the relay core first, then the others), rules through mcr.api;
+  its CPU is the sum over its worker processes.
 - KernelRelay: the kernel's own multicast routing: an mroute socket
   (MRT_INIT, one VIF per interface, an MFC entry per (source, group)); the
   group stays the same. At most 31 outputs (MAXVIFS is 32). No process.
@@ -27,6 +30,7 @@ import socket
 import struct
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 
@@ -217,4 +221,48 @@ class KernelRelay(_Relay):
             self._sock = None
 
 
-RELAYS = {"mcr": McrRelay, "socat": SocatRelay, "kernel": KernelRelay}
+class DaemonRelay(_Relay):
+    name = "mcr-daemon"
+    workers = 1
+
+    def start(self) -> None:
+        from ..api import Client  # only this relay needs the control client
+
+        self.outputs = output_groups(len(self.inputs))
+        self._dir = tempfile.TemporaryDirectory(prefix="mcr-bench-")
+        sock = os.path.join(self._dir.name, "control.sock")
+        cores = [c for c in ([self.cpu] if self.cpu is not None else []) + list(range(os.cpu_count() or 1))]
+        pins = ",".join(str(c) for c in list(dict.fromkeys(cores))[:self.workers])
+        cmd = ["ip", "netns", "exec", self.ns, sys.executable, "-m", "mcr", "daemon", "--socket", sock, "--state", "",
+               "--workers", str(self.workers), "--pin-cores", pins, "--log-level", "warning"]
+        self.process = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + START_TIMEOUT
+        while not os.path.exists(sock):
+            if time.monotonic() > deadline or self.process.poll() is not None:
+                self.stop()
+                raise RelayError("mcr daemon did not start")
+            time.sleep(0.05)
+        self.client = Client(sock, timeout=10)
+        for (group, port), (out_group, out_port) in zip(self.inputs, self.outputs):
+            outs = ",".join(f"{out_group}:{out_port}:{ifname}" for ifname in self.out_ifs)
+            self.client.add_rule(f"in={self.in_if} group={group}:{port} out={outs}")
+        self._pids = [w["pid"] for w in self.client.workers()]
+
+    def cpu_ns(self) -> int | None:
+        if self.process is None or self.process.poll() is not None:
+            raise RelayError("mcr daemon exited")
+        return sum(process_cpu_ns(pid) for pid in self._pids)
+
+    def stop(self) -> None:
+        super().stop()  # SIGTERM: the daemon stops its workers
+        if getattr(self, "_dir", None) is not None:
+            self._dir.cleanup()
+            self._dir = None
+
+
+def daemon_relay(workers: int) -> type[DaemonRelay]:
+    return type(f"DaemonRelay{workers}", (DaemonRelay,), {"workers": workers, "name": f"mcr-{workers}w"})
+
+
+RELAYS = {"mcr": McrRelay, "socat": SocatRelay, "kernel": KernelRelay,
+          "mcr-1w": daemon_relay(1), "mcr-2w": daemon_relay(2)}
