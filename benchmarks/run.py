@@ -53,8 +53,7 @@ class Profile:
 
 
 PROFILES = {
-    "smoke": Profile([64], ["A"], trial=0.15, steps=2, repeats=1, streams=[1], fanout=[1, 2], fanout_placements=["A"],
-                     workers=[]),
+    "smoke": Profile([64], ["A"], trial=0.15, steps=2, repeats=1, streams=[1], fanout=[1, 2], fanout_placements=["A"]),
     "quick": Profile([64, 1400], ["A", "B"], trial=0.8, steps=6, repeats=1, fanout_placements=["B"]),
     "full": Profile([64, 512, 1400, 8972], ["A", "B"], trial=2.0, steps=8, repeats=3),
 }

@@ -35,7 +35,8 @@ def test_smoke_profile_writes_json_markdown_and_plots(tmp_path: Path) -> None:
     assert latency[0]["sent"] > 0 and latency[0]["delivered"] > 0
     report = (tmp_path / "report.md").read_text()
     assert "## No-drop rate, one stream" in report and "MCR/kernel" in report
-    assert any(n["what"] == "2 workers" for n in results["not_measured"]) or ("ndr", "mcr-2") in tested
+    assert {("ndr", "mcr-1w"), ("ndr", "mcr-2w")} <= tested  # mcr daemon with 1 and 2 workers
+    assert "## Workers" in report
     assert list(tmp_path.glob("*.png"))
-    leftover = {n for n in namespaces() - before if n.startswith(("mcrb-", "mcrf-"))}
+    leftover = {n for n in namespaces() - before if n.startswith(("mcrb-", "mcrf-", "mcrw-"))}
     assert not leftover, f"namespaces left behind: {leftover}"
