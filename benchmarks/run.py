@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -215,6 +216,8 @@ def main(argv: list[str] | None = None) -> int:
     out = args.out or RESULTS / time.strftime("%Y%m%d-%H%M%S")
     out.mkdir(parents=True, exist_ok=True)
     os.sched_setaffinity(0, {GEN_CORE})  # the generator and sink threads inherit this core
+    # SIGTERM unwinds like Ctrl-C, so relays stop and namespaces are removed.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     bench = Bench(PROFILES[name], name)
     started = time.time()
     run_main(bench)
