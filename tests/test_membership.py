@@ -74,3 +74,13 @@ def test_falls_back_to_v2_when_a_v2_querier_is_heard():
     assert (IGMP(leave[0].payload).type, leave[0].destination) == (0x17, "224.0.0.2")
     m.join("eth0", "239.1.1.2", None, now=500.0)  # the v2 querier is long gone: v3 again
     assert m.join("eth0", "239.1.1.3", None, now=500.0)[0].destination == "224.0.0.22"
+
+
+def test_leave_all_when_stopping():
+    m = Membership()
+    m.join("eth0", "239.1.1.1", None, now=0.0)
+    m.join("eth0", "239.1.1.1", None, now=0.0)  # two rules, one group
+    m.join("eth1", "232.1.1.1", "10.0.0.2", now=0.0)
+    sends = m.leave_all(now=1.0)
+    assert sorted((s.interface, records(s.payload)[0][0]) for s in sends) == [("eth0", TO_INCLUDE), ("eth1", BLOCK_OLD)]
+    assert m.leave_all(now=2.0) == []

@@ -81,3 +81,19 @@ def test_reports_queries_and_leave_without_ip_join():
             after = igmp_from(capture.stop(), lab.relay_in_addr)
         kinds = [(IGMP(bytes(p.payload)).type, p.dst) for p in after]
         assert kinds == [(0x16, GROUP), (0x17, "224.0.0.2")]  # v2 report to the group, then a v2 leave
+
+
+def test_stopping_the_relay_leaves_its_groups():
+    with chain(n_sinks=1) as lab:
+        engine = Engine(lab.relay_ns)
+        try:
+            engine.add_rule(Rule(lab.relay_in, GROUP, 5000, (Output("239.5.5.5", 6000, lab.relay_out[0]),)))
+            with Capture(lab.source_ns, lab.source_if, max_seconds=10) as capture:
+                time.sleep(1.2)  # past the repeated join report
+                engine.close()
+                time.sleep(0.3)
+                frames = capture.stop()
+        finally:
+            engine.close()
+        last = igmp_from(frames, lab.relay_in_addr)[-1]
+        assert v3_records(last) == [(3, GROUP)]  # CHANGE_TO_INCLUDE {}: a leave

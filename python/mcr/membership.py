@@ -138,6 +138,15 @@ class Membership:
         record = (TO_INCLUDE, group, []) if source is None else (BLOCK_OLD, group, [source])
         return [Send(interface, V3_ROUTERS, v3_report([record]))]
 
+    def leave_all(self, now: float) -> list[Send]:
+        """Leaves for every membership (the relay is stopping): routers stop sending at once."""
+        sends = []
+        for interface, keys in self.users.items():
+            for group, source in list(keys):
+                keys[(group, source)] = 1
+                sends += self.leave(interface, group, source, now)
+        return sends
+
     def on_query(self, interface: str, query: Query, now: float) -> list[Send]:
         """Current-state reports, each after a random delay within the query's Max Resp Time."""
         if query.version == 2:
@@ -188,9 +197,13 @@ class MembershipService:
                 self._link_filter(interface, group, PACKET_DROP_MEMBERSHIP)
 
     def close(self) -> None:
+        """Leave every group, then release the sockets."""
         self._stop.set()
         self._thread.join(2.0)
         with self._lock:
+            self._timers.clear()
+            self._schedule(self.state.leave_all(time.monotonic()))
+            self._send_due(time.monotonic())
             for sock in [*self._igmp.values(), *self._links.values()]:
                 sock.close()
             self._igmp.clear()
