@@ -4,12 +4,12 @@
 
 VENV    := .venv
 PY      := $(VENV)/bin/python
-DEBS    := liburing-dev iproute2 g++ python3-venv
+# socat: the relay the benchmark (and its smoke test and notebook) compares MCR with
+DEBS    := liburing-dev iproute2 g++ python3-venv socat
 UNITS   := build/units
 SANITIZE := -fsanitize=address,undefined -fno-sanitize-recover=all -g
-DEBS    += socat  # the relay the benchmark (and its smoke test and notebook) compares MCR with
 
-.PHONY: demo test unit-tests install debs clean
+.PHONY: demo test bench unit-tests install debs clean
 
 demo: install
 	$(VENV)/bin/mcr demo
@@ -19,7 +19,6 @@ test: install unit-tests
 
 # MCR against socat and kernel forwarding (benchmarks/run.py): `make bench QUICK=1`
 # for the under-5-minute profile. Reports go to benchmarks/results/<time>/.
-.PHONY: bench
 bench: install
 	$(PY) -m benchmarks.run $(if $(QUICK),--quick)
 
