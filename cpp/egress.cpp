@@ -4,6 +4,7 @@
 
 #include <cstring>
 
+#include "tx_ring.h"
 #include "uring_tag.h"
 
 namespace mcr {
@@ -53,6 +54,21 @@ uint8_t out_tos(const Output& out, const ParsedPacket& packet) {
   return static_cast<uint8_t>(out.spec.dscp < 0 ? packet.tos : (out.spec.dscp << 2 | (packet.tos & 3)));
 }
 
+// Header from the output's template (MACs, addresses, protocol, ports),
+// then what changes per packet: TOS, lengths, TTL, checksums.
+void fill_header(uint8_t* h, const Output& out, const ParsedPacket& packet) {
+  std::memcpy(h, out.frame, kFrameHeader);
+  uint8_t* ip = h + 14;
+  ip[1] = out_tos(out, packet);
+  put16(ip + 2, static_cast<uint16_t>(28 + packet.payload_len));
+  ip[8] = out_ttl(out, packet);
+  put16(ip + 10, ipv4_checksum(ip));
+  uint8_t* udp = ip + 20;
+  std::memcpy(udp, &packet.src_port, 2);
+  put16(udp + 4, static_cast<uint16_t>(8 + packet.payload_len));
+  put16(udp + 6, udp_checksum(packet, out));
+}
+
 }  // namespace
 
 Egress::Egress(uint32_t slots) : slots_(slots) {
@@ -82,13 +98,18 @@ io_uring_sqe* Egress::get_sqe(io_uring* ring) {
   return sqe;
 }
 
-uint16_t Egress::queue(io_uring* ring, Rule& rule, uint32_t rule_slot, const ParsedPacket& packet, uint16_t bid,
-                       DropCounters& drops) {
-  uint16_t queued = 0;
+Queued Egress::queue(io_uring* ring, Rule& rule, uint32_t rule_slot, const ParsedPacket& packet, uint16_t bid,
+                     DropCounters& drops) {
+  Queued queued;
   for (uint16_t i = 0; i < rule.outputs.size(); ++i) {
     Output& out = rule.outputs[i];
     // RFC 1812 5.3.1: a router does not forward a packet whose TTL expires.
     if (out.spec.ttl < 0 && packet.ttl <= 1) continue;
+    bool as_frame = out.packet_fd >= 0 && packet.payload_len <= out.max_payload;
+    if (as_frame && write_to_ring(out, {rule_slot, rule.generation, i, packet.payload_len}, packet)) {  // copied: the buffer is not held
+      ++queued.outputs;
+      continue;
+    }
     if (free_.empty()) {
       count(drops, DropReason::NoSendSlot);
       continue;
@@ -101,7 +122,6 @@ uint16_t Egress::queue(io_uring* ring, Rule& rule, uint32_t rule_slot, const Par
     uint32_t index = free_.back();
     free_.pop_back();
     Slot& s = slots_[index];
-    bool as_frame = out.packet_fd >= 0 && packet.payload_len <= out.max_payload;
     int fd = as_frame ? prepare_frame(s, out, packet) : prepare_udp(s, out, packet);
     s.rule_slot = rule_slot;
     s.generation = rule.generation;
@@ -110,7 +130,8 @@ uint16_t Egress::queue(io_uring* ring, Rule& rule, uint32_t rule_slot, const Par
     s.payload_len = packet.payload_len;
     io_uring_prep_sendmsg(sqe, fd, &s.msg, 0);
     io_uring_sqe_set_data64(sqe, make_tag(Op::Send, index));
-    ++queued;
+    ++queued.outputs;
+    ++queued.holding;
   }
   return queued;
 }
@@ -128,28 +149,42 @@ int Egress::prepare_udp(Slot& s, Output& out, const ParsedPacket& packet) {
   return out.fd;
 }
 
-// Header from the output's template (MACs, addresses, protocol, ports),
-// then what changes per packet: TOS, lengths, TTL, checksums.
+// The frame goes out on the next flush of the ring; counted now, since no
+// per-frame completion comes back (a failed flush is counted as send_failed).
+bool Egress::write_to_ring(Output& out, const FrameOwner& owner, const ParsedPacket& packet) {
+  if (out.tx == nullptr) return false;
+  uint8_t* data = out.tx->acquire();
+  if (data == nullptr) return false;  // ring full: this one takes the sendmsg path
+  fill_header(data, out, packet);
+  std::memcpy(data + kFrameHeader, packet.payload, packet.payload_len);
+  out.tx->commit(kFrameHeader + packet.payload_len, owner);
+  ++out.packets;
+  out.bytes += packet.payload_len;
+  return true;
+}
+
 int Egress::prepare_frame(Slot& s, Output& out, const ParsedPacket& packet) {
-  uint8_t* h = s.header;
-  std::memcpy(h, out.frame, kFrameHeader);
-  uint8_t* ip = h + 14;
-  ip[1] = out_tos(out, packet);
-  put16(ip + 2, static_cast<uint16_t>(28 + packet.payload_len));
-  ip[8] = out_ttl(out, packet);
-  put16(ip + 10, ipv4_checksum(ip));
-  uint8_t* udp = ip + 20;
-  std::memcpy(udp, &packet.src_port, 2);
-  put16(udp + 4, static_cast<uint16_t>(8 + packet.payload_len));
-  put16(udp + 6, udp_checksum(packet, out));
+  fill_header(s.header, out, packet);
   s.msg.msg_name = nullptr;  // the packet socket is bound to the output interface
   s.msg.msg_namelen = 0;
   s.msg.msg_control = nullptr;
   s.msg.msg_controllen = 0;
   s.msg.msg_iovlen = 2;
-  s.iov[0] = {h, kFrameHeader};
+  s.iov[0] = {s.header, kFrameHeader};
   s.iov[1] = {const_cast<uint8_t*>(packet.payload), packet.payload_len};
   return out.packet_fd;
+}
+
+void Egress::reclaim(TxRing& ring, RuleTable& rules, DropCounters& drops) {
+  ring.reclaim([&](const FrameOwner& owner) {
+    count(drops, DropReason::SendFailed);
+    Rule& rule = rules.at(owner.rule_slot);
+    if (!rule.live || rule.generation != owner.generation) return;
+    Output& out = rule.outputs[owner.output];  // counted when written: take it back
+    --out.packets;
+    out.bytes -= owner.payload_len;
+    ++out.errors;
+  });
 }
 
 uint16_t Egress::complete(uint32_t slot, int result, RuleTable& rules, DropCounters& drops) {

@@ -17,16 +17,22 @@
 #include "counters.h"
 #include "packet_parser.h"
 #include "rule_table.h"
+#include "tx_ring.h"
 
 namespace mcr {
+
+struct Queued {
+  uint16_t outputs = 0;  // outputs the packet went to
+  uint16_t holding = 0;  // of those, sends still reading the buffer (0: recycle it now)
+};
 
 class Egress {
  public:
   explicit Egress(uint32_t slots);
 
-  // Queues one send per eligible output of `rule` reading from buffer `bid`.
-  // Returns how many sends were queued (0: the caller recycles the buffer).
-  uint16_t queue(io_uring* ring, Rule& rule, uint32_t rule_slot, const ParsedPacket& packet, uint16_t bid,
+  // Sends the packet in buffer `bid` to every eligible output of `rule`:
+  // into a TX ring (copied at once) or as a queued sendmsg reading the buffer.
+  Queued queue(io_uring* ring, Rule& rule, uint32_t rule_slot, const ParsedPacket& packet, uint16_t bid,
                  DropCounters& drops);
 
   // Accounts a finished send and frees its slot; returns its buffer id.
@@ -44,6 +50,13 @@ class Egress {
   static io_uring_sqe* get_sqe(io_uring* ring);
   static int prepare_udp(Slot& s, Output& out, const ParsedPacket& packet);
   static int prepare_frame(Slot& s, Output& out, const ParsedPacket& packet);
+  static bool write_to_ring(Output& out, const FrameOwner& owner, const ParsedPacket& packet);
+
+ public:
+  // A TX ring flush failed: takes its unsent frames back, counted as errors of their outputs.
+  static void reclaim(TxRing& ring, RuleTable& rules, DropCounters& drops);
+
+ private:
 
   std::vector<Slot> slots_;
   std::vector<uint32_t> free_;

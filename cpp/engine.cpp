@@ -206,7 +206,13 @@ std::string Engine::add_packet_egress(const wire::PacketEgress& link, int fd) {
       return "output interface " + std::to_string(link.ifindex) + " already has a packet socket";
     }
   }
-  packet_egress_.push_back({link, fd});
+  auto ring = std::make_unique<TxRing>();
+  std::string error = ring->attach(fd, link.mtu);
+  if (!error.empty()) {  // still usable, one sendmsg per frame
+    log_.log(LogLevel::Warning, "interface " + std::to_string(link.ifindex) + ": " + error);
+    ring.reset();
+  }
+  packet_egress_.push_back({link, fd, std::move(ring)});
   return {};
 }
 
@@ -236,6 +242,7 @@ void Engine::use_packet_egress(Output& out) const {
     out.source = e.link.source;
     out.max_payload = static_cast<uint16_t>(e.link.mtu - 28);
     out.packet_fd = e.fd;
+    out.tx = e.ring.get();
   }
 }
 

@@ -15,6 +15,7 @@
 #include "egress.h"
 #include "log.h"
 #include "rule_table.h"
+#include "tx_ring.h"
 #include "wire.h"
 
 namespace mcr {
@@ -55,6 +56,7 @@ class Engine {
   struct PacketEgressSocket {
     wire::PacketEgress link;
     int fd;
+    std::unique_ptr<TxRing> ring;  // null if the socket could not take one
   };
 
   // Setup and the control path (engine.cpp).
@@ -80,6 +82,8 @@ class Engine {
   void on_receive(const io_uring_cqe* cqe);
   void on_send(const io_uring_cqe* cqe);
   void rearm_inputs();
+  void flush_rings();
+  void on_flush(const io_uring_cqe* cqe);
 
   EngineConfig config_;
   Logger log_;
@@ -96,6 +100,7 @@ class Engine {
   std::vector<Input> inputs_;
   std::vector<EgressSocket> egress_sockets_;
   std::vector<PacketEgressSocket> packet_egress_;
+  msghdr empty_message_{};  // a flush sends what the TX ring holds, nothing from here
   std::vector<uint8_t> command_buffer_;
 };
 

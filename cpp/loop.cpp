@@ -23,6 +23,7 @@ std::string Engine::run() {
       ++seen;
     }
     io_uring_cq_advance(&ring_, seen);
+    flush_rings();
     // ENOBUFS waits for recycled buffers; any other stop re-arms at once.
     if (buffers_.publish() || rearm_now_) rearm_inputs();
     if (!command_armed_ && running_) arm_command();
@@ -36,6 +37,7 @@ void Engine::dispatch(const io_uring_cqe* cqe) {
     case Op::Receive: on_receive(cqe); break;
     case Op::Send: on_send(cqe); break;
     case Op::Command: on_command_ready(cqe); break;
+    case Op::Flush: on_flush(cqe); break;
     default: count(drops_, DropReason::UnknownCompletion); break;
   }
 }
@@ -67,19 +69,46 @@ void Engine::on_receive(const io_uring_cqe* cqe) {
     return;
   }
   uint32_t slot = static_cast<uint32_t>(rule - &rules_.at(0));
-  uint16_t queued = egress_.queue(&ring_, *rule, slot, packet, bid, drops_);
-  if (queued == 0) {
-    if (packet.ttl <= 1) count(drops_, DropReason::TtlExpired);
-    buffers_.recycle(bid);
-  } else {
-    buffers_.hold(bid, queued);
+  Queued queued = egress_.queue(&ring_, *rule, slot, packet, bid, drops_);
+  if (queued.outputs == 0 && packet.ttl <= 1) count(drops_, DropReason::TtlExpired);
+  if (queued.outputs > 0) {
     ++rule->packets;
     rule->bytes += packet.payload_len;
+  }
+  if (queued.holding == 0) {
+    buffers_.recycle(bid);
+  } else {
+    buffers_.hold(bid, queued.holding);
   }
 }
 
 void Engine::on_send(const io_uring_cqe* cqe) {
   buffers_.release(egress_.complete(tag_index(cqe->user_data), cqe->res, rules_, drops_));
+}
+
+// A full socket buffer only delays the ring's frames (flushed again next
+// pass); any other error means they will not go: count them per output.
+void Engine::on_flush(const io_uring_cqe* cqe) {
+  TxRing& ring = *packet_egress_[tag_index(cqe->user_data)].ring;
+  if (cqe->res == -EAGAIN || cqe->res == -ENOBUFS) {
+    ring.retry();
+  } else if (cqe->res < 0) {
+    Egress::reclaim(ring, rules_, drops_);
+  }
+}
+
+// One send per TX ring that got frames in this pass hands them all to the
+// kernel. Without MSG_DONTWAIT: io_uring itself tries without blocking and,
+// if the socket buffer is full, retries once it drains.
+void Engine::flush_rings() {
+  for (uint32_t i = 0; i < packet_egress_.size(); ++i) {
+    TxRing* ring = packet_egress_[i].ring.get();
+    if (ring == nullptr || !ring->pending()) continue;
+    io_uring_sqe* sqe = get_sqe();
+    io_uring_prep_sendmsg(sqe, ring->fd(), &empty_message_, 0);
+    io_uring_sqe_set_data64(sqe, make_tag(Op::Flush, i));
+    ring->flushed();
+  }
 }
 
 void Engine::rearm_inputs() {

@@ -11,6 +11,8 @@
 
 namespace mcr {
 
+class TxRing;
+
 struct RuleKey {
   uint32_t ifindex = 0;
   uint32_t group = 0;   // network byte order
@@ -46,6 +48,7 @@ struct Output {
   // a header template filled per packet, and the largest payload that fits
   // the MTU unfragmented (larger ones take the UDP socket, which fragments).
   int packet_fd = -1;
+  TxRing* tx = nullptr;  // the packet socket's TX ring, when it has one
   uint16_t max_payload = 0;
   uint32_t source = 0;  // network byte order
   uint8_t frame[kFrameHeader]{};

@@ -1,0 +1,64 @@
+#include "tx_ring.h"
+
+#include <linux/if_packet.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+
+#include <cerrno>
+#include <cstddef>
+#include <cstring>
+
+namespace mcr {
+
+static_assert(TP_STATUS_SEND_REQUEST == 1 && TP_STATUS_AVAILABLE == 0, "tx_ring.h reclaim() relies on these");
+static_assert(offsetof(tpacket2_hdr, tp_status) == 0, "tx_ring.h reclaim() relies on this");
+namespace {
+
+constexpr uint32_t kBlockSize = 1 << 16;
+constexpr uint32_t kBlocks = 64;
+// TPACKET_V2 without PACKET_TX_HAS_OFF: the frame's data starts this far in.
+constexpr uint32_t kDataOffset = TPACKET2_HDRLEN - sizeof(sockaddr_ll);
+
+tpacket2_hdr* header(uint8_t* frame) { return reinterpret_cast<tpacket2_hdr*>(frame); }
+
+}  // namespace
+
+TxRing::~TxRing() {
+  if (map_ != nullptr) munmap(map_, map_len_);
+}
+
+std::string TxRing::attach(int fd, uint16_t mtu) {
+  frame_size_ = 2048;
+  while (frame_size_ < kDataOffset + 14u + mtu) frame_size_ <<= 1;
+  int version = TPACKET_V2, loss = 1;
+  tpacket_req req{kBlockSize, kBlocks, frame_size_, kBlockSize / frame_size_ * kBlocks};
+  if (setsockopt(fd, SOL_PACKET, PACKET_VERSION, &version, sizeof(version)) < 0 ||
+      setsockopt(fd, SOL_PACKET, PACKET_LOSS, &loss, sizeof(loss)) < 0 ||  // skip, never stall on, a bad frame
+      setsockopt(fd, SOL_PACKET, PACKET_TX_RING, &req, sizeof(req)) < 0)
+    return std::string("PACKET_TX_RING: ") + strerror(errno);
+  map_len_ = static_cast<size_t>(kBlockSize) * kBlocks;
+  void* map = mmap(nullptr, map_len_, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+  if (map == MAP_FAILED) return std::string("mmap of the TX ring: ") + strerror(errno);
+  map_ = static_cast<uint8_t*>(map);
+  frames_ = req.tp_frame_nr;
+  owners_.resize(frames_);
+  fd_ = fd;
+  return {};
+}
+
+uint8_t* TxRing::acquire() {
+  uint32_t status = __atomic_load_n(&header(frame(next_))->tp_status, __ATOMIC_ACQUIRE);
+  if (status != TP_STATUS_AVAILABLE && status != TP_STATUS_WRONG_FORMAT) return nullptr;
+  return frame(next_) + kDataOffset;
+}
+
+void TxRing::commit(uint32_t len, const FrameOwner& owner) {
+  owners_[next_] = owner;
+  tpacket2_hdr* h = header(frame(next_));
+  h->tp_len = len;
+  __atomic_store_n(&h->tp_status, TP_STATUS_SEND_REQUEST, __ATOMIC_RELEASE);
+  next_ = next_ + 1 == frames_ ? 0 : next_ + 1;
+  pending_ = true;
+}
+
+}  // namespace mcr
