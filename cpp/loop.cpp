@@ -28,6 +28,7 @@ std::string Engine::run() {
     if (buffers_.publish() || rearm_now_) rearm_inputs();
     if (!command_armed_ && running_) arm_command();
   }
+  io_uring_submit(&ring_);  // the last pass's flushes: frames already counted as sent go out
   log_.log(LogLevel::Info, "engine stopped");
   return {};
 }
