@@ -105,17 +105,10 @@ class Engine:
         if ifname not in self._egress:
             ifindex = self._ifindex(ifname)
             with in_netns(self.netns):
-                sock = sockets.open_egress_socket(ifname)
-                try:
-                    frames, link = sockets.open_packet_egress_socket(ifname)
-                except OSError:  # no IPv4 address: every output takes the UDP socket
-                    frames = link = None
-            with sock:
-                self._call(_engine.encode_add_egress, ifindex, fd=sock.fileno())
-            if frames is not None:
-                with frames:
-                    self._call(_engine.encode_add_packet_egress, ifindex, link["source"], link["mtu"], link["mac"],
-                               fd=frames.fileno())
+                opened = sockets.open_output_sockets(ifname)
+            for sock, encode, args in opened:
+                with sock:
+                    self._call(encode, ifindex, *args, fd=sock.fileno())
             self._egress[ifname] = ifindex
             self._ifnames[ifindex] = ifname
         return self._egress[ifname]
@@ -132,11 +125,9 @@ class Engine:
         """Start relaying `rule`; returns its id. Nothing changes if it is refused."""
         for out in rule.outputs:
             self._ifindex(out.interface)  # fail on an unknown name before touching anything
-        ifindex = self._ensure_input(rule.input_interface)
-        outputs = [(o.destination, o.port, self._ensure_egress(o.interface),
-                    -1 if o.ttl is None else o.ttl, -1 if o.dscp is None else o.dscp) for o in rule.outputs]
         rule_id = next(self._ids)
-        self._call(_engine.encode_add_rule, rule_id, ifindex, rule.group, rule.port, rule.source or "", outputs)
+        wire = rule.engine_tuple(rule_id, self._ensure_input(rule.input_interface), self._ensure_egress)
+        self._call(_engine.encode_add_rule, *wire)
         self._rules[rule_id] = rule
         try:
             self._join(rule)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 from dataclasses import dataclass, field
+from typing import Callable
 
 MAX_IFNAME = 15  # IFNAMSIZ - 1
 
@@ -131,6 +132,12 @@ class Rule:
             raise RuleError(f"rule '{text}': group must be GROUP:PORT")
         return cls(fields["in"], group, _int(port, "input port"), parse_outputs(fields["out"]),
                    fields.get("source"), fields.get("name"))
+
+    def engine_tuple(self, rule_id: int, input_ifindex: int, output_ifindex: Callable[[str], int]) -> tuple:
+        """The rule as the engine's bindings take it (mcr._engine.encode_add_rule / encode_sync_rules)."""
+        outputs = [(o.destination, o.port, output_ifindex(o.interface), -1 if o.ttl is None else o.ttl,
+                    -1 if o.dscp is None else o.dscp) for o in self.outputs]
+        return (rule_id, input_ifindex, self.group, self.port, self.source or "", outputs)
 
     def __str__(self) -> str:
         text = f"in={self.input_interface} group={self.group}:{self.port}"

@@ -11,6 +11,9 @@ import ctypes
 import fcntl
 import socket
 import struct
+from typing import Callable
+
+from . import _engine
 
 ETH_P_ALL = 0x0003
 SO_ATTACH_FILTER = 26
@@ -123,6 +126,19 @@ def open_packet_egress_socket(ifname: str) -> tuple[socket.socket, dict]:
         sock.close()
         raise
     return sock, {"source": source, "mtu": mtu, "mac": mac}
+
+
+def open_output_sockets(ifname: str) -> list[tuple[socket.socket, Callable, tuple]]:
+    """Every socket an output interface needs, each with the command that hands
+    it to the engine and that command's arguments after the ifindex: the UDP
+    socket, and the packet socket multicast outputs use when the interface
+    has an IPv4 address (without one, every output takes the UDP socket)."""
+    opened = [(open_egress_socket(ifname), _engine.encode_add_egress, ())]
+    try:
+        frames, link = open_packet_egress_socket(ifname)
+    except OSError:
+        return opened
+    return opened + [(frames, _engine.encode_add_packet_egress, (link["source"], link["mtu"], link["mac"]))]
 
 
 def interface_address(ifname: str) -> str:

@@ -7,6 +7,7 @@ import argparse
 import sys
 
 from .. import __version__
+from .client import add_commands
 from . import gen, sink  # the traffic tools, registered after VERBS
 from . import config, daemon, demo, log_level, ping, relay, rules, stats, version, workers
 
@@ -22,13 +23,7 @@ VERBS.update({"gen": gen, "sink": sink})
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mcr", description="Userspace multicast relay for Linux.")
     parser.add_argument("--version", action="version", version=f"mcr {__version__}")
-    verbs = parser.add_subparsers(dest="verb", metavar="VERB", required=True)
-    for name, module in VERBS.items():
-        doc = (module.__doc__ or "").strip()
-        sub = verbs.add_parser(name, help=doc.splitlines()[0], description=doc,
-                               formatter_class=argparse.RawDescriptionHelpFormatter)
-        module.add_arguments(sub)
-        sub.set_defaults(run=module.run)
+    add_commands(parser, "verb", VERBS, "run")
     return parser
 
 

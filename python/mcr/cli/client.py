@@ -47,14 +47,20 @@ class Action:
         self.__doc__ = run.__doc__
 
 
+def add_commands(parser: argparse.ArgumentParser, dest: str, commands: dict, run_key: str) -> None:
+    """A subcommand per entry (a verb module or an Action): its docstring is the
+    help, `add_arguments` its options, and `run` lands in args.<run_key>."""
+    sub = parser.add_subparsers(dest=dest, metavar=dest.upper(), required=True)
+    for name, command in commands.items():
+        doc = (command.__doc__ or "").strip()
+        command_parser = sub.add_parser(name, help=doc.splitlines()[0], description=doc,
+                                        formatter_class=argparse.RawDescriptionHelpFormatter)
+        command.add_arguments(command_parser)
+        command_parser.set_defaults(**{run_key: command.run})
+
+
 def add_actions(parser: argparse.ArgumentParser, actions: dict[str, Action]) -> None:
-    sub = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
-    for name, action in actions.items():
-        doc = (action.__doc__ or "").strip()
-        action_parser = sub.add_parser(name, help=doc.splitlines()[0], description=doc,
-                                       formatter_class=argparse.RawDescriptionHelpFormatter)
-        action.add_arguments(action_parser)
-        action_parser.set_defaults(run_action=action.run)
+    add_commands(parser, "action", actions, "run_action")
 
 
 def run_action(args: argparse.Namespace) -> int:

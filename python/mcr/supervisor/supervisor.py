@@ -166,21 +166,10 @@ class Supervisor:
                 with sockets.open_input_socket(name, self._fanout_salt + ifindex) as sock:
                     await worker.call(_engine.encode_add_input, ifindex, fd=sock.fileno())
             else:
-                await self._give_egress(worker, name, ifindex)
+                for sock, encode, args in sockets.open_output_sockets(name):
+                    with sock:
+                        await worker.call(encode, ifindex, *args, fd=sock.fileno())
             have.add((kind, name))
-
-    @staticmethod
-    async def _give_egress(worker: Worker, name: str, ifindex: int) -> None:
-        """The UDP socket for `name`, and the packet socket multicast outputs use when it has an address."""
-        with sockets.open_egress_socket(name) as sock:
-            await worker.call(_engine.encode_add_egress, ifindex, fd=sock.fileno())
-        try:
-            frames, link = sockets.open_packet_egress_socket(name)
-        except OSError:
-            return  # no IPv4 address: every output on it takes the UDP socket
-        with frames:
-            await worker.call(_engine.encode_add_packet_egress, ifindex, link["source"], link["mtu"], link["mac"],
-                              fd=frames.fileno())
 
     def _running(self) -> list[Worker]:
         return [w for w in self.pool if w.state == "running"]
@@ -190,9 +179,7 @@ class Supervisor:
 
     @staticmethod
     def _engine_rule(rule_id: int, rule: Rule) -> tuple:
-        outputs = [(o.destination, o.port, _ifindex(o.interface), -1 if o.ttl is None else o.ttl,
-                    -1 if o.dscp is None else o.dscp) for o in rule.outputs]
-        return (rule_id, _ifindex(rule.input_interface), rule.group, rule.port, rule.source or "", outputs)
+        return rule.engine_tuple(rule_id, _ifindex(rule.input_interface), _ifindex)
 
     async def _health(self) -> None:
         """Keep counters fresh and repair any worker whose rule set drifted from ours."""
