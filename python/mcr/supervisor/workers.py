@@ -64,6 +64,10 @@ class Worker:
 
     async def spawn(self, user: str, log_level: int, limits: dict) -> None:
         """Start the process and send Initialize; the caller then hands it sockets and rules."""
+        # A call still reading the old channel ends on its EOF first: closing a
+        # socket under a pending asyncio read would leave that read hanging.
+        async with self._lock:
+            self.close_channel()
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         for end in (ours, theirs):
             sockets.force_buffer(end, sockets.SO_SNDBUFFORCE, socket.SO_SNDBUF, CHANNEL_BUFFER)
@@ -128,7 +132,6 @@ class Worker:
         self.crash_times = [t for t in self.crash_times if now - t < CRASH_WINDOW] + [now]
         self.base = add_counters(self.base, self.last)
         self.last = {}
-        self.close_channel()
         delay = restart_delay(self.crash_times, now)
         self.state = "crash-looping" if len(self.crash_times) >= CRASH_LOOP else "backoff"
         return delay
