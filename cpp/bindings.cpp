@@ -70,11 +70,11 @@ py::bytes encode_sync_rules(uint32_t seq, const std::vector<RuleTuple>& rules) {
 }
 
 py::bytes encode_initialize(uint32_t seq, uint32_t worker_id, int32_t core, uint8_t log_level, uint32_t max_rules,
-                            uint32_t rx_buffers, uint32_t send_slots) {
+                            uint32_t rx_frames, uint32_t send_slots) {
   wire::Command c;
   c.type = wire::Type::Initialize;
   c.seq = seq;
-  c.init = {worker_id, core, log_level, max_rules, rx_buffers, send_slots};
+  c.init = {worker_id, core, log_level, max_rules, rx_frames, send_slots};
   return to_bytes(wire::encode_command(c));
 }
 
@@ -86,7 +86,7 @@ py::dict decode_initialize(const py::bytes& data) {
   if (!error.empty()) throw py::value_error(error);
   return py::dict(py::arg("worker_id") = c.init.worker_id, py::arg("core") = c.init.core,
                   py::arg("log_level") = c.init.log_level, py::arg("max_rules") = c.init.max_rules,
-                  py::arg("rx_buffers") = c.init.rx_buffers, py::arg("send_slots") = c.init.send_slots);
+                  py::arg("rx_frames") = c.init.rx_frames, py::arg("send_slots") = c.init.send_slots);
 }
 
 py::dict stats_dict(const wire::Stats& s) {
@@ -124,20 +124,20 @@ PYBIND11_MODULE(_engine, m) {
   m.doc() = "MCR's io_uring relay engine (private: use mcr.engine)";
 
   py::class_<Engine>(m, "Engine")
-      .def(py::init([](int command_fd, uint32_t max_rules, uint32_t rx_buffers, uint32_t send_slots,
+      .def(py::init([](int command_fd, uint32_t max_rules, uint32_t rx_frames, uint32_t send_slots,
                        uint32_t worker_id, uint8_t log_level) {
-             if (rx_buffers == 0 || (rx_buffers & (rx_buffers - 1)) || rx_buffers > 32768)
-               throw py::value_error("rx_buffers must be a power of two <= 32768");
+             if (rx_frames == 0 || (rx_frames & (rx_frames - 1)) || rx_frames > 32768)
+               throw py::value_error("rx_frames must be a power of two <= 32768");
              if (log_level > 3) throw py::value_error("log_level must be 0..3");
              EngineConfig config;
              config.worker_id = worker_id;
              config.log_level = static_cast<LogLevel>(log_level);
              config.max_rules = max_rules;
-             config.rx_buffers = rx_buffers;
+             config.rx_frames = rx_frames;
              config.send_slots = send_slots;
              return std::make_unique<Engine>(command_fd, config);
            }),
-           py::arg("command_fd"), py::arg("max_rules") = 4096, py::arg("rx_buffers") = 2048,
+           py::arg("command_fd"), py::arg("max_rules") = 4096, py::arg("rx_frames") = 2048,
            py::arg("send_slots") = 8192, py::arg("worker_id") = 0, py::arg("log_level") = 2)
       .def("run", [](Engine& engine) {
         std::string error;
@@ -164,7 +164,7 @@ PYBIND11_MODULE(_engine, m) {
     return to_bytes(wire::encode_command(c));
   });
   m.def("encode_initialize", &encode_initialize, py::arg("seq"), py::arg("worker_id"), py::arg("core"),
-        py::arg("log_level"), py::arg("max_rules"), py::arg("rx_buffers"), py::arg("send_slots"));
+        py::arg("log_level"), py::arg("max_rules"), py::arg("rx_frames"), py::arg("send_slots"));
   m.def("decode_initialize", &decode_initialize);
   m.def("encode_add_packet_egress", [](uint32_t seq, uint32_t ifindex, const std::string& source, uint16_t mtu,
                                        const py::bytes& mac) {

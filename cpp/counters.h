@@ -7,7 +7,7 @@
 namespace mcr {
 
 enum class DropReason : uint8_t {
-  Truncated,      // frame shorter than the headers it announces
+  Truncated,      // frame shorter than the headers it announces, or cut to fit a ring frame
   NotIpv4,        // not an IPv4 frame (after an optional 802.1Q tag)
   BadIpHeader,    // IP version/IHL invalid
   BadIpLength,    // IP total length smaller than the header or beyond the frame
@@ -17,10 +17,9 @@ enum class DropReason : uint8_t {
   BadUdpLength,   // UDP length field inconsistent with the IP payload
   NoRule,         // well-formed, but no rule matches
   TtlExpired,     // arrived with TTL <= 1 and no output sets its own TTL
-  NoRxBuffer,     // kernel had no provided buffer for a frame (ENOBUFS)
   NoSendSlot,     // every send slot in flight; output skipped
   SendFailed,     // the kernel refused a send (per output errors are counted too)
-  RxError,        // the packet socket reported an error other than ENOBUFS
+  RxError,        // an input socket reported an error (e.g. ENETDOWN)
   UnknownCompletion,  // a completion with an unknown tag (a bug if ever non-zero)
   kCount
 };
@@ -28,7 +27,7 @@ enum class DropReason : uint8_t {
 constexpr std::array<const char*, static_cast<size_t>(DropReason::kCount)> kDropNames = {
     "truncated",  "not_ipv4", "bad_ip_header", "bad_ip_length", "bad_ip_checksum",
     "fragment",   "not_udp",  "bad_udp_length", "no_rule",       "ttl_expired",
-    "no_rx_buffer", "no_send_slot", "send_failed", "rx_error", "unknown_completion"};
+    "no_send_slot", "send_failed", "rx_error", "unknown_completion"};
 
 using DropCounters = std::array<uint64_t, static_cast<size_t>(DropReason::kCount)>;
 

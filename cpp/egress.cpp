@@ -98,7 +98,7 @@ io_uring_sqe* Egress::get_sqe(io_uring* ring) {
   return sqe;
 }
 
-Queued Egress::queue(io_uring* ring, Rule& rule, uint32_t rule_slot, const ParsedPacket& packet, uint16_t bid,
+Queued Egress::queue(io_uring* ring, Rule& rule, uint32_t rule_slot, const ParsedPacket& packet, uint32_t hold,
                      DropCounters& drops) {
   Queued queued;
   for (uint16_t i = 0; i < rule.outputs.size(); ++i) {
@@ -106,7 +106,7 @@ Queued Egress::queue(io_uring* ring, Rule& rule, uint32_t rule_slot, const Parse
     // RFC 1812 5.3.1: a router does not forward a packet whose TTL expires.
     if (out.spec.ttl < 0 && packet.ttl <= 1) continue;
     bool as_frame = out.packet_fd >= 0 && packet.payload_len <= out.max_payload;
-    if (as_frame && write_to_ring(out, {rule_slot, rule.generation, i, packet.payload_len}, packet)) {  // copied: the buffer is not held
+    if (as_frame && write_to_ring(out, {rule_slot, rule.generation, i, packet.payload_len}, packet)) {  // copied: the frame is not held
       ++queued.outputs;
       continue;
     }
@@ -126,7 +126,7 @@ Queued Egress::queue(io_uring* ring, Rule& rule, uint32_t rule_slot, const Parse
     s.rule_slot = rule_slot;
     s.generation = rule.generation;
     s.output = i;
-    s.bid = bid;
+    s.hold = hold;
     s.payload_len = packet.payload_len;
     io_uring_prep_sendmsg(sqe, fd, &s.msg, 0);
     io_uring_sqe_set_data64(sqe, make_tag(Op::Send, index));
@@ -187,7 +187,7 @@ void Egress::reclaim(TxRing& ring, RuleTable& rules, DropCounters& drops) {
   });
 }
 
-uint16_t Egress::complete(uint32_t slot, int result, RuleTable& rules, DropCounters& drops) {
+uint32_t Egress::complete(uint32_t slot, int result, RuleTable& rules, DropCounters& drops) {
   Slot& s = slots_[slot];
   free_.push_back(slot);
   Rule& rule = rules.at(s.rule_slot);
@@ -199,7 +199,7 @@ uint16_t Egress::complete(uint32_t slot, int result, RuleTable& rules, DropCount
     ++rule.outputs[s.output].packets;
     rule.outputs[s.output].bytes += s.payload_len;  // UDP payload, whichever path sent it
   }
-  return s.bid;
+  return s.hold;
 }
 
 }  // namespace mcr

@@ -1,5 +1,5 @@
 // Egress: one sendmsg per output. The payload is never copied: every send's
-// iovec points into the receive buffer. Two paths:
+// iovec points into the received frame. Two paths:
 // - packet path (multicast outputs on an interface with a packet socket): a
 //   42-byte Ethernet/IPv4/UDP header from the output's template, then the
 //   payload, written below the kernel's UDP and routing layers;
@@ -23,20 +23,21 @@ namespace mcr {
 
 struct Queued {
   uint16_t outputs = 0;  // outputs the packet went to
-  uint16_t holding = 0;  // of those, sends still reading the buffer (0: recycle it now)
+  uint16_t holding = 0;  // of those, sends still reading the frame (0: give it back now)
 };
 
 class Egress {
  public:
   explicit Egress(uint32_t slots);
 
-  // Sends the packet in buffer `bid` to every eligible output of `rule`:
-  // into a TX ring (copied at once) or as a queued sendmsg reading the buffer.
-  Queued queue(io_uring* ring, Rule& rule, uint32_t rule_slot, const ParsedPacket& packet, uint16_t bid,
+  // Sends the packet to every eligible output of `rule`: into a TX ring
+  // (copied at once) or as a queued sendmsg reading the received frame,
+  // which the engine knows as `hold` and keeps until complete() returns it.
+  Queued queue(io_uring* ring, Rule& rule, uint32_t rule_slot, const ParsedPacket& packet, uint32_t hold,
                  DropCounters& drops);
 
-  // Accounts a finished send and frees its slot; returns its buffer id.
-  uint16_t complete(uint32_t slot, int result, RuleTable& rules, DropCounters& drops);
+  // Accounts a finished send and frees its slot; returns the frame it read.
+  uint32_t complete(uint32_t slot, int result, RuleTable& rules, DropCounters& drops);
 
  private:
   struct Slot {
@@ -44,8 +45,8 @@ class Egress {
     iovec iov[2]{};
     uint8_t header[kFrameHeader]{};
     alignas(cmsghdr) uint8_t control[2 * CMSG_SPACE(sizeof(int))]{};
-    uint32_t rule_slot = 0, generation = 0;
-    uint16_t output = 0, bid = 0, payload_len = 0;
+    uint32_t rule_slot = 0, generation = 0, hold = 0;
+    uint16_t output = 0, payload_len = 0;
   };
   static io_uring_sqe* get_sqe(io_uring* ring);
   static int prepare_udp(Slot& s, Output& out, const ParsedPacket& packet);

@@ -16,7 +16,6 @@ Engine::Engine(int command_fd, const EngineConfig& config)
     : config_(config),
       log_(config.worker_id, config.log_level),
       command_fd_(command_fd),
-      buffers_(config.rx_buffers, config.buffer_size),
       egress_(config.send_slots),
       rules_(config.max_rules),
       command_buffer_(wire::kMaxMessage) {}
@@ -42,7 +41,7 @@ std::string Engine::setup_ring() {
   }
   if (rc < 0) return std::string("io_uring_queue_init failed: ") + strerror(-rc);
   ring_ready_ = true;
-  return buffers_.attach(&ring_);
+  return {};
 }
 
 io_uring_sqe* Engine::get_sqe() {
@@ -61,13 +60,18 @@ void Engine::arm_command() {
   command_armed_ = true;
 }
 
-void Engine::arm_input(uint32_t index) {
-  io_uring_sqe* sqe = get_sqe();
-  io_uring_prep_recv_multishot(sqe, inputs_[index].fd, nullptr, 0, 0);
-  sqe->flags |= IOSQE_BUFFER_SELECT;
-  sqe->buf_group = BufferPool::kGroup;
-  io_uring_sqe_set_data64(sqe, make_tag(Op::Receive, index));
-  inputs_[index].armed = true;
+// Before the loop sleeps: one oneshot poll per input whose ring is empty.
+// io_uring checks readiness when it queues the poll, so a frame that arrived
+// since the ring was read still wakes the loop. Only while the engine is idle
+// does the kernel wake anyone per received frame.
+void Engine::poll_idle_inputs() {
+  for (uint32_t i = 0; i < inputs_.size(); ++i) {
+    if (inputs_[i].polling) continue;
+    io_uring_sqe* sqe = get_sqe();
+    io_uring_prep_poll_add(sqe, inputs_[i].fd, POLLIN);
+    io_uring_sqe_set_data64(sqe, make_tag(Op::InputReady, i));
+    inputs_[i].polling = true;
+  }
 }
 
 // A SOCK_SEQPACKET read of 0 bytes is either an empty message or the end.
@@ -159,8 +163,16 @@ std::string Engine::add_input(uint32_t ifindex, int fd) {
     close(fd);
     return "too many input interfaces (at most " + std::to_string(config_.max_inputs) + ")";
   }
-  inputs_.push_back({ifindex, fd, false, 0, 0, 0, 0});
-  arm_input(static_cast<uint32_t>(inputs_.size() - 1));
+  auto ring = std::make_unique<RxRing>();
+  if (std::string error = ring->attach(fd, config_.rx_frames, config_.frame_size); !error.empty()) {
+    close(fd);
+    return "input interface " + std::to_string(ifindex) + ": " + error;
+  }
+  Input input;
+  input.ifindex = ifindex;
+  input.fd = fd;
+  input.ring = std::move(ring);
+  inputs_.push_back(std::move(input));
   return {};
 }
 

@@ -1,5 +1,5 @@
 // The engine: one io_uring loop that relays multicast UDP from AF_PACKET
-// inputs to UDP egress sockets. It opens no privileged socket itself: every
+// inputs (each read through an RX ring) to its outputs. It opens no privileged socket itself: every
 // socket arrives over the command channel (see wire.h), which is also how
 // rules, stats requests and shutdown arrive.
 #pragma once
@@ -10,11 +10,11 @@
 #include <string>
 #include <vector>
 
-#include "buffer_pool.h"
 #include "counters.h"
 #include "egress.h"
 #include "log.h"
 #include "rule_table.h"
+#include "rx_ring.h"
 #include "tx_ring.h"
 #include "wire.h"
 
@@ -24,8 +24,10 @@ struct EngineConfig {
   uint32_t worker_id = 0;
   LogLevel log_level = LogLevel::Info;
   uint32_t max_rules = 4096;
-  uint32_t rx_buffers = 2048;   // power of two
-  uint32_t buffer_size = 9216;  // a 9000-byte MTU frame plus VLAN tags
+  uint32_t rx_frames = 2048;  // per input; power of two
+  // The TPACKET_V2 header takes 66 bytes before the frame: 9216 leaves room
+  // for a 9000-byte MTU frame with two VLAN tags.
+  uint32_t frame_size = 9216;
   uint32_t send_slots = 8192;
   uint32_t ring_entries = 4096;
   uint32_t max_inputs = 256;
@@ -46,8 +48,9 @@ class Engine {
   struct Input {
     uint32_t ifindex;
     int fd;
-    bool armed;
-    uint64_t frames, bytes, kernel_packets, kernel_drops;
+    std::unique_ptr<RxRing> ring;
+    bool polling = false;  // a readiness poll is queued
+    uint64_t frames = 0, bytes = 0, kernel_packets = 0, kernel_drops = 0;
   };
   struct EgressSocket {
     uint32_t ifindex;
@@ -63,7 +66,7 @@ class Engine {
   std::string setup_ring();
   io_uring_sqe* get_sqe();
   void arm_command();
-  void arm_input(uint32_t index);
+  void poll_idle_inputs();
   void on_command_ready(const io_uring_cqe* cqe);
   bool peer_closed() const;
   void execute(const wire::Command& command, int fd);
@@ -78,10 +81,11 @@ class Engine {
   void reply(const std::vector<uint8_t>& message);
 
   // The data path (loop.cpp).
+  bool drain(uint32_t index);
+  uint16_t relay(uint32_t index, const RxRing::Frame& frame);
   void dispatch(const io_uring_cqe* cqe);
-  void on_receive(const io_uring_cqe* cqe);
+  void on_input_ready(const io_uring_cqe* cqe);
   void on_send(const io_uring_cqe* cqe);
-  void rearm_inputs();
   void flush_rings();
   void on_flush(const io_uring_cqe* cqe);
 
@@ -90,10 +94,8 @@ class Engine {
   int command_fd_;
   bool running_ = false;
   bool command_armed_ = false;
-  bool rearm_now_ = false;  // an input stopped for a reason other than ENOBUFS
   io_uring ring_{};
   bool ring_ready_ = false;
-  BufferPool buffers_;
   Egress egress_;
   RuleTable rules_;
   DropCounters drops_{};

@@ -1,4 +1,7 @@
 // The event loop and completion dispatch: the engine's hot path.
+#include <poll.h>
+#include <sys/socket.h>
+
 #include <cerrno>
 #include <cstring>
 
@@ -7,6 +10,17 @@
 #include "uring_tag.h"
 
 namespace mcr {
+namespace {
+
+// Frames read from one input per pass before the others, the TX ring
+// flushes and the completions get their turn.
+constexpr uint32_t kPassBudget = 256;
+
+// Which frame of which input a queued send reads: frames fit in 16 bits
+// (under 65536 per ring).
+uint32_t hold_tag(uint32_t input, uint32_t frame) { return input << 16 | frame; }
+
+}  // namespace
 
 std::string Engine::run() {
   if (std::string error = setup_ring(); !error.empty()) return error;
@@ -14,7 +28,13 @@ std::string Engine::run() {
   log_.log(LogLevel::Info, "engine running");
   arm_command();
   while (running_) {
-    int rc = io_uring_submit_and_wait(&ring_, 1);
+    bool busy = false;
+    for (uint32_t i = 0; i < inputs_.size(); ++i) busy |= drain(i);
+    flush_rings();
+    // Busy: hand this pass's sends over and collect completions without
+    // sleeping. Idle: sleep until a frame, a completion or a command.
+    if (!busy) poll_idle_inputs();
+    int rc = busy ? io_uring_submit_and_get_events(&ring_) : io_uring_submit_and_wait(&ring_, 1);
     if (rc < 0 && rc != -EINTR && rc != -EBUSY) return std::string("io_uring_submit_and_wait: ") + strerror(-rc);
     unsigned head, seen = 0;
     io_uring_cqe* cqe;
@@ -23,19 +43,58 @@ std::string Engine::run() {
       ++seen;
     }
     io_uring_cq_advance(&ring_, seen);
-    flush_rings();
-    // ENOBUFS waits for recycled buffers; any other stop re-arms at once.
-    if (buffers_.publish() || rearm_now_) rearm_inputs();
     if (!command_armed_ && running_) arm_command();
   }
-  io_uring_submit(&ring_);  // the last pass's flushes: frames already counted as sent go out
+  flush_rings();  // frames already counted as sent go out
+  io_uring_submit(&ring_);
   log_.log(LogLevel::Info, "engine stopped");
   return {};
 }
 
+// Relays up to a pass's budget of the frames waiting in an input's ring;
+// returns whether there were any.
+bool Engine::drain(uint32_t index) {
+  RxRing& ring = *inputs_[index].ring;
+  RxRing::Frame frame;
+  uint32_t n = 0;
+  for (; n < kPassBudget && ring.next(frame); ++n) ring.consume(frame.index, relay(index, frame));
+  return n > 0;
+}
+
+// Parses, looks up and sends one frame; returns how many queued sends still
+// read it.
+uint16_t Engine::relay(uint32_t index, const RxRing::Frame& frame) {
+  Input& input = inputs_[index];
+  ++input.frames;
+  input.bytes += frame.wire_len;
+  if (frame.len < frame.wire_len) {  // bigger than a ring frame: cut by the kernel
+    count(drops_, DropReason::Truncated);
+    return 0;
+  }
+  ParsedPacket packet;
+  DropReason reason;
+  if (!parse_frame(frame.data, frame.len, packet, reason)) {
+    count(drops_, reason);
+    return 0;
+  }
+  Rule* rule = rules_.lookup(input.ifindex, packet.destination, packet.dst_port, packet.source);
+  if (rule == nullptr) {
+    count(drops_, DropReason::NoRule);
+    return 0;
+  }
+  uint32_t slot = static_cast<uint32_t>(rule - &rules_.at(0));
+  Queued queued = egress_.queue(&ring_, *rule, slot, packet, hold_tag(index, frame.index), drops_);
+  if (queued.outputs == 0 && packet.ttl <= 1) count(drops_, DropReason::TtlExpired);
+  if (queued.outputs > 0) {
+    ++rule->packets;
+    rule->bytes += packet.payload_len;
+  }
+  return queued.holding;
+}
+
 void Engine::dispatch(const io_uring_cqe* cqe) {
   switch (tag_op(cqe->user_data)) {
-    case Op::Receive: on_receive(cqe); break;
+    case Op::InputReady: on_input_ready(cqe); break;
     case Op::Send: on_send(cqe); break;
     case Op::Command: on_command_ready(cqe); break;
     case Op::Flush: on_flush(cqe); break;
@@ -43,48 +102,23 @@ void Engine::dispatch(const io_uring_cqe* cqe) {
   }
 }
 
-void Engine::on_receive(const io_uring_cqe* cqe) {
+// The frames themselves are read on the next pass. A socket error (e.g.
+// ENETDOWN while the link is down) is counted and cleared, or every later
+// poll would report it again at once.
+void Engine::on_input_ready(const io_uring_cqe* cqe) {
   Input& input = inputs_[tag_index(cqe->user_data)];
-  if (!(cqe->flags & IORING_CQE_F_MORE)) {
-    input.armed = false;
-    rearm_now_ |= cqe->res != -ENOBUFS;  // e.g. ENETDOWN when the link went down
-  }
-  if (cqe->res < 0) {
-    count(drops_, cqe->res == -ENOBUFS ? DropReason::NoRxBuffer : DropReason::RxError);
-    return;
-  }
-  uint16_t bid = static_cast<uint16_t>(cqe->flags >> IORING_CQE_BUFFER_SHIFT);
-  ++input.frames;
-  input.bytes += static_cast<uint64_t>(cqe->res);
-  ParsedPacket packet;
-  DropReason reason;
-  if (!parse_frame(buffers_.data(bid), static_cast<size_t>(cqe->res), packet, reason)) {
-    count(drops_, reason);
-    buffers_.recycle(bid);
-    return;
-  }
-  Rule* rule = rules_.lookup(input.ifindex, packet.destination, packet.dst_port, packet.source);
-  if (rule == nullptr) {
-    count(drops_, DropReason::NoRule);
-    buffers_.recycle(bid);
-    return;
-  }
-  uint32_t slot = static_cast<uint32_t>(rule - &rules_.at(0));
-  Queued queued = egress_.queue(&ring_, *rule, slot, packet, bid, drops_);
-  if (queued.outputs == 0 && packet.ttl <= 1) count(drops_, DropReason::TtlExpired);
-  if (queued.outputs > 0) {
-    ++rule->packets;
-    rule->bytes += packet.payload_len;
-  }
-  if (queued.holding == 0) {
-    buffers_.recycle(bid);
-  } else {
-    buffers_.hold(bid, queued.holding);
+  input.polling = false;
+  if (cqe->res < 0 || (cqe->res & POLLERR)) {
+    count(drops_, DropReason::RxError);
+    int error = 0;
+    socklen_t len = sizeof(error);
+    getsockopt(input.fd, SOL_SOCKET, SO_ERROR, &error, &len);
   }
 }
 
 void Engine::on_send(const io_uring_cqe* cqe) {
-  buffers_.release(egress_.complete(tag_index(cqe->user_data), cqe->res, rules_, drops_));
+  uint32_t hold = egress_.complete(tag_index(cqe->user_data), cqe->res, rules_, drops_);
+  inputs_[hold >> 16].ring->release(hold & 0xffff);
 }
 
 // A full socket buffer only delays the ring's frames (flushed again next
@@ -110,12 +144,6 @@ void Engine::flush_rings() {
     io_uring_sqe_set_data64(sqe, make_tag(Op::Flush, i));
     ring->flushed();
   }
-}
-
-void Engine::rearm_inputs() {
-  rearm_now_ = false;
-  for (uint32_t i = 0; i < inputs_.size(); ++i)
-    if (!inputs_[i].armed) arm_input(i);
 }
 
 }  // namespace mcr

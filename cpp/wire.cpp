@@ -101,14 +101,14 @@ std::string decode_initialize(Reader& r, Initialize& init) {
   init.core = r.get<int32_t>();
   init.log_level = r.get<uint8_t>();
   init.max_rules = r.get<uint32_t>();
-  init.rx_buffers = r.get<uint32_t>();
+  init.rx_frames = r.get<uint32_t>();
   init.send_slots = r.get<uint32_t>();
   std::string error = finish(r, "Initialize");
   if (!error.empty()) return error;
   if (init.log_level > 3) return "Initialize: log level must be 0..3";
   if (init.max_rules == 0 || init.max_rules > (1u << 20)) return "Initialize: max_rules must be 1..1048576";
-  if (init.rx_buffers == 0 || (init.rx_buffers & (init.rx_buffers - 1)) || init.rx_buffers > 32768)
-    return "Initialize: rx_buffers must be a power of two <= 32768";
+  if (init.rx_frames == 0 || (init.rx_frames & (init.rx_frames - 1)) || init.rx_frames > 32768)
+    return "Initialize: rx_frames must be a power of two <= 32768";
   if (init.send_slots == 0 || init.send_slots > (1u << 20)) return "Initialize: send_slots must be 1..1048576";
   return {};
 }
@@ -189,7 +189,7 @@ std::vector<uint8_t> encode_command(const Command& c) {
       break;
     case Type::Initialize:
       w.put(c.init.worker_id).put(c.init.core).put(c.init.log_level);
-      w.put(c.init.max_rules).put(c.init.rx_buffers).put(c.init.send_slots);
+      w.put(c.init.max_rules).put(c.init.rx_frames).put(c.init.send_slots);
       break;
     case Type::RemoveRule:
       w.put(c.rule_id);

@@ -14,7 +14,7 @@
 //   GetStats   {}
 //   Shutdown   {}
 //   Initialize {u32 worker_id, i32 core, u8 log_level, u32 max_rules,
-//               u32 rx_buffers, u32 send_slots}   first message to a worker
+//               u32 rx_frames, u32 send_slots}   first message to a worker
 //   SyncRules  {u32 n, n x AddRule body}       replace the whole rule set
 //   SetLogLevel {u8 level}                      0 debug .. 3 error
 //   AddPacketEgress {u32 ifindex, u32 source, u16 mtu, u8 mac[6]}
@@ -57,7 +57,7 @@ struct Initialize {
   uint32_t worker_id = 0;
   int32_t core = -1;  // -1: not pinned
   uint8_t log_level = 1;
-  uint32_t max_rules = 4096, rx_buffers = 2048, send_slots = 8192;
+  uint32_t max_rules = 4096, rx_frames = 2048, send_slots = 8192;
 };
 
 struct PacketEgress {

@@ -108,7 +108,7 @@ class Collector:
 class RelayLab:
     """A chain of namespaces plus a running Engine in the relay namespace."""
 
-    def __init__(self, n_sinks: int = 1, mtu: int = 1500) -> None:
+    def __init__(self, n_sinks: int = 1, mtu: int = 1500, rx_frames: int = 2048) -> None:
         from mcr.engine import Engine
         from mcr.lab import chain
 
@@ -117,7 +117,7 @@ class RelayLab:
         self._closers: list[Callable[[], object]] = []
         self._sender = None
         try:
-            self.engine = Engine(self.c.relay_ns)
+            self.engine = Engine(self.c.relay_ns, rx_frames=rx_frames)
         except BaseException:
             self.c.close()
             raise
@@ -260,11 +260,11 @@ class RelayLab:
 
 @pytest.fixture
 def relay_lab() -> Iterator[Callable[..., RelayLab]]:
-    """Factory: relay_lab(n_sinks=1, mtu=1500) -> RelayLab, torn down after the test."""
+    """Factory: relay_lab(n_sinks=1, mtu=1500, rx_frames=2048) -> RelayLab, torn down after the test."""
     labs: list[RelayLab] = []
 
-    def make(n_sinks: int = 1, mtu: int = 1500) -> RelayLab:
-        lab = RelayLab(n_sinks, mtu)
+    def make(n_sinks: int = 1, mtu: int = 1500, rx_frames: int = 2048) -> RelayLab:
+        lab = RelayLab(n_sinks, mtu, rx_frames)
         labs.append(lab)
         return lab
 

@@ -17,7 +17,7 @@ def channel():
     ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
     ours.settimeout(5)
     ours.setsockopt(socket.SOL_SOCKET, 32, 4 << 20)  # SO_SNDBUFFORCE: room for an oversized message
-    core = _engine.Engine(theirs.detach(), max_rules=16, rx_buffers=64, send_slots=64)
+    core = _engine.Engine(theirs.detach(), max_rules=16, rx_frames=64, send_slots=64)
     thread = threading.Thread(target=core.run, daemon=True)
     thread.start()
     yield ours
@@ -83,7 +83,7 @@ def _link(fd: str) -> str | None:
 
 def test_closing_the_channel_stops_the_engine():
     ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-    core = _engine.Engine(theirs.detach(), max_rules=4, rx_buffers=64, send_slots=64)
+    core = _engine.Engine(theirs.detach(), max_rules=4, rx_frames=64, send_slots=64)
     thread = threading.Thread(target=core.run, daemon=True)
     thread.start()
     ours.close()

@@ -1,17 +1,12 @@
 """A link going down and up again: the relay resumes on that link.
 
-Known engine bug (test_relay_resumes_after_input_link_flap fails until it is
-fixed): when the relay's input interface goes down, the kernel reports
-ENETDOWN on the AF_PACKET socket (packet_notifier sets sk_err), which ends
-the engine's multishot receive. Engine::on_receive (cpp/loop.cpp) marks the
-input unarmed and counts rx_error, but inputs are re-armed only from
-Engine::run, and only when buffers_.publish() returns true, i.e. when some
-receive buffer was recycled in that loop iteration. Nothing is recycled
-after the error, so the input is never read again: once the link is back
-the kernel keeps queueing frames on the socket (inputs[...].kernel_packets
-grows) while inputs[...].frames stays put, and nothing more is relayed from
-that interface until the engine restarts (or traffic on another input
-happens to recycle a buffer, which re-arms every input).
+While the input link is down the kernel sets ENETDOWN on the AF_PACKET
+socket, which wakes the engine's readiness poll with POLLERR; the engine
+counts rx_error and clears the error (or every later poll would fire at
+once). The ring itself keeps working when the link comes back: the kernel
+re-attaches the socket on NETDEV_UP. An engine that stopped reading the
+input after the error would leave inputs[...].frames behind
+inputs[...].kernel_packets.
 """
 
 from __future__ import annotations
@@ -58,12 +53,10 @@ def test_relay_resumes_after_input_link_flap(relay_lab) -> None:
     stats = lab.wait_stats(lambda s: s["inputs"][c.relay_in]["frames"] >= 2 * COUNT, timeout=2)
     inp = stats["inputs"][c.relay_in]
     assert inp["kernel_packets"] == 2 * COUNT, lab.describe(stats)
-    # Fails today, see the module docstring.
     assert inp["frames"] == 2 * COUNT, (
         f"after {c.relay_in} went down and up the engine no longer reads it: the kernel queued "
         f"{inp['kernel_packets']} frames on the input socket, the engine read {inp['frames']} "
-        f"(rx_error={stats['drops']['rx_error']}); the input is not re-armed after its multishot "
-        f"receive ended with an error" + lab.describe(stats))
+        f"(rx_error={stats['drops']['rx_error']})" + lab.describe(stats))
     lab.expect_stream(received, COUNT, SIZE, stream=1, what=f"after {c.relay_in} (input) went down and up")
     stats = lab.wait_relayed({rule_id: 2 * COUNT})
     assert stats["rules"][rule_id]["packets"] == 2 * COUNT, lab.describe(stats)

@@ -28,7 +28,7 @@ class EngineError(RuntimeError):
 class Engine:
     """A relay engine on a background thread, configured through its command channel."""
 
-    def __init__(self, netns: str | None = None, *, max_rules: int = 4096, rx_buffers: int = 2048,
+    def __init__(self, netns: str | None = None, *, max_rules: int = 4096, rx_frames: int = 2048,
                  send_slots: int = 8192) -> None:
         self.netns = netns
         self._channel, engine_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
@@ -36,7 +36,7 @@ class Engine:
             sockets.force_buffer(end, sockets.SO_SNDBUFFORCE, socket.SO_SNDBUF, CHANNEL_BUFFER)
             sockets.force_buffer(end, sockets.SO_RCVBUFFORCE, socket.SO_RCVBUF, CHANNEL_BUFFER)
         self._channel.settimeout(REPLY_TIMEOUT)
-        self._core = _engine.Engine(engine_end.detach(), max_rules=max_rules, rx_buffers=rx_buffers,
+        self._core = _engine.Engine(engine_end.detach(), max_rules=max_rules, rx_frames=rx_frames,
                                     send_slots=send_slots)
         self._lock = threading.Lock()  # one command in flight at a time
         self._seq = itertools.count(1)

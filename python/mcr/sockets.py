@@ -30,7 +30,6 @@ SIOCGIFMTU = 0x8921
 PACKET_QDISC_BYPASS = 20
 SKF_AD_PKTTYPE = 0xFFFFF000 + 4  # classic BPF ancillary load of skb->pkt_type
 
-INPUT_RCVBUF = 16 << 20
 EGRESS_SNDBUF = 4 << 20
 
 
@@ -79,7 +78,6 @@ def open_input_socket(ifname: str, fanout_group: int | None = None) -> socket.so
     try:
         attach_filter(sock, _INPUT_FILTER)
         sock.setsockopt(SOL_PACKET, PACKET_IGNORE_OUTGOING, 1)
-        force_buffer(sock, SO_RCVBUFFORCE, socket.SO_RCVBUF, INPUT_RCVBUF)
         sock.bind((ifname, ETH_P_ALL))
         if fanout_group is not None:
             sock.setsockopt(SOL_PACKET, PACKET_FANOUT, (fanout_group & 0xFFFF) | PACKET_FANOUT_HASH << 16)

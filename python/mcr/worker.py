@@ -55,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
     if os.geteuid() == 0:
         drop_privileges(args.user)
     log(1, init["worker_id"], f"worker running as uid {os.getuid()} on core {init['core']}", init["log_level"])
-    engine = _engine.Engine(channel.detach(), max_rules=init["max_rules"], rx_buffers=init["rx_buffers"],
+    engine = _engine.Engine(channel.detach(), max_rules=init["max_rules"], rx_frames=init["rx_frames"],
                             send_slots=init["send_slots"], worker_id=init["worker_id"], log_level=init["log_level"])
     engine.run()
     return 0

@@ -266,7 +266,7 @@ static void test_wire_sync_and_initialize() {
   init.init = {7, 1, 0, 100, 1024, 512};
   auto i = wire::encode_command(init);
   CHECK(wire::decode_command(i.data(), i.size(), back).empty() && back.init.worker_id == 7 && back.init.core == 1);
-  init.init.rx_buffers = 1000;  // not a power of two
+  init.init.rx_frames = 1000;  // not a power of two
   i = wire::encode_command(init);
   CHECK(!wire::decode_command(i.data(), i.size(), back).empty());
 }

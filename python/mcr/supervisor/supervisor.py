@@ -25,7 +25,7 @@ from .commands import CommandError
 from .workers import Worker, WorkerError, add_counters
 
 HEALTH_INTERVAL = 1.0
-DEFAULT_LIMITS = {"max_rules": 4096, "rx_buffers": 2048, "send_slots": 8192}
+DEFAULT_LIMITS = {"max_rules": 4096, "rx_frames": 2048, "send_slots": 8192}
 
 log = logging.getLogger("mcr.supervisor")
 

@@ -85,7 +85,7 @@ class Worker:
         self.started = time.monotonic()
         core = -1 if self.core is None else self.core
         ours.send(_engine.encode_initialize(0, self.id, core, log_level, limits["max_rules"],
-                                            limits["rx_buffers"], limits["send_slots"]))
+                                            limits["rx_frames"], limits["send_slots"]))
         asyncio.get_running_loop().create_task(self._relay_logs(self.process))
 
     async def _relay_logs(self, process: asyncio.subprocess.Process) -> None:

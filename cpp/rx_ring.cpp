@@ -1,0 +1,75 @@
+#include "rx_ring.h"
+
+#include <linux/if_packet.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+
+#include <cerrno>
+#include <cstring>
+
+namespace mcr {
+namespace {
+
+// Blocks are allocated by the kernel as 2^n pages: 64 KiB wastes at most one
+// frame's worth per block and is an allocation the kernel can usually find.
+constexpr uint32_t kBlockSize = 1 << 16;
+
+tpacket2_hdr* header(uint8_t* frame) { return reinterpret_cast<tpacket2_hdr*>(frame); }
+
+}  // namespace
+
+RxRing::~RxRing() {
+  if (map_ != nullptr) munmap(map_, map_len_);
+}
+
+std::string RxRing::attach(int fd, uint32_t frames, uint32_t frame_size) {
+  frame_size_ = (frame_size + TPACKET_ALIGNMENT - 1) & ~(TPACKET_ALIGNMENT - 1);
+  if (frame_size_ > kBlockSize) return "receive frame size above " + std::to_string(kBlockSize);
+  per_block_ = kBlockSize / frame_size_;
+  block_size_ = kBlockSize;
+  uint32_t blocks = (frames + per_block_ - 1) / per_block_;
+  frames_ = blocks * per_block_;
+  int version = TPACKET_V2;
+  tpacket_req req{block_size_, blocks, frame_size_, frames_};
+  if (setsockopt(fd, SOL_PACKET, PACKET_VERSION, &version, sizeof(version)) < 0 ||
+      setsockopt(fd, SOL_PACKET, PACKET_RX_RING, &req, sizeof(req)) < 0)
+    return std::string("PACKET_RX_RING: ") + strerror(errno);
+  map_len_ = static_cast<size_t>(block_size_) * blocks;
+  void* map = mmap(nullptr, map_len_, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+  if (map == MAP_FAILED) return std::string("mmap of the RX ring: ") + strerror(errno);
+  map_ = static_cast<uint8_t*>(map);
+  holds_.assign(frames_, 0);
+  // Frames queued between bind() and the ring would keep the socket readable
+  // forever (poll reports them too) while the ring waits: drop them.
+  char scratch[1];
+  while (recv(fd, scratch, sizeof(scratch), MSG_DONTWAIT | MSG_TRUNC) >= 0) {
+  }
+  return {};
+}
+
+bool RxRing::next(Frame& frame) {
+  if (holds_[next_] != 0) return false;  // still read by a send: the kernel is waiting here too
+  tpacket2_hdr* h = header(slot(next_));
+  if (!(__atomic_load_n(&h->tp_status, __ATOMIC_ACQUIRE) & TP_STATUS_USER)) return false;
+  frame = {next_, slot(next_) + h->tp_mac, h->tp_snaplen, h->tp_len};
+  return true;
+}
+
+void RxRing::consume(uint32_t index, uint16_t holds) {
+  next_ = next_ + 1 == frames_ ? 0 : next_ + 1;
+  if (holds == 0) {
+    give_back(index);
+  } else {
+    holds_[index] = holds;
+  }
+}
+
+void RxRing::release(uint32_t index) {
+  if (--holds_[index] == 0) give_back(index);
+}
+
+void RxRing::give_back(uint32_t index) {
+  __atomic_store_n(&header(slot(index))->tp_status, static_cast<uint32_t>(TP_STATUS_KERNEL), __ATOMIC_RELEASE);
+}
+
+}  // namespace mcr
