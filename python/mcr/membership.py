@@ -30,7 +30,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 
-from .sockets import PACKET_IGNORE_OUTGOING, SOL_PACKET, attach_filter, bpf
+from .sockets import ETH_P_ALL, PACKET_IGNORE_OUTGOING, SOL_PACKET, attach_filter, bpf
 
 IGMP_QUERY, V2_REPORT, V2_LEAVE, V3_REPORT = 0x11, 0x16, 0x17, 0x22
 MODE_IS_INCLUDE, MODE_IS_EXCLUDE, TO_INCLUDE, TO_EXCLUDE, ALLOW_NEW, BLOCK_OLD = 1, 2, 3, 4, 5, 6
@@ -43,7 +43,9 @@ ETH_P_IP = 0x0800
 
 # Queries are read at the link layer: a group-specific query goes to the group
 # itself, which the IP layer (not being a member) would drop.
-_IGMP_ONLY = [bpf(0x30, 0, 0, 23), bpf(0x15, 0, 1, socket.IPPROTO_IGMP), bpf(0x06, 0, 0, 0xFFFF), bpf(0x06, 0, 0, 0)]
+# IPv4 (ethertype at 12) carrying IGMP (protocol at 23), else nothing.
+_IGMP_ONLY = [bpf(0x28, 0, 0, 12), bpf(0x15, 0, 3, ETH_P_IP), bpf(0x30, 0, 0, 23),
+              bpf(0x15, 0, 1, socket.IPPROTO_IGMP), bpf(0x06, 0, 0, 0xFFFF), bpf(0x06, 0, 0, 0)]
 _NOTHING = [bpf(0x06, 0, 0, 0)]
 
 Key = tuple[str, str | None]  # (group, source or None for any source)
@@ -221,10 +223,14 @@ class MembershipService:
         igmp.setsockopt(socket.IPPROTO_IP, socket.IP_OPTIONS, ROUTER_ALERT)
         attach_filter(igmp, _NOTHING)  # sends only; queries come through the packet socket
         self._igmp[interface] = igmp
-        link = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_IP))
+        # A tap (ETH_P_ALL) sees each frame and lets go of it before the IP
+        # layer does. Bound to ETH_P_IP it would be handed frames alongside
+        # ip_rcv, which then finds the buffer shared and copies it: one skb
+        # clone per relayed packet. Protocol 0 until bind(): no other interface.
+        link = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0)
         attach_filter(link, _IGMP_ONLY)
         link.setsockopt(SOL_PACKET, PACKET_IGNORE_OUTGOING, 1)
-        link.bind((interface, ETH_P_IP))
+        link.bind((interface, ETH_P_ALL))
         link.setblocking(False)
         self._links[interface] = link
 
