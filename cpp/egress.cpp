@@ -55,10 +55,17 @@ uint8_t out_tos(const Output& out, const ParsedPacket& packet) {
 }
 
 // Header from the output's template (MACs, addresses, protocol, ports),
-// then what changes per packet: TOS, lengths, TTL, checksums.
+// then what changes per packet: the virtio header's hdr_len, TOS, lengths,
+// TTL, checksums. hdr_len (little endian) covering the whole frame makes the
+// kernel copy a TX ring frame into one linear buffer instead of attaching
+// ring pages, which veth (and any path into a local socket) would have to
+// copy again into freshly allocated pages.
 void fill_header(uint8_t* h, const Output& out, const ParsedPacket& packet) {
   std::memcpy(h, out.frame, kFrameHeader);
-  uint8_t* ip = h + 14;
+  uint16_t frame_len = static_cast<uint16_t>(kFrameHeader - kVnetHeader + packet.payload_len);
+  h[2] = static_cast<uint8_t>(frame_len);
+  h[3] = static_cast<uint8_t>(frame_len >> 8);
+  uint8_t* ip = h + kVnetHeader + 14;
   ip[1] = out_tos(out, packet);
   put16(ip + 2, static_cast<uint16_t>(28 + packet.payload_len));
   ip[8] = out_ttl(out, packet);

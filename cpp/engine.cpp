@@ -229,14 +229,14 @@ std::string Engine::add_packet_egress(const wire::PacketEgress& link, int fd) {
 }
 
 // Multicast outputs on an interface with a packet socket get a frame
-// template: Ethernet to the group's MAC (RFC 1112 6.4), IPv4 with DF from the
+// template: a virtio_net_hdr, Ethernet to the group's MAC (RFC 1112 6.4), IPv4 with DF from the
 // interface's address, UDP to the output port.
 void Engine::use_packet_egress(Output& out) const {
   uint32_t group = ntohl(out.spec.destination);
   if ((group >> 28) != 0xe) return;
   for (const PacketEgressSocket& e : packet_egress_) {
     if (e.link.ifindex != out.spec.ifindex || e.link.source == 0) continue;
-    uint8_t* f = out.frame;
+    uint8_t* f = out.frame + kVnetHeader;  // the virtio header stays zero but for hdr_len
     const uint8_t mac[6] = {0x01, 0x00, 0x5e, static_cast<uint8_t>((group >> 16) & 0x7f),
                             static_cast<uint8_t>(group >> 8), static_cast<uint8_t>(group)};
     std::memcpy(f, mac, 6);

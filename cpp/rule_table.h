@@ -37,8 +37,11 @@ struct RuleSpec {
   bool operator==(const RuleSpec&) const = default;
 };
 
-// Ethernet + IPv4 (no options) + UDP, as the packet egress path writes them.
-constexpr size_t kFrameHeader = 42;
+// What the packet egress path writes before the payload: a virtio_net_hdr
+// (packet egress sockets have PACKET_VNET_HDR, see sockets.py), then
+// Ethernet + IPv4 (no options) + UDP.
+constexpr size_t kVnetHeader = 10;
+constexpr size_t kFrameHeader = kVnetHeader + 42;
 
 struct Output {
   OutputSpec spec;

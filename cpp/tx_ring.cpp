@@ -8,6 +8,8 @@
 #include <cstddef>
 #include <cstring>
 
+#include "rule_table.h"
+
 namespace mcr {
 
 static_assert(TP_STATUS_SEND_REQUEST == 1 && TP_STATUS_AVAILABLE == 0, "tx_ring.h reclaim() relies on these");
@@ -29,7 +31,7 @@ TxRing::~TxRing() {
 
 std::string TxRing::attach(int fd, uint16_t mtu) {
   frame_size_ = 2048;
-  while (frame_size_ < kDataOffset + 14u + mtu) frame_size_ <<= 1;
+  while (frame_size_ < kDataOffset + kVnetHeader + 14u + mtu) frame_size_ <<= 1;
   int version = TPACKET_V2, loss = 1;
   tpacket_req req{kBlockSize, kBlocks, frame_size_, kBlockSize / frame_size_ * kBlocks};
   if (setsockopt(fd, SOL_PACKET, PACKET_VERSION, &version, sizeof(version)) < 0 ||

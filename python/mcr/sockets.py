@@ -28,6 +28,7 @@ PACKET_MULTICAST = 2
 SIOCGIFADDR = 0x8915
 SIOCGIFMTU = 0x8921
 PACKET_QDISC_BYPASS = 20
+PACKET_VNET_HDR = 15
 SKF_AD_PKTTYPE = 0xFFFFF000 + 4  # classic BPF ancillary load of skb->pkt_type
 
 EGRESS_SNDBUF = 4 << 20
@@ -113,6 +114,9 @@ def open_packet_egress_socket(ifname: str) -> tuple[socket.socket, dict]:
     sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0)
     try:
         sock.setsockopt(SOL_PACKET, PACKET_QDISC_BYPASS, 1)  # nothing to queue on: veth/NICs take it directly
+        # Every frame the engine sends starts with a virtio_net_hdr whose hdr_len
+        # makes the kernel build one linear buffer (see cpp/egress.cpp).
+        sock.setsockopt(SOL_PACKET, PACKET_VNET_HDR, 1)
         force_buffer(sock, SO_SNDBUFFORCE, socket.SO_SNDBUF, EGRESS_SNDBUF)
         sock.bind((ifname, 0))
         mac = sock.getsockname()[4][:6]
