@@ -2,6 +2,8 @@
 
 #include <arpa/inet.h>
 #include <linux/if_packet.h>
+#include <net/if.h>
+#include <sys/ioctl.h>
 #include <poll.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -11,6 +13,20 @@
 #include "uring_tag.h"
 
 namespace mcr {
+namespace {
+
+// The MTU of interface `ifindex`, asked through `fd` so that it is looked up
+// in the socket's network namespace; a jumbo MTU if the kernel will not say.
+// Read once, when the input is added: frames beyond a later, larger MTU are
+// cut to fit the ring and counted as truncated.
+uint32_t interface_mtu(int fd, uint32_t ifindex) {
+  ifreq request{};
+  request.ifr_ifindex = static_cast<int>(ifindex);
+  if (ioctl(fd, SIOCGIFNAME, &request) < 0 || ioctl(fd, SIOCGIFMTU, &request) < 0) return 9000;
+  return static_cast<uint32_t>(request.ifr_mtu);
+}
+
+}  // namespace
 
 Engine::Engine(int command_fd, const EngineConfig& config)
     : config_(config),
@@ -164,7 +180,7 @@ std::string Engine::add_input(uint32_t ifindex, int fd) {
     return "too many input interfaces (at most " + std::to_string(config_.max_inputs) + ")";
   }
   auto ring = std::make_unique<RxRing>();
-  if (std::string error = ring->attach(fd, config_.rx_frames, config_.frame_size); !error.empty()) {
+  if (std::string error = ring->attach(fd, config_.rx_frames, interface_mtu(fd, ifindex)); !error.empty()) {
     close(fd);
     return "input interface " + std::to_string(ifindex) + ": " + error;
   }

@@ -25,9 +25,6 @@ struct EngineConfig {
   LogLevel log_level = LogLevel::Info;
   uint32_t max_rules = 4096;
   uint32_t rx_frames = 2048;  // per input; power of two
-  // The TPACKET_V2 header takes 66 bytes before the frame: 9216 leaves room
-  // for a 9000-byte MTU frame with two VLAN tags.
-  uint32_t frame_size = 9216;
   uint32_t send_slots = 8192;
   uint32_t ring_entries = 4096;
   uint32_t max_inputs = 256;

@@ -4,6 +4,7 @@
 #include <sys/mman.h>
 #include <sys/socket.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 
@@ -22,9 +23,12 @@ RxRing::~RxRing() {
   if (map_ != nullptr) munmap(map_, map_len_);
 }
 
-std::string RxRing::attach(int fd, uint32_t frames, uint32_t frame_size) {
-  frame_size_ = (frame_size + TPACKET_ALIGNMENT - 1) & ~(TPACKET_ALIGNMENT - 1);
-  if (frame_size_ > kBlockSize) return "receive frame size above " + std::to_string(kBlockSize);
+std::string RxRing::attach(int fd, uint32_t frames, uint32_t mtu) {
+  // The frame sits this far into its slot (tpacket2_hdr, sockaddr_ll, alignment),
+  // then up to two VLAN tags beyond the MTU; slots are whole cache lines.
+  constexpr uint32_t kRoom = TPACKET_ALIGN(TPACKET2_HDRLEN + 16) + 8;
+  frame_size_ = (kRoom + 14 + std::max(mtu, 1500u) + 63) & ~63u;
+  if (frame_size_ > kBlockSize) return "MTU " + std::to_string(mtu) + " too large for a receive ring";
   per_block_ = kBlockSize / frame_size_;
   block_size_ = kBlockSize;
   uint32_t blocks = (frames + per_block_ - 1) / per_block_;

@@ -31,9 +31,10 @@ class RxRing {
   RxRing(const RxRing&) = delete;
   RxRing& operator=(const RxRing&) = delete;
 
-  // Turns the packet socket `fd` into a ring of `frames` frames of
-  // `frame_size` bytes, and discards what it queued before it had the ring.
-  std::string attach(int fd, uint32_t frames, uint32_t frame_size);
+  // Turns the packet socket `fd` into a ring of `frames` frames, each big
+  // enough for the interface's `mtu` (at least 1500) plus two VLAN tags, and
+  // discards what the socket queued before it had the ring.
+  std::string attach(int fd, uint32_t frames, uint32_t mtu);
 
   // The next frame the kernel has filled, if any. Frames come in ring order;
   // each one returned must be passed to consume() before the next call.
