@@ -56,15 +56,14 @@ uint8_t out_tos(const Output& out, const ParsedPacket& packet) {
 
 // Header from the output's template (MACs, addresses, protocol, ports),
 // then what changes per packet: the virtio header's hdr_len, TOS, lengths,
-// TTL, checksums. hdr_len (little endian) covering the whole frame makes the
+// TTL, checksums. hdr_len covering the whole frame makes the
 // kernel copy a TX ring frame into one linear buffer instead of attaching
 // ring pages, which veth (and any path into a local socket) would have to
 // copy again into freshly allocated pages.
 void fill_header(uint8_t* h, const Output& out, const ParsedPacket& packet) {
   std::memcpy(h, out.frame, kFrameHeader);
   uint16_t frame_len = static_cast<uint16_t>(kFrameHeader - kVnetHeader + packet.payload_len);
-  h[2] = static_cast<uint8_t>(frame_len);
-  h[3] = static_cast<uint8_t>(frame_len >> 8);
+  std::memcpy(h + 2, &frame_len, 2);  // host order: what a legacy virtio header holds
   uint8_t* ip = h + kVnetHeader + 14;
   ip[1] = out_tos(out, packet);
   put16(ip + 2, static_cast<uint16_t>(28 + packet.payload_len));
@@ -78,7 +77,7 @@ void fill_header(uint8_t* h, const Output& out, const ParsedPacket& packet) {
 
 }  // namespace
 
-Egress::Egress(uint32_t slots) : slots_(slots) {
+Egress::Egress(uint32_t slots, uint32_t payload_size) : slots_(slots), payloads_(slots, payload_size) {
   for (uint32_t i = slots; i > 0; --i) free_.push_back(i - 1);
   // The control messages' headers never change: IP_TTL, then IP_TOS.
   for (Slot& s : slots_) {
@@ -105,23 +104,24 @@ io_uring_sqe* Egress::get_sqe(io_uring* ring) {
   return sqe;
 }
 
-Queued Egress::queue(io_uring* ring, Rule& rule, uint32_t rule_slot, const ParsedPacket& packet, uint32_t hold,
-                     DropCounters& drops) {
-  Queued queued;
+uint16_t Egress::queue(io_uring* ring, Rule& rule, uint32_t rule_slot, const ParsedPacket& packet,
+                       DropCounters& drops) {
+  uint16_t outputs = 0, readers = 0;
+  uint32_t copy = BufferPool::kNone;  // made for the first output that needs a sendmsg
   for (uint16_t i = 0; i < rule.outputs.size(); ++i) {
     Output& out = rule.outputs[i];
     // RFC 1812 5.3.1: a router does not forward a packet whose TTL expires.
     if (out.spec.ttl < 0 && packet.ttl <= 1) continue;
-    bool as_frame = out.packet_fd >= 0 && packet.payload_len <= out.max_payload;
-    if (as_frame && write_to_ring(out, {rule_slot, rule.generation, i, packet.payload_len}, packet)) {  // copied: the frame is not held
-      ++queued.outputs;
+    bool fits = out.packet_fd >= 0 && packet.payload_len <= out.max_payload;
+    if (fits && write_to_ring(out, {rule_slot, rule.generation, i, packet.payload_len}, packet)) {
+      ++outputs;
       continue;
     }
-    if (free_.empty()) {
-      count(drops, DropReason::NoSendSlot);
-      continue;
-    }
-    io_uring_sqe* sqe = get_sqe(ring);
+    // A packet socket with a TX ring sends only what its ring holds (sendmsg
+    // ignores the message), so when that ring is full the UDP socket sends.
+    bool as_frame = fits && out.tx == nullptr;
+    if (copy == BufferPool::kNone) copy = payloads_.copy(packet.payload, packet.payload_len);
+    io_uring_sqe* sqe = copy == BufferPool::kNone || free_.empty() ? nullptr : get_sqe(ring);
     if (sqe == nullptr) {
       count(drops, DropReason::NoSendSlot);
       continue;
@@ -129,27 +129,29 @@ Queued Egress::queue(io_uring* ring, Rule& rule, uint32_t rule_slot, const Parse
     uint32_t index = free_.back();
     free_.pop_back();
     Slot& s = slots_[index];
-    int fd = as_frame ? prepare_frame(s, out, packet) : prepare_udp(s, out, packet);
+    uint8_t* payload = payloads_.data(copy);
+    int fd = as_frame ? prepare_frame(s, out, packet, payload) : prepare_udp(s, out, packet, payload);
     s.rule_slot = rule_slot;
     s.generation = rule.generation;
     s.output = i;
-    s.hold = hold;
+    s.payload = copy;
     s.payload_len = packet.payload_len;
     io_uring_prep_sendmsg(sqe, fd, &s.msg, 0);
     io_uring_sqe_set_data64(sqe, make_tag(Op::Send, index));
-    ++queued.outputs;
-    ++queued.holding;
+    ++outputs;
+    ++readers;
   }
-  return queued;
+  if (copy != BufferPool::kNone) payloads_.hold(copy, readers);
+  return outputs;
 }
 
-int Egress::prepare_udp(Slot& s, Output& out, const ParsedPacket& packet) {
+int Egress::prepare_udp(Slot& s, Output& out, const ParsedPacket& packet, uint8_t* payload) {
   s.msg.msg_name = &out.address;
   s.msg.msg_namelen = sizeof(sockaddr_in);
   s.msg.msg_control = s.control;
   s.msg.msg_controllen = sizeof(s.control);
   s.msg.msg_iovlen = 1;
-  s.iov[0] = {const_cast<uint8_t*>(packet.payload), packet.payload_len};
+  s.iov[0] = {payload, packet.payload_len};
   cmsghdr* ttl = CMSG_FIRSTHDR(&s.msg);
   set_int(ttl, out_ttl(out, packet));
   set_int(CMSG_NXTHDR(&s.msg, ttl), out_tos(out, packet));
@@ -161,7 +163,7 @@ int Egress::prepare_udp(Slot& s, Output& out, const ParsedPacket& packet) {
 bool Egress::write_to_ring(Output& out, const FrameOwner& owner, const ParsedPacket& packet) {
   if (out.tx == nullptr) return false;
   uint8_t* data = out.tx->acquire();
-  if (data == nullptr) return false;  // ring full: this one takes the sendmsg path
+  if (data == nullptr) return false;  // ring full
   fill_header(data, out, packet);
   std::memcpy(data + kFrameHeader, packet.payload, packet.payload_len);
   out.tx->commit(kFrameHeader + packet.payload_len, owner);
@@ -170,7 +172,7 @@ bool Egress::write_to_ring(Output& out, const FrameOwner& owner, const ParsedPac
   return true;
 }
 
-int Egress::prepare_frame(Slot& s, Output& out, const ParsedPacket& packet) {
+int Egress::prepare_frame(Slot& s, Output& out, const ParsedPacket& packet, uint8_t* payload) {
   fill_header(s.header, out, packet);
   s.msg.msg_name = nullptr;  // the packet socket is bound to the output interface
   s.msg.msg_namelen = 0;
@@ -178,7 +180,7 @@ int Egress::prepare_frame(Slot& s, Output& out, const ParsedPacket& packet) {
   s.msg.msg_controllen = 0;
   s.msg.msg_iovlen = 2;
   s.iov[0] = {s.header, kFrameHeader};
-  s.iov[1] = {const_cast<uint8_t*>(packet.payload), packet.payload_len};
+  s.iov[1] = {payload, packet.payload_len};
   return out.packet_fd;
 }
 
@@ -194,9 +196,10 @@ void Egress::reclaim(TxRing& ring, RuleTable& rules, DropCounters& drops) {
   });
 }
 
-uint32_t Egress::complete(uint32_t slot, int result, RuleTable& rules, DropCounters& drops) {
+void Egress::complete(uint32_t slot, int result, RuleTable& rules, DropCounters& drops) {
   Slot& s = slots_[slot];
   free_.push_back(slot);
+  payloads_.release(s.payload);
   Rule& rule = rules.at(s.rule_slot);
   bool same_rule = rule.live && rule.generation == s.generation;  // the rule may be gone
   if (result < 0) {
@@ -206,7 +209,6 @@ uint32_t Egress::complete(uint32_t slot, int result, RuleTable& rules, DropCount
     ++rule.outputs[s.output].packets;
     rule.outputs[s.output].bytes += s.payload_len;  // UDP payload, whichever path sent it
   }
-  return s.hold;
 }
 
 }  // namespace mcr

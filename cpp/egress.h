@@ -1,12 +1,14 @@
-// Egress: one sendmsg per output. The payload is never copied: every send's
-// iovec points into the received frame. Two paths:
-// - packet path (multicast outputs on an interface with a packet socket): a
-//   42-byte Ethernet/IPv4/UDP header from the output's template, then the
-//   payload, written below the kernel's UDP and routing layers;
-// - UDP path (unicast outputs, payloads too big for the MTU): the output
-//   interface's UDP socket, TTL and TOS as control messages; the kernel
-//   resolves neighbours and fragments.
-// Send slots are preallocated; none is allocated per packet.
+// Egress: how a packet leaves by each output of its rule.
+// - Packet path (multicast outputs on an interface with a packet socket): a
+//   52-byte header (virtio_net_hdr, Ethernet, IPv4, UDP) from the output's
+//   template, then the payload, written into the socket's TX ring below the
+//   kernel's UDP and routing layers; one send per loop pass flushes the ring.
+// - sendmsg path (unicast outputs, payloads too big for the MTU, a full TX
+//   ring): the output interface's UDP socket, TTL and TOS as control
+//   messages; the kernel resolves neighbours and fragments. The payload is
+//   copied once per packet into a BufferPool buffer that these sends share.
+//   (A packet socket without a TX ring takes the frame the same way.)
+// Send slots and buffers are preallocated; nothing is allocated per packet.
 #pragma once
 #include <liburing.h>
 #include <sys/socket.h>
@@ -14,6 +16,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "buffer_pool.h"
 #include "counters.h"
 #include "packet_parser.h"
 #include "rule_table.h"
@@ -21,23 +24,17 @@
 
 namespace mcr {
 
-struct Queued {
-  uint16_t outputs = 0;  // outputs the packet went to
-  uint16_t holding = 0;  // of those, sends still reading the frame (0: give it back now)
-};
-
 class Egress {
  public:
-  explicit Egress(uint32_t slots);
+  // `slots` sends in flight at most, each with a payload of up to `payload_size` bytes.
+  Egress(uint32_t slots, uint32_t payload_size);
 
-  // Sends the packet to every eligible output of `rule`: into a TX ring
-  // (copied at once) or as a queued sendmsg reading the received frame,
-  // which the engine knows as `hold` and keeps until complete() returns it.
-  Queued queue(io_uring* ring, Rule& rule, uint32_t rule_slot, const ParsedPacket& packet, uint32_t hold,
-                 DropCounters& drops);
+  // Sends the packet to every eligible output of `rule`; returns how many it
+  // went to. Nothing keeps reading the received frame after this returns.
+  uint16_t queue(io_uring* ring, Rule& rule, uint32_t rule_slot, const ParsedPacket& packet, DropCounters& drops);
 
-  // Accounts a finished send and frees its slot; returns the frame it read.
-  uint32_t complete(uint32_t slot, int result, RuleTable& rules, DropCounters& drops);
+  // Accounts a finished send and frees its slot (and its payload copy, if last).
+  void complete(uint32_t slot, int result, RuleTable& rules, DropCounters& drops);
 
  private:
   struct Slot {
@@ -45,12 +42,12 @@ class Egress {
     iovec iov[2]{};
     uint8_t header[kFrameHeader]{};
     alignas(cmsghdr) uint8_t control[2 * CMSG_SPACE(sizeof(int))]{};
-    uint32_t rule_slot = 0, generation = 0, hold = 0;
+    uint32_t rule_slot = 0, generation = 0, payload = 0;
     uint16_t output = 0, payload_len = 0;
   };
   static io_uring_sqe* get_sqe(io_uring* ring);
-  static int prepare_udp(Slot& s, Output& out, const ParsedPacket& packet);
-  static int prepare_frame(Slot& s, Output& out, const ParsedPacket& packet);
+  static int prepare_udp(Slot& s, Output& out, const ParsedPacket& packet, uint8_t* payload);
+  static int prepare_frame(Slot& s, Output& out, const ParsedPacket& packet, uint8_t* payload);
   static bool write_to_ring(Output& out, const FrameOwner& owner, const ParsedPacket& packet);
 
  public:
@@ -61,6 +58,7 @@ class Egress {
 
   std::vector<Slot> slots_;
   std::vector<uint32_t> free_;
+  BufferPool payloads_;
 };
 
 }  // namespace mcr

@@ -32,7 +32,7 @@ Engine::Engine(int command_fd, const EngineConfig& config)
     : config_(config),
       log_(config.worker_id, config.log_level),
       command_fd_(command_fd),
-      egress_(config.send_slots),
+      egress_(config.send_slots, kMaxMtu),
       rules_(config.max_rules),
       command_buffer_(wire::kMaxMessage) {}
 

@@ -79,7 +79,7 @@ class Engine {
 
   // The data path (loop.cpp).
   bool drain(uint32_t index);
-  uint16_t relay(uint32_t index, const RxRing::Frame& frame);
+  void relay(uint32_t index, const RxRing::Frame& frame);
   void dispatch(const io_uring_cqe* cqe);
   void on_input_ready(const io_uring_cqe* cqe);
   void on_send(const io_uring_cqe* cqe);

@@ -16,10 +16,6 @@ namespace {
 // flushes and the completions get their turn.
 constexpr uint32_t kPassBudget = 256;
 
-// Which frame of which input a queued send reads: frames fit in 16 bits
-// (under 65536 per ring).
-uint32_t hold_tag(uint32_t input, uint32_t frame) { return input << 16 | frame; }
-
 }  // namespace
 
 std::string Engine::run() {
@@ -57,39 +53,40 @@ bool Engine::drain(uint32_t index) {
   RxRing& ring = *inputs_[index].ring;
   RxRing::Frame frame;
   uint32_t n = 0;
-  for (; n < kPassBudget && ring.next(frame); ++n) ring.consume(frame.index, relay(index, frame));
+  for (; n < kPassBudget && ring.next(frame); ++n) {
+    relay(index, frame);
+    ring.done();
+  }
   return n > 0;
 }
 
-// Parses, looks up and sends one frame; returns how many queued sends still
-// read it.
-uint16_t Engine::relay(uint32_t index, const RxRing::Frame& frame) {
+// Parses, looks up and sends one frame.
+void Engine::relay(uint32_t index, const RxRing::Frame& frame) {
   Input& input = inputs_[index];
   ++input.frames;
   input.bytes += frame.wire_len;
   if (frame.len < frame.wire_len) {  // bigger than a ring frame: cut by the kernel
     count(drops_, DropReason::Truncated);
-    return 0;
+    return;
   }
   ParsedPacket packet;
   DropReason reason;
   if (!parse_frame(frame.data, frame.len, packet, reason)) {
     count(drops_, reason);
-    return 0;
+    return;
   }
   Rule* rule = rules_.lookup(input.ifindex, packet.destination, packet.dst_port, packet.source);
   if (rule == nullptr) {
     count(drops_, DropReason::NoRule);
-    return 0;
+    return;
   }
   uint32_t slot = static_cast<uint32_t>(rule - &rules_.at(0));
-  Queued queued = egress_.queue(&ring_, *rule, slot, packet, hold_tag(index, frame.index), drops_);
-  if (queued.outputs == 0 && packet.ttl <= 1) count(drops_, DropReason::TtlExpired);
-  if (queued.outputs > 0) {
+  uint16_t outputs = egress_.queue(&ring_, *rule, slot, packet, drops_);
+  if (outputs == 0 && packet.ttl <= 1) count(drops_, DropReason::TtlExpired);
+  if (outputs > 0) {
     ++rule->packets;
     rule->bytes += packet.payload_len;
   }
-  return queued.holding;
 }
 
 void Engine::dispatch(const io_uring_cqe* cqe) {
@@ -116,10 +113,7 @@ void Engine::on_input_ready(const io_uring_cqe* cqe) {
   }
 }
 
-void Engine::on_send(const io_uring_cqe* cqe) {
-  uint32_t hold = egress_.complete(tag_index(cqe->user_data), cqe->res, rules_, drops_);
-  inputs_[hold >> 16].ring->release(hold & 0xffff);
-}
+void Engine::on_send(const io_uring_cqe* cqe) { egress_.complete(tag_index(cqe->user_data), cqe->res, rules_, drops_); }
 
 // A full socket buffer only delays the ring's frames (flushed again next
 // pass); any other error means they will not go: count them per output.

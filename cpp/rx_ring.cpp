@@ -27,8 +27,7 @@ std::string RxRing::attach(int fd, uint32_t frames, uint32_t mtu) {
   // The frame sits this far into its slot (tpacket2_hdr, sockaddr_ll, alignment),
   // then up to two VLAN tags beyond the MTU; slots are whole cache lines.
   constexpr uint32_t kRoom = TPACKET_ALIGN(TPACKET2_HDRLEN + 16) + 8;
-  frame_size_ = (kRoom + 14 + std::max(mtu, 1500u) + 63) & ~63u;
-  if (frame_size_ > kBlockSize) return "MTU " + std::to_string(mtu) + " too large for a receive ring";
+  frame_size_ = (kRoom + 14 + std::clamp(mtu, 1500u, kMaxMtu) + 63) & ~63u;
   per_block_ = kBlockSize / frame_size_;
   block_size_ = kBlockSize;
   uint32_t blocks = (frames + per_block_ - 1) / per_block_;
@@ -42,9 +41,8 @@ std::string RxRing::attach(int fd, uint32_t frames, uint32_t mtu) {
   void* map = mmap(nullptr, map_len_, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
   if (map == MAP_FAILED) return std::string("mmap of the RX ring: ") + strerror(errno);
   map_ = static_cast<uint8_t*>(map);
-  holds_.assign(frames_, 0);
-  // Frames queued between bind() and the ring would keep the socket readable
-  // forever (poll reports them too) while the ring waits: drop them.
+  // Frames queued before the ring existed are never read through it, yet
+  // poll() would report them for ever: drop any the kernel did not purge.
   char scratch[1];
   while (recv(fd, scratch, sizeof(scratch), MSG_DONTWAIT | MSG_TRUNC) >= 0) {
   }
@@ -52,28 +50,15 @@ std::string RxRing::attach(int fd, uint32_t frames, uint32_t mtu) {
 }
 
 bool RxRing::next(Frame& frame) {
-  if (holds_[next_] != 0) return false;  // still read by a send: the kernel is waiting here too
   tpacket2_hdr* h = header(slot(next_));
   if (!(__atomic_load_n(&h->tp_status, __ATOMIC_ACQUIRE) & TP_STATUS_USER)) return false;
-  frame = {next_, slot(next_) + h->tp_mac, h->tp_snaplen, h->tp_len};
+  frame = {slot(next_) + h->tp_mac, h->tp_snaplen, h->tp_len};
   return true;
 }
 
-void RxRing::consume(uint32_t index, uint16_t holds) {
+void RxRing::done() {
+  __atomic_store_n(&header(slot(next_))->tp_status, static_cast<uint32_t>(TP_STATUS_KERNEL), __ATOMIC_RELEASE);
   next_ = next_ + 1 == frames_ ? 0 : next_ + 1;
-  if (holds == 0) {
-    give_back(index);
-  } else {
-    holds_[index] = holds;
-  }
-}
-
-void RxRing::release(uint32_t index) {
-  if (--holds_[index] == 0) give_back(index);
-}
-
-void RxRing::give_back(uint32_t index) {
-  __atomic_store_n(&header(slot(index))->tp_status, static_cast<uint32_t>(TP_STATUS_KERNEL), __ATOMIC_RELEASE);
 }
 
 }  // namespace mcr

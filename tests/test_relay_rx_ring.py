@@ -1,7 +1,7 @@
-"""The input's RX ring: frames wrap around it many times, including frames
-held by queued sends (unicast outputs are sendmsg'd from the ring frame and
-must be given back to the kernel when that send completes, or the ring
-would stop after one turn)."""
+"""The input's RX ring: frames wrap around it many times, and a slow output
+never holds it up (sendmsg outputs read a copy of the payload, not the ring
+frame; a ring frame still in use would stop the kernel at it and starve every
+rule on that input)."""
 
 from __future__ import annotations
 
@@ -12,28 +12,52 @@ from mcr.rules import Output, Rule
 
 GROUP, PORT = "239.1.1.1", 5000
 RING = 64  # frames; the engine rounds up to whole 64 KiB blocks (39 frames of 1664 bytes each): 78
-COUNT, SIZE = 700, 200  # nine turns of the ring
 
 
-def test_ring_wraps_with_held_and_copied_frames(relay_lab) -> None:
+def test_ring_wraps_with_sendmsg_and_tx_ring_outputs(relay_lab) -> None:
+    count, size = 700, 200  # nine turns of the ring
     lab = relay_lab(rx_frames=RING)
     c = lab.c
-    unicast = Output(c.sink_addr[0], 6200, c.relay_out[0])  # held: sendmsg reads the frame
-    group = Output("239.2.2.2", 6000, c.relay_out[0])  # copied into the TX ring
+    unicast = Output(c.sink_addr[0], 6200, c.relay_out[0])  # sendmsg on the UDP socket
+    group = Output("239.2.2.2", 6000, c.relay_out[0])  # written into the TX ring
     rule_id = lab.engine.add_rule(Rule(c.relay_in, GROUP, PORT, (unicast, group)))
-    unicast_sink = lab.sink(0, c.sink_addr[0], 6200)
-    group_sink = lab.sink(0, "239.2.2.2", 6000)
-    by_unicast = lab.collect(unicast_sink, COUNT)
-    by_group = lab.collect(group_sink, COUNT)
+    by_unicast = lab.collect(lab.sink(0, c.sink_addr[0], 6200), count)
+    by_group = lab.collect(lab.sink(0, "239.2.2.2", 6000), count)
 
-    lab.send(lab.frames(numbered_payloads(COUNT, SIZE), GROUP, PORT), rate_pps=5000)
+    lab.send(lab.frames(numbered_payloads(count, size), GROUP, PORT), rate_pps=5000)
 
-    lab.expect_stream(by_unicast.result(), COUNT, SIZE, what="unicast output (frames held by sends)")
-    lab.expect_stream(by_group.result(), COUNT, SIZE, what="multicast output (frames copied)")
-    stats = lab.wait_relayed({rule_id: COUNT})
+    lab.expect_stream(by_unicast.result(), count, size, what="unicast output")
+    lab.expect_stream(by_group.result(), count, size, what="multicast output")
+    stats = lab.wait_relayed({rule_id: count})
     inp = stats["inputs"][c.relay_in]
-    assert inp["frames"] == COUNT and inp["kernel_drops"] == 0, lab.describe(stats)
-    assert stats["rules"][rule_id]["outputs"][str(unicast)]["packets"] == COUNT, lab.describe(stats)
+    assert inp["frames"] == count and inp["kernel_drops"] == 0, lab.describe(stats)
+    assert stats["rules"][rule_id]["outputs"][str(unicast)]["packets"] == count, lab.describe(stats)
+
+
+def test_a_stalled_output_does_not_hold_up_the_input(relay_lab) -> None:
+    """Rule A's unicast output sits behind a 1 Mbit/s shaper, so its UDP
+    socket's send buffer fills and its sends wait; rule B on the same input
+    must still relay every packet."""
+    count, size = 5000, 1400  # rule A's part, queued in the shaper, outgrows its socket's 8 MB send buffer
+    lab = relay_lab(n_sinks=2, rx_frames=RING)
+    c = lab.c
+    subprocess.run(["ip", "netns", "exec", c.relay_ns, "tc", "qdisc", "add", "dev", c.relay_out[0], "root",
+                    "tbf", "rate", "1mbit", "burst", "10k", "limit", "64mb"], check=True, timeout=30)
+    slow = lab.engine.add_rule(Rule(c.relay_in, GROUP, PORT, (Output(c.sink_addr[0], 6200, c.relay_out[0]),)))
+    fast = lab.engine.add_rule(Rule(c.relay_in, "239.1.1.2", PORT, (Output("239.2.2.2", 6000, c.relay_out[1]),)))
+    by_fast = lab.collect(lab.sink(1, "239.2.2.2", 6000), count, timeout=20)
+
+    slow_frames = lab.frames(numbered_payloads(count, size, stream=1), GROUP, PORT)
+    fast_frames = lab.frames(numbered_payloads(count, size, stream=2), "239.1.1.2", PORT)
+    lab.send([f for pair in zip(slow_frames, fast_frames) for f in pair], rate_pps=10000)
+
+    lab.expect_stream(by_fast.result(), count, size, stream=2, what="rule B beside a stalled output")
+    stats = lab.stats()
+    slow_out = stats["rules"][slow]["outputs"]
+    assert sum(o["packets"] for o in slow_out.values()) < count, (
+        "the shaper did not hold rule A's output back, so this test proved nothing" + lab.describe(stats))
+    assert stats["inputs"][c.relay_in]["kernel_drops"] == 0, lab.describe(stats)
+    assert stats["rules"][fast]["packets"] == count, lab.describe(stats)
 
 
 def test_frames_beyond_the_mtu_the_ring_was_sized_for_are_counted(relay_lab) -> None:
@@ -45,8 +69,7 @@ def test_frames_beyond_the_mtu_the_ring_was_sized_for_are_counted(relay_lab) -> 
     rule_id = lab.engine.add_rule(Rule(c.relay_in, GROUP, PORT, (Output("239.2.2.2", 6000, c.relay_out[0]),)))
     for ns, ifname in ((c.source_ns, c.source_if), (c.relay_ns, c.relay_in)):
         subprocess.run(["ip", "-n", ns, "link", "set", ifname, "mtu", "9000"], check=True, timeout=30)
-    sink = lab.sink(0, "239.2.2.2", 6000)
-    collector = lab.collect(sink, 3, timeout=3, idle=0.5)
+    collector = lab.collect(lab.sink(0, "239.2.2.2", 6000), 3, timeout=3, idle=0.5)
 
     lab.send(lab.frames([b"a" * 100, b"b" * 8000, b"c" * 100], GROUP, PORT), rate_pps=100)
 
