@@ -33,15 +33,16 @@ py::bytes encode(wire::Type type, uint32_t seq, uint32_t ifindex = 0, uint32_t r
   return to_bytes(wire::encode_command(c));
 }
 
-// outputs: (destination, port, ifindex, ttl or -1, dscp or -1)
-using OutputTuple = std::tuple<std::string, uint16_t, uint32_t, int16_t, int16_t>;
+// outputs: (destination, port, ifindex, ttl or -1, dscp or -1, keep_source)
+using OutputTuple = std::tuple<std::string, uint16_t, uint32_t, int16_t, int16_t, bool>;
 // rules: (id, ifindex, group, port, source or "", outputs)
 using RuleTuple = std::tuple<uint32_t, uint32_t, std::string, uint16_t, std::string, std::vector<OutputTuple>>;
 
 RuleSpec to_spec(const RuleTuple& t) {
   const auto& [id, ifindex, group, port, source, outputs] = t;
   RuleSpec spec{id, {ifindex, ipv4(group), source.empty() ? 0 : ipv4(source), port}, {}};
-  for (const auto& [dst, out_port, out_if, ttl, dscp] : outputs) spec.outputs.push_back({ipv4(dst), out_port, out_if, ttl, dscp});
+  for (const auto& [dst, out_port, out_if, ttl, dscp, keep_source] : outputs)
+    spec.outputs.push_back({ipv4(dst), out_port, out_if, ttl, dscp, keep_source});
   return spec;
 }
 

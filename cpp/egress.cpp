@@ -33,13 +33,13 @@ uint16_t ipv4_checksum(const uint8_t* header) {
 // RFC 1624 incremental update of the UDP checksum for the changed pseudo-header
 // addresses and destination port; the payload is not read again. 0 stays 0
 // (no checksum), and a computed 0 is sent as 0xffff (RFC 768).
-uint16_t udp_checksum(const ParsedPacket& in, const Output& out) {
+uint16_t udp_checksum(const ParsedPacket& in, const Output& out, uint32_t source) {
   if (in.udp_checksum == 0) return 0;
   uint32_t sum = static_cast<uint16_t>(~ntohs(in.udp_checksum));
   sum = add_words(sum, ~ntohl(in.source));
   sum = add_words(sum, ~ntohl(in.destination));
   sum += static_cast<uint16_t>(~in.dst_port);
-  sum = add_words(sum, ntohl(out.source));
+  sum = add_words(sum, ntohl(source));
   sum = add_words(sum, ntohl(out.spec.destination));
   sum += out.spec.port;
   uint16_t result = static_cast<uint16_t>(~fold(sum));
@@ -65,6 +65,8 @@ void fill_header(uint8_t* h, const Output& out, const ParsedPacket& packet) {
   uint16_t frame_len = static_cast<uint16_t>(kFrameHeader - kVnetHeader + packet.payload_len);
   std::memcpy(h + 2, &frame_len, 2);  // host order: what a legacy virtio header holds
   uint8_t* ip = h + kVnetHeader + 14;
+  uint32_t source = out.spec.keep_source ? packet.source : out.source;
+  if (out.spec.keep_source) std::memcpy(ip + 12, &packet.source, 4);
   ip[1] = out_tos(out, packet);
   put16(ip + 2, static_cast<uint16_t>(28 + packet.payload_len));
   ip[8] = out_ttl(out, packet);
@@ -72,7 +74,7 @@ void fill_header(uint8_t* h, const Output& out, const ParsedPacket& packet) {
   uint8_t* udp = ip + 20;
   std::memcpy(udp, &packet.src_port, 2);
   put16(udp + 4, static_cast<uint16_t>(8 + packet.payload_len));
-  put16(udp + 6, udp_checksum(packet, out));
+  put16(udp + 6, udp_checksum(packet, out, source));
 }
 
 }  // namespace
@@ -118,8 +120,14 @@ uint16_t Egress::queue(io_uring* ring, Rule& rule, uint32_t rule_slot, const Par
       continue;
     }
     // A packet socket with a TX ring sends only what its ring holds (sendmsg
-    // ignores the message), so when that ring is full the UDP socket sends.
+    // ignores the message), so when that ring is full the UDP socket sends,
+    // unless the output keeps the source, which only the packet path can do.
     bool as_frame = fits && out.tx == nullptr;
+    if (out.spec.keep_source && !as_frame) {
+      count(drops, DropReason::SendFailed);
+      ++out.errors;
+      continue;
+    }
     if (copy == BufferPool::kNone) copy = payloads_.copy(packet.payload, packet.payload_len);
     io_uring_sqe* sqe = copy == BufferPool::kNone || free_.empty() ? nullptr : get_sqe(ring);
     if (sqe == nullptr) {

@@ -27,6 +27,7 @@ struct OutputSpec {
   uint32_t ifindex = 0;
   int16_t ttl = -1;   // -1: incoming TTL minus one
   int16_t dscp = -1;  // -1: keep the incoming TOS byte
+  bool keep_source = false;  // send with the packet's own IP source (SSM receivers filter on it)
   bool operator==(const OutputSpec&) const = default;
 };
 

@@ -66,7 +66,7 @@ std::string decode_rule_body(Reader& r, RuleSpec& rule) {
   if (r.failed) return "AddRule: message truncated";
   if (n == 0) return "AddRule: a rule needs at least one output";
   if (n > kMaxOutputs) return "AddRule: too many outputs (" + std::to_string(n) + ", at most " + std::to_string(kMaxOutputs) + ")";
-  if (r.remaining() < static_cast<size_t>(n) * 14) return "AddRule: message truncated";
+  if (r.remaining() < static_cast<size_t>(n) * 15) return "AddRule: message truncated";
   rule.outputs.resize(n);
   for (OutputSpec& o : rule.outputs) {
     o.destination = r.get<uint32_t>();
@@ -74,6 +74,9 @@ std::string decode_rule_body(Reader& r, RuleSpec& rule) {
     o.ifindex = r.get<uint32_t>();
     o.ttl = r.get<int16_t>();
     o.dscp = r.get<int16_t>();
+    uint8_t flags = r.get<uint8_t>();
+    if (flags > 1) return "AddRule: unknown output flags";
+    o.keep_source = flags & 1;
     if (o.ttl < -1 || o.ttl == 0 || o.ttl > 255) return "AddRule: output TTL must be 1..255";
     if (o.dscp < -1 || o.dscp > 63) return "AddRule: output DSCP must be 0..63";
   }
@@ -116,7 +119,7 @@ std::string decode_initialize(Reader& r, Initialize& init) {
 void put_rule(Writer& w, const RuleSpec& rule) {
   w.put(rule.id).put(rule.key.ifindex).put(rule.key.group).put(rule.key.source);
   w.put(rule.key.port).put(static_cast<uint16_t>(rule.outputs.size()));
-  for (const OutputSpec& o : rule.outputs) w.put(o.destination).put(o.port).put(o.ifindex).put(o.ttl).put(o.dscp);
+  for (const OutputSpec& o : rule.outputs) w.put(o.destination).put(o.port).put(o.ifindex).put(o.ttl).put(o.dscp).put(static_cast<uint8_t>(o.keep_source));
 }
 
 }  // namespace

@@ -12,7 +12,7 @@ from mcr.config import Config, ConfigError, rule_from_dict, rule_to_dict
 from mcr.rules import Output, Rule
 
 RULE = {"name": "feed-a", "input_interface": "eth0", "group": "239.1.1.1", "port": 5000, "source": "10.1.1.1",
-        "outputs": ["239.2.2.2:5000:eth1", "10.9.0.7:7000:eth2:ttl=16:dscp=46"]}
+        "outputs": ["239.2.2.2:5000:eth1:keep-source", "10.9.0.7:7000:eth2:ttl=16:dscp=46"]}
 FULL = {"workers": 2, "pin_cores": [0, 1], "log_level": "debug", "user": "mcr",
         "rules": [RULE, {"input_interface": "eth0", "group": "239.1.1.2", "port": 5000,
                          "outputs": ["239.3.3.3:5000:eth1"]}]}
@@ -22,7 +22,7 @@ def test_the_documented_example_builds_rules():
     config = Config.from_dict(FULL)
     assert config.workers == 2 and config.pin_cores == (0, 1) and config.log_level == "debug"
     first = config.rules[0]
-    assert first == Rule("eth0", "239.1.1.1", 5000, (Output("239.2.2.2", 5000, "eth1"),
+    assert first == Rule("eth0", "239.1.1.1", 5000, (Output("239.2.2.2", 5000, "eth1", keep_source=True),
                                                      Output("10.9.0.7", 7000, "eth2", ttl=16, dscp=46)), "10.1.1.1")
     assert first.name == "feed-a" and config.rules[1].name is None
 
@@ -103,6 +103,8 @@ def with_rule(**changes) -> dict:
     (with_rule(outputs="239.2.2.2:5000:eth1"), "rules[0].outputs: must be a list"),
     (with_rule(outputs=["239.2.2.2:5000:eth1", "239.2.2.2:5000"]), "rules[0].outputs[1]: output '239.2.2.2:5000'"),
     (with_rule(outputs=["239.2.2.2:5000:eth1:ttl=0"]), "rules[0].outputs[0]: output TTL 0 is outside 1-255"),
+    (with_rule(outputs=["10.9.0.7:7000:eth2:keep-source"]), "rules[0].outputs[0]: output 10.9.0.7: keep-source needs a multicast"),
+    (with_rule(outputs=["239.2.2.2:5000:eth1:keep-src"]), "rules[0].outputs[0]: output '239.2.2.2:5000:eth1:keep-src': unknown option"),
     (with_rule(outputs=["239.2.2.2:5000:eth1", "239.2.2.2:5000:eth1:ttl=4"]), "rules[0].outputs[1]: same destination"),
     (with_rule(source=..., outputs=["239.1.1.1:5000:eth0"]), "rules[0]: output 239.1.1.1:5000:eth0 sends back"),
 ])

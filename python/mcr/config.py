@@ -16,7 +16,7 @@ The file is JSON. Every top-level key is optional:
       ]
     }
 
-Outputs use the mcrctl form GROUP:PORT:IFACE[:ttl=N][:dscp=N] (see mcr.rules).
+Outputs use the mcrctl form GROUP:PORT:IFACE[:ttl=N][:dscp=N][:keep-source] (see mcr.rules).
 Validation is strict, so a typo never silently changes what is relayed:
 unknown keys at any level, wrong types, bad addresses, ports and interface
 names, two rules for the same input (interface, group, port, source), two

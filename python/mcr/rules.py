@@ -1,7 +1,9 @@
 """Rules as users write them: validation and the text forms the CLI accepts.
 
 Output form (as the original mcrctl `--outputs`): GROUP:PORT:IFACE, optionally
-followed by :ttl=N and/or :dscp=N; several outputs are separated by commas.
+followed by :ttl=N, :dscp=N and :keep-source (send with the packet's own
+source address, which SSM receivers filter on; multicast outputs only);
+several outputs are separated by commas.
 Rule form: `in=IFACE group=GROUP:PORT [source=ADDR] out=OUTPUTS [name=NAME]`.
 """
 
@@ -51,6 +53,7 @@ class Output:
     interface: str
     ttl: int | None = None  # None: incoming TTL minus one
     dscp: int | None = None  # None: keep the incoming DSCP
+    keep_source: bool = False  # send with the packet's own source address (multicast only)
 
     def __post_init__(self) -> None:
         address = _ipv4(self.destination, "output destination")
@@ -62,18 +65,24 @@ class Output:
             raise RuleError(f"output TTL {self.ttl} is outside 1-255")
         if self.dscp is not None and not 0 <= self.dscp <= 63:
             raise RuleError(f"output DSCP {self.dscp} is outside 0-63")
+        if self.keep_source and not address.is_multicast:
+            raise RuleError(f"output {self.destination}: keep-source needs a multicast destination "
+                            "(a unicast host would need its link address resolved for the packet path)")
 
     @classmethod
     def parse(cls, text: str) -> Output:
         parts = text.strip().split(":")
         if len(parts) < 3:
-            raise RuleError(f"output '{text}': expected GROUP:PORT:IFACE[:ttl=N][:dscp=N]")
-        options: dict[str, int] = {}
+            raise RuleError(f"output '{text}': expected GROUP:PORT:IFACE[:ttl=N][:dscp=N][:keep-source]")
+        options: dict[str, int | bool] = {}
         for extra in parts[3:]:
             key, _, value = extra.partition("=")
-            if key not in ("ttl", "dscp") or not value:
-                raise RuleError(f"output '{text}': unknown option '{extra}' (ttl=N or dscp=N)")
-            options[key] = _int(value, f"output '{text}' {key}")
+            if extra == "keep-source":
+                options["keep_source"] = True
+            elif key in ("ttl", "dscp") and value:
+                options[key] = _int(value, f"output '{text}' {key}")
+            else:
+                raise RuleError(f"output '{text}': unknown option '{extra}' (ttl=N, dscp=N or keep-source)")
         return cls(parts[0], _int(parts[1], f"output '{text}' port"), parts[2], **options)
 
     def __str__(self) -> str:
@@ -82,6 +91,8 @@ class Output:
             text += f":ttl={self.ttl}"
         if self.dscp is not None:
             text += f":dscp={self.dscp}"
+        if self.keep_source:
+            text += ":keep-source"
         return text
 
 
@@ -136,7 +147,7 @@ class Rule:
     def engine_tuple(self, rule_id: int, input_ifindex: int, output_ifindex: Callable[[str], int]) -> tuple:
         """The rule as the engine's bindings take it (mcr._engine.encode_add_rule / encode_sync_rules)."""
         outputs = [(o.destination, o.port, output_ifindex(o.interface), -1 if o.ttl is None else o.ttl,
-                    -1 if o.dscp is None else o.dscp) for o in self.outputs]
+                    -1 if o.dscp is None else o.dscp, o.keep_source) for o in self.outputs]
         return (rule_id, input_ifindex, self.group, self.port, self.source or "", outputs)
 
     def __str__(self) -> str:

@@ -204,7 +204,7 @@ static std::vector<uint8_t> add_rule_message() {
   c.seq = 9;
   c.rule.id = 42;
   c.rule.key = {3, ip("239.1.1.1"), ip("10.0.0.2"), 5000};
-  c.rule.outputs = {{ip("239.2.2.2"), 6000, 4, -1, 46}, {ip("10.9.9.9"), 7000, 5, 8, -1}};
+  c.rule.outputs = {{ip("239.2.2.2"), 6000, 4, -1, 46, true}, {ip("10.9.9.9"), 7000, 5, 8, -1, false}};
   return wire::encode_command(c);
 }
 
@@ -214,6 +214,7 @@ static void test_wire() {
   CHECK(wire::decode_command(bytes.data(), bytes.size(), c).empty());
   CHECK(c.type == wire::Type::AddRule && c.seq == 9 && c.rule.id == 42 && c.rule.outputs.size() == 2);
   CHECK(c.rule.key.source == ip("10.0.0.2") && c.rule.outputs[1].ttl == 8 && c.rule.outputs[0].dscp == 46);
+  CHECK(c.rule.outputs[0].keep_source && !c.rule.outputs[1].keep_source);
   for (size_t len = 0; len < bytes.size(); ++len) {  // every truncation is refused
     wire::Command t;
     CHECK(!wire::decode_command(bytes.data(), len, t).empty());

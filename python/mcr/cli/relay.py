@@ -5,7 +5,7 @@ One rule with the mcrctl-style options, or several with --rule:
             --outputs 239.2.2.2:5000:eth1,10.0.0.9:6000:eth2:ttl=8
   mcr relay --rule "in=eth0 group=239.1.1.1:5000 out=239.2.2.2:5000:eth1" \\
             --rule "in=eth0 group=239.1.1.2:5000 source=10.1.1.1 out=239.3.3.3:5000:eth2:dscp=46"
-Outputs are GROUP:PORT:IFACE[:ttl=N][:dscp=N]; a unicast address as GROUP
+Outputs are GROUP:PORT:IFACE[:ttl=N][:dscp=N][:keep-source]; a unicast address as GROUP
 relays multicast to that host.
 """
 
@@ -29,7 +29,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--input-group", metavar="GROUP")
     parser.add_argument("--input-port", type=int, metavar="PORT")
     parser.add_argument("--source", metavar="ADDR", help="relay only this source (an (S,G) rule)")
-    parser.add_argument("--outputs", metavar="OUTPUTS", help="GROUP:PORT:IFACE[:ttl=N][:dscp=N][,...]")
+    parser.add_argument("--outputs", metavar="OUTPUTS", help="GROUP:PORT:IFACE[:ttl=N][:dscp=N][:keep-source][,...]")
     parser.add_argument("--netns", help="open the interfaces in this network namespace")
     parser.add_argument("--interval", type=float, default=1.0, help="seconds between counter lines")
     parser.add_argument("--duration", type=float, help="stop after this many seconds")

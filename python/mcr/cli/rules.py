@@ -22,7 +22,7 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--input-group", metavar="GROUP")
     parser.add_argument("--input-port", type=int, metavar="PORT")
     parser.add_argument("--source", metavar="ADDR", help="relay only this source (an (S,G) rule)")
-    parser.add_argument("--outputs", metavar="OUTPUTS", help="GROUP:PORT:IFACE[:ttl=N][:dscp=N][,...]")
+    parser.add_argument("--outputs", metavar="OUTPUTS", help="GROUP:PORT:IFACE[:ttl=N][:dscp=N][:keep-source][,...]")
     parser.add_argument("--rule", metavar="SPEC", help="the whole rule: in=IFACE group=GROUP:PORT "
                         "[source=ADDR] out=OUTPUTS [name=NAME]")
     parser.add_argument("--name", help="a unique name to remove the rule by")
