@@ -79,6 +79,31 @@ void fill_header(uint8_t* h, const Output& out, const ParsedPacket& packet) {
 
 }  // namespace
 
+// The template: a virtio_net_hdr (zero but for hdr_len, set per packet),
+// Ethernet to the group's MAC (RFC 1112 6.4), IPv4 with DF from the
+// interface's address, UDP to the output port.
+void Egress::use_packet_socket(Output& out, const wire::PacketEgress& link, int fd, TxRing* tx) {
+  uint32_t group = ntohl(out.spec.destination);
+  uint8_t* f = out.frame + kVnetHeader;
+  const uint8_t mac[6] = {0x01, 0x00, 0x5e, static_cast<uint8_t>((group >> 16) & 0x7f),
+                          static_cast<uint8_t>(group >> 8), static_cast<uint8_t>(group)};
+  std::memcpy(f, mac, 6);
+  std::memcpy(f + 6, link.mac, 6);
+  f[12] = 0x08;
+  f[13] = 0x00;
+  uint8_t* ip = f + 14;
+  ip[0] = 0x45;
+  ip[6] = 0x40;  // DF: the packet path never fragments; bigger payloads take the UDP socket
+  ip[9] = 17;
+  std::memcpy(ip + 12, &link.source, 4);
+  std::memcpy(ip + 16, &out.spec.destination, 4);
+  put16(ip + 22, out.spec.port);
+  out.source = link.source;
+  out.max_payload = static_cast<uint16_t>(link.mtu - 28);
+  out.packet_fd = fd;
+  out.tx = tx;
+}
+
 Egress::Egress(uint32_t slots, uint32_t payload_size) : slots_(slots), payloads_(slots, payload_size) {
   for (uint32_t i = slots; i > 0; --i) free_.push_back(i - 1);
   // The control messages' headers never change: IP_TTL, then IP_TOS.
@@ -95,15 +120,6 @@ Egress::Egress(uint32_t slots, uint32_t payload_size) : slots_(slots), payloads_
     tos->cmsg_type = IP_TOS;
     tos->cmsg_len = CMSG_LEN(sizeof(int));
   }
-}
-
-io_uring_sqe* Egress::get_sqe(io_uring* ring) {
-  io_uring_sqe* sqe = io_uring_get_sqe(ring);
-  if (sqe == nullptr) {
-    io_uring_submit(ring);  // SQ full: flush this batch and carry on
-    sqe = io_uring_get_sqe(ring);
-  }
-  return sqe;
 }
 
 uint16_t Egress::queue(io_uring* ring, Rule& rule, uint32_t rule_slot, const ParsedPacket& packet,
@@ -129,7 +145,7 @@ uint16_t Egress::queue(io_uring* ring, Rule& rule, uint32_t rule_slot, const Par
       continue;
     }
     if (copy == BufferPool::kNone) copy = payloads_.copy(packet.payload, packet.payload_len);
-    io_uring_sqe* sqe = copy == BufferPool::kNone || free_.empty() ? nullptr : get_sqe(ring);
+    io_uring_sqe* sqe = copy == BufferPool::kNone || free_.empty() ? nullptr : next_sqe(ring);
     if (sqe == nullptr) {
       count(drops, DropReason::NoSendSlot);
       continue;

@@ -21,6 +21,7 @@
 #include "packet_parser.h"
 #include "rule_table.h"
 #include "tx_ring.h"
+#include "wire.h"
 
 namespace mcr {
 
@@ -36,6 +37,13 @@ class Egress {
   // Accounts a finished send and frees its slot (and its payload copy, if last).
   void complete(uint32_t slot, int result, RuleTable& rules, DropCounters& drops);
 
+  // A TX ring flush failed: takes its unsent frames back, counted as errors of their outputs.
+  static void reclaim(TxRing& ring, RuleTable& rules, DropCounters& drops);
+
+  // Sends multicast output `out` as frames on the packet socket `fd` of
+  // `link` (through `tx` when it has a ring): writes the output's header template.
+  static void use_packet_socket(Output& out, const wire::PacketEgress& link, int fd, TxRing* tx);
+
  private:
   struct Slot {
     msghdr msg{};
@@ -45,16 +53,9 @@ class Egress {
     uint32_t rule_slot = 0, generation = 0, payload = 0;
     uint16_t output = 0, payload_len = 0;
   };
-  static io_uring_sqe* get_sqe(io_uring* ring);
   static int prepare_udp(Slot& s, Output& out, const ParsedPacket& packet, uint8_t* payload);
   static int prepare_frame(Slot& s, Output& out, const ParsedPacket& packet, uint8_t* payload);
   static bool write_to_ring(Output& out, const FrameOwner& owner, const ParsedPacket& packet);
-
- public:
-  // A TX ring flush failed: takes its unsent frames back, counted as errors of their outputs.
-  static void reclaim(TxRing& ring, RuleTable& rules, DropCounters& drops);
-
- private:
 
   std::vector<Slot> slots_;
   std::vector<uint32_t> free_;

@@ -60,17 +60,8 @@ std::string Engine::setup_ring() {
   return {};
 }
 
-io_uring_sqe* Engine::get_sqe() {
-  io_uring_sqe* sqe = io_uring_get_sqe(&ring_);
-  if (sqe == nullptr) {
-    io_uring_submit(&ring_);
-    sqe = io_uring_get_sqe(&ring_);
-  }
-  return sqe;
-}
-
 void Engine::arm_command() {
-  io_uring_sqe* sqe = get_sqe();
+  io_uring_sqe* sqe = next_sqe(&ring_);
   io_uring_prep_poll_multishot(sqe, command_fd_, POLLIN);
   io_uring_sqe_set_data64(sqe, make_tag(Op::Command, 0));
   command_armed_ = true;
@@ -83,7 +74,7 @@ void Engine::arm_command() {
 void Engine::poll_idle_inputs() {
   for (uint32_t i = 0; i < inputs_.size(); ++i) {
     if (inputs_[i].polling) continue;
-    io_uring_sqe* sqe = get_sqe();
+    io_uring_sqe* sqe = next_sqe(&ring_);
     io_uring_prep_poll_add(sqe, inputs_[i].fd, POLLIN);
     io_uring_sqe_set_data64(sqe, make_tag(Op::InputReady, i));
     inputs_[i].polling = true;
@@ -244,34 +235,12 @@ std::string Engine::add_packet_egress(const wire::PacketEgress& link, int fd) {
   return {};
 }
 
-// Multicast outputs on an interface with a packet socket get a frame
-// template: a virtio_net_hdr, Ethernet to the group's MAC (RFC 1112 6.4), IPv4 with DF from the
-// interface's address, UDP to the output port.
+// Multicast outputs take the packet path on an interface with a packet
+// socket (and an IPv4 address for the frames' source).
 void Engine::use_packet_egress(Output& out) const {
-  uint32_t group = ntohl(out.spec.destination);
-  if ((group >> 28) != 0xe) return;
-  for (const PacketEgressSocket& e : packet_egress_) {
-    if (e.link.ifindex != out.spec.ifindex || e.link.source == 0) continue;
-    uint8_t* f = out.frame + kVnetHeader;  // the virtio header stays zero but for hdr_len
-    const uint8_t mac[6] = {0x01, 0x00, 0x5e, static_cast<uint8_t>((group >> 16) & 0x7f),
-                            static_cast<uint8_t>(group >> 8), static_cast<uint8_t>(group)};
-    std::memcpy(f, mac, 6);
-    std::memcpy(f + 6, e.link.mac, 6);
-    f[12] = 0x08;
-    f[13] = 0x00;
-    uint8_t* ip = f + 14;
-    ip[0] = 0x45;
-    ip[6] = 0x40;  // DF: the packet path never fragments; bigger payloads take the UDP socket
-    ip[9] = 17;
-    std::memcpy(ip + 12, &e.link.source, 4);
-    std::memcpy(ip + 16, &out.spec.destination, 4);
-    ip[22] = static_cast<uint8_t>(out.spec.port >> 8);
-    ip[23] = static_cast<uint8_t>(out.spec.port);
-    out.source = e.link.source;
-    out.max_payload = static_cast<uint16_t>(e.link.mtu - 28);
-    out.packet_fd = e.fd;
-    out.tx = e.ring.get();
-  }
+  if ((ntohl(out.spec.destination) >> 28) != 0xe) return;
+  for (const PacketEgressSocket& e : packet_egress_)
+    if (e.link.ifindex == out.spec.ifindex && e.link.source != 0) Egress::use_packet_socket(out, e.link, e.fd, e.ring.get());
 }
 
 std::string Engine::add_rule(const RuleSpec& spec) {

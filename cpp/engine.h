@@ -61,7 +61,6 @@ class Engine {
 
   // Setup and the control path (engine.cpp).
   std::string setup_ring();
-  io_uring_sqe* get_sqe();
   void arm_command();
   void poll_idle_inputs();
   void on_command_ready(const io_uring_cqe* cqe);

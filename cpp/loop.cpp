@@ -133,7 +133,7 @@ void Engine::flush_rings() {
   for (uint32_t i = 0; i < packet_egress_.size(); ++i) {
     TxRing* ring = packet_egress_[i].ring.get();
     if (ring == nullptr || !ring->pending()) continue;
-    io_uring_sqe* sqe = get_sqe();
+    io_uring_sqe* sqe = next_sqe(&ring_);
     io_uring_prep_sendmsg(sqe, ring->fd(), &empty_message_, 0);
     io_uring_sqe_set_data64(sqe, make_tag(Op::Flush, i));
     ring->flushed();

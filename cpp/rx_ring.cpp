@@ -11,10 +11,6 @@
 namespace mcr {
 namespace {
 
-// Blocks are allocated by the kernel as 2^n pages: 64 KiB wastes at most one
-// frame's worth per block and is an allocation the kernel can usually find.
-constexpr uint32_t kBlockSize = 1 << 16;
-
 tpacket2_hdr* header(uint8_t* frame) { return reinterpret_cast<tpacket2_hdr*>(frame); }
 
 }  // namespace
@@ -29,15 +25,14 @@ std::string RxRing::attach(int fd, uint32_t frames, uint32_t mtu) {
   constexpr uint32_t kRoom = TPACKET_ALIGN(TPACKET2_HDRLEN + 16) + 8;
   frame_size_ = (kRoom + 14 + std::clamp(mtu, 1500u, kMaxMtu) + 63) & ~63u;
   per_block_ = kBlockSize / frame_size_;
-  block_size_ = kBlockSize;
   uint32_t blocks = (frames + per_block_ - 1) / per_block_;
   frames_ = blocks * per_block_;
   int version = TPACKET_V2;
-  tpacket_req req{block_size_, blocks, frame_size_, frames_};
+  tpacket_req req{kBlockSize, blocks, frame_size_, frames_};
   if (setsockopt(fd, SOL_PACKET, PACKET_VERSION, &version, sizeof(version)) < 0 ||
       setsockopt(fd, SOL_PACKET, PACKET_RX_RING, &req, sizeof(req)) < 0)
     return std::string("PACKET_RX_RING: ") + strerror(errno);
-  map_len_ = static_cast<size_t>(block_size_) * blocks;
+  map_len_ = static_cast<size_t>(kBlockSize) * blocks;
   void* map = mmap(nullptr, map_len_, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
   if (map == MAP_FAILED) return std::string("mmap of the RX ring: ") + strerror(errno);
   map_ = static_cast<uint8_t*>(map);

@@ -41,13 +41,17 @@ class RxRing {
 
  private:
   uint8_t* slot(uint32_t index) const {
-    return map_ + static_cast<size_t>(index / per_block_) * block_size_ +
+    return map_ + static_cast<size_t>(index / per_block_) * kBlockSize +
            static_cast<size_t>(index % per_block_) * frame_size_;
   }
 
   uint8_t* map_ = nullptr;
   size_t map_len_ = 0;
-  uint32_t frames_ = 0, frame_size_ = 0, block_size_ = 0, per_block_ = 0, next_ = 0;
+  // Blocks are allocated by the kernel as 2^n pages: 64 KiB wastes at most
+  // one frame's worth per block and is an allocation the kernel can usually find.
+  static constexpr uint32_t kBlockSize = 1 << 16;
+
+  uint32_t frames_ = 0, frame_size_ = 0, per_block_ = 0, next_ = 0;
 };
 
 }  // namespace mcr

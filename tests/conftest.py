@@ -24,6 +24,8 @@ from typing import Callable, Iterator
 
 import pytest
 
+from mcr.membership import inet_checksum
+
 RELAY_TESTS = "test_relay_"
 PREFIX = "mcrr"  # namespaces: mcrr-<role>-<hex>; test_lab.py uses mcrt
 SPORT = 4000  # UDP source port of the injected frames
@@ -44,16 +46,6 @@ def netns_names() -> set[str]:
     out = subprocess.run(["ip", "-j", "netns", "list"], check=True, capture_output=True,
                          text=True, timeout=30).stdout
     return {entry["name"] for entry in json.loads(out or "[]")}
-
-
-def inet_checksum(data: bytes) -> int:
-    """RFC 1071 Internet checksum."""
-    if len(data) % 2:
-        data += b"\0"
-    total = sum(struct.unpack(f"!{len(data) // 2}H", data))
-    while total >> 16:
-        total = (total & 0xFFFF) + (total >> 16)
-    return ~total & 0xFFFF
 
 
 def fast_udp_frame(src_ip: str, dst_ip: str, sport: int, dport: int, payload: bytes,

@@ -61,7 +61,8 @@ class Send:
     delay: float = 0.0
 
 
-def _checksum(data: bytes) -> int:
+def inet_checksum(data: bytes) -> int:
+    """RFC 1071 Internet checksum."""
     if len(data) % 2:
         data += b"\0"
     total = sum(struct.unpack(f"!{len(data) // 2}H", data))
@@ -71,7 +72,7 @@ def _checksum(data: bytes) -> int:
 
 
 def _with_checksum(message: bytes) -> bytes:
-    return message[:2] + struct.pack("!H", _checksum(message)) + message[4:]
+    return message[:2] + struct.pack("!H", inet_checksum(message)) + message[4:]
 
 
 def v2_message(kind: int, group: str) -> bytes:
@@ -94,7 +95,7 @@ class Query:
 
 def parse_query(message: bytes) -> Query | None:
     """The IGMP query in `message` (the IGMP part, after the IP header), or None."""
-    if len(message) < 8 or message[0] != IGMP_QUERY or _checksum(message) != 0:
+    if len(message) < 8 or message[0] != IGMP_QUERY or inet_checksum(message) != 0:
         return None
     group = socket.inet_ntoa(message[4:8])
     if len(message) >= 12:  # RFC 3376 4.1.1: the Max Resp Code is a float above 127

@@ -144,7 +144,7 @@ def open_output_sockets(ifname: str) -> list[tuple[socket.socket, Callable, tupl
 
 
 def interface_address(ifname: str) -> str:
-    """The first IPv4 address of `ifname` (source-specific joins name the interface by address)."""
+    """The first IPv4 address of `ifname` (the source of the packet path's frames)."""
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
         try:
             raw = fcntl.ioctl(probe.fileno(), SIOCGIFADDR, struct.pack("256s", ifname.encode()[:15]))
