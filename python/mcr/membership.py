@@ -115,6 +115,10 @@ class Membership:
     def _v2(self, interface: str, now: float) -> bool:
         return self.v2_querier_until.get(interface, 0.0) > now
 
+    def has_group(self, interface: str, group: str) -> bool:
+        """Whether any membership (from any source) holds `group` on `interface`."""
+        return any(g == group for g, _ in self.users.get(interface, {}))
+
     def join(self, interface: str, group: str, source: str | None, now: float) -> list[Send]:
         keys = self.users.setdefault(interface, {})
         keys[(group, source)] = keys.get((group, source), 0) + 1
@@ -136,8 +140,7 @@ class Membership:
             return []
         del keys[(group, source)]
         if self._v2(interface, now):
-            still = any(g == group for g, _ in keys)
-            return [] if still else [Send(interface, ALL_ROUTERS, v2_message(V2_LEAVE, group))]
+            return [] if self.has_group(interface, group) else [Send(interface, ALL_ROUTERS, v2_message(V2_LEAVE, group))]
         record = (TO_INCLUDE, group, []) if source is None else (BLOCK_OLD, group, [source])
         return [Send(interface, V3_ROUTERS, v3_report([record]))]
 
@@ -189,14 +192,14 @@ class MembershipService:
         """Call inside the interface's network namespace (it may open sockets there)."""
         with self._lock:
             self._open(interface)
-            if not any(g == group for g, _ in self.state.users.get(interface, {})):
+            if not self.state.has_group(interface, group):
                 self._link_filter(interface, group, PACKET_ADD_MEMBERSHIP)
             self._schedule(self.state.join(interface, group, source, time.monotonic()))
 
     def leave(self, interface: str, group: str, source: str | None) -> None:
         with self._lock:
             self._schedule(self.state.leave(interface, group, source, time.monotonic()))
-            if interface in self._links and not any(g == group for g, _ in self.state.users.get(interface, {})):
+            if interface in self._links and not self.state.has_group(interface, group):
                 self._link_filter(interface, group, PACKET_DROP_MEMBERSHIP)
 
     def close(self) -> None:
