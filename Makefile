@@ -5,7 +5,7 @@
 VENV    := .venv
 PY      := $(VENV)/bin/python
 # socat: the relay the benchmark (and its smoke test and notebook) compares MCR with
-DEBS    := liburing-dev iproute2 g++ python3-venv socat
+DEBS    := liburing-dev iproute2 g++ python3-venv socat ethtool
 UNITS   := build/units
 SANITIZE := -fsanitize=address,undefined -fno-sanitize-recover=all -g
 

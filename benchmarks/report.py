@@ -133,8 +133,12 @@ def write(results: dict, out: Path) -> None:
     method = ("Figures are medians over repeats (min–max when repeated). No-drop rate: highest paced rate with "
               "<= 0.5 % loss found by bisection (offered pps = what the generator achieved). Placement A: plain "
               "veth, the relay's ingress softirq runs on the generator's core. B: RPS steers it to the relay's "
-              "core. '>=': the generator at full speed passed (the generator, not the relay, was the limit; in A "
-              "the kernel forwards on the generator's core).")
+              "core, where it runs as a softirq ahead of any process. C: the relay's input veth is polled by a "
+              "threaded NAPI kernel thread pinned to the relay's core, which the scheduler weighs against the "
+              "relay. '>=': the generator at full speed passed (the generator, not the relay, was the limit; in A "
+              "the kernel forwards on the generator's core). Overload offered pps is what the generator got "
+              "onto the wire: its own maximum, or less when the relay host's input queue is full and refuses "
+              "the send (ENOBUFS; the generator retries), which is how C sheds load.")
     lines = [f"# MCR benchmark ({results['profile']} profile)", "", machine_line, "",
              "Settings: " + ", ".join(f"{k}={v}" for k, v in st.items()), "", method,
              "", "## No-drop rate, one stream", *ndr_table(s, st["placements"], st["payloads"]), "",

@@ -10,7 +10,11 @@ delivered rate at 3x that rate, latency at 100k pps, CPU per packet, 1 vs
 100 streams and fan-out to 1, 8 and 50 outputs. Placement A is plain veth
 (the relay's ingress softirq runs on the sender's core); B steers the
 relay's ingress to the relay's core with RPS, so one core carries the whole
-relay host. The generator and sinks run on core 0, the relay on core 1.
+relay host; C gives the relay's input veth a threaded NAPI poller pinned to
+the relay's core, so one core carries the whole relay host again, but its
+ingress is a thread the scheduler weighs against the relay instead of a
+softirq that pre-empts it. The generator and sinks run on core 0, the relay
+on core 1.
 Writes results.json, report.md and PNG plots to benchmarks/results/<time>/.
 """
 
@@ -33,7 +37,8 @@ from . import report
 from .measure import median_range, no_drop_rate, trial
 
 GEN_CORE, RELAY_CORE = 0, 1
-RPS_MASK = {"A": "0", "B": format(1 << RELAY_CORE, "x")}
+RPS_MASK = {"A": "0", "B": format(1 << RELAY_CORE, "x"), "C": "0"}
+THREADED_NAPI = {"A": False, "B": False, "C": True}
 LATENCY_RATE = 100_000
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -55,8 +60,8 @@ class Profile:
 
 PROFILES = {
     "smoke": Profile([64], ["A"], trial=0.15, steps=2, repeats=1, streams=[1], fanout=[1, 2], fanout_placements=["A"]),
-    "quick": Profile([64, 1400], ["A", "B"], trial=0.8, steps=6, repeats=1, fanout_placements=["B"]),
-    "full": Profile([64, 512, 1400, 8972], ["A", "B"], trial=2.0, steps=8, repeats=3),
+    "quick": Profile([64, 1400], ["A", "B", "C"], trial=0.8, steps=6, repeats=1, fanout_placements=["B"]),
+    "full": Profile([64, 512, 1400, 8972], ["A", "B", "C"], trial=2.0, steps=8, repeats=3),
 }
 
 
@@ -67,10 +72,43 @@ def prepare(setup) -> None:
 
 
 def set_placement(ns: str, ifname: str, placement: str) -> None:
-    """RPS on the relay's input veth. /sys follows the mount namespace, which `ip netns exec` remounts."""
-    path = f"/sys/class/net/{ifname}/queues/rx-0/rps_cpus"
-    subprocess.run(["ip", "netns", "exec", ns, "sh", "-c", f"echo {RPS_MASK[placement]} > {path}"],
-                   check=True, timeout=30)
+    """RPS and NAPI mode of the relay's input veth; sets every knob, so placements can follow each other.
+
+    A veth has a NAPI poller only while GRO is on (off by default); `threaded`
+    then moves that poller into a kernel thread, which is pinned here.
+    /sys follows the mount namespace, which `ip netns exec` remounts."""
+    sysfs = f"/sys/class/net/{ifname}"
+    _in_netns(ns, "sh", "-c", f"echo {RPS_MASK[placement]} > {sysfs}/queues/rx-0/rps_cpus")
+    if not THREADED_NAPI[placement]:
+        # The thread goes before GRO does: without a NAPI poller, `threaded` cannot be written.
+        _in_netns(ns, "sh", "-c", f"[ $(cat {sysfs}/threaded) = 0 ] || echo 0 > {sysfs}/threaded")
+        _in_netns(ns, "ethtool", "-K", ifname, "gro", "off")
+        return
+    _in_netns(ns, "ethtool", "-K", ifname, "gro", "on")
+    _in_netns(ns, "sh", "-c", f"echo 1 > {sysfs}/threaded")
+    threads = napi_threads(ifname)
+    if not threads:
+        raise RuntimeError(f"no NAPI thread appeared for {ifname}")
+    for pid in threads:
+        os.sched_setaffinity(pid, {RELAY_CORE})
+
+
+def napi_threads(ifname: str) -> list[int]:
+    """PIDs of the kernel threads polling `ifname` ("napi/<ifname>-<id>", cut to 15 characters)."""
+    prefix = f"napi/{ifname}-"[:15]
+    found = []
+    for pid in (int(entry) for entry in os.listdir("/proc") if entry.isdigit()):
+        try:
+            with open(f"/proc/{pid}/comm") as f:
+                if f.read().startswith(prefix):
+                    found.append(pid)
+        except OSError:
+            continue  # a process that just ended
+    return found
+
+
+def _in_netns(ns: str, *command: str) -> None:
+    subprocess.run(["ip", "netns", "exec", ns, *command], check=True, timeout=30, capture_output=True)
 
 
 class Bench:
@@ -235,7 +273,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def settings() -> dict:
-    return {"generator_core": GEN_CORE, "relay_core": RELAY_CORE, "rps_mask": RPS_MASK,
+    return {"generator_core": GEN_CORE, "relay_core": RELAY_CORE, "rps_mask": RPS_MASK, "threaded_napi": THREADED_NAPI,
             "latency_rate_pps": LATENCY_RATE, "loss_ok": 0.005, "generator": "mcr gen --raw (AF_PACKET, "
             "prebuilt frames, PACKET_QDISC_BYPASS, sendmmsg batches of 32, paced)",
             "sink": "mcr sink (recvmmsg, one socket per group, 8 MiB buffer)", "topology": "mcr.lab.chain"}

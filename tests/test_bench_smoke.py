@@ -40,3 +40,36 @@ def test_smoke_profile_writes_json_markdown_and_plots(tmp_path: Path) -> None:
     assert list(tmp_path.glob("*.png"))
     leftover = {n for n in namespaces() - before if n.startswith(("mcrb-", "mcrf-", "mcrw-"))}
     assert not leftover, f"namespaces left behind: {leftover}"
+
+
+def read_sysfs(ns: str, path: str) -> str:
+    return subprocess.run(["ip", "netns", "exec", ns, "cat", path], capture_output=True, text=True, timeout=30,
+                          check=True).stdout.strip()
+
+
+@pytest.mark.skipif((os.cpu_count() or 1) < 2, reason="placements pin to core 1")
+def test_placements_set_every_knob_and_c_relays() -> None:
+    """C gives the input veth a NAPI thread on the relay core; B and A take it away again (and set RPS)."""
+    from benchmarks.run import RELAY_CORE, napi_threads, set_placement
+    from mcr.lab import Sink, chain, generate, streams
+    from mcr.lab.relays import McrRelay
+
+    with chain(n_sinks=1, prefix="mcrp") as setup:
+        ns, dev = setup.relay_ns, setup.relay_in
+        rps = f"/sys/class/net/{dev}/queues/rx-0/rps_cpus"
+        set_placement(ns, dev, "C")
+        assert read_sysfs(ns, f"/sys/class/net/{dev}/threaded") == "1"
+        assert int(read_sysfs(ns, rps), 16) == 0
+        threads = napi_threads(dev)
+        assert threads and all(os.sched_getaffinity(pid) == {RELAY_CORE} for pid in threads)
+        with McrRelay(ns, dev, setup.relay_out, streams(), source=setup.source_addr,
+                      out_addrs=setup.relay_out_addr, cpu=RELAY_CORE) as relay:
+            with Sink(setup.sink_ns[0], setup.sink_if[0], relay.outputs, duration=20, idle=2) as sink:
+                sent = generate(setup.source_ns, setup.source_if, relay.inputs, count=2000, rate=20000, raw=True)
+                report = sink.result(timeout=20)
+        assert sent["sent"] == 2000 and report["unique"] == 2000, report
+        set_placement(ns, dev, "B")
+        assert read_sysfs(ns, f"/sys/class/net/{dev}/threaded") == "0" and not napi_threads(dev)
+        assert int(read_sysfs(ns, rps), 16) == 1 << RELAY_CORE
+        set_placement(ns, dev, "A")
+        assert int(read_sysfs(ns, rps), 16) == 0
