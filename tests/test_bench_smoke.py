@@ -73,3 +73,13 @@ def test_placements_set_every_knob_and_c_relays() -> None:
         assert int(read_sysfs(ns, rps), 16) == 1 << RELAY_CORE
         set_placement(ns, dev, "A")
         assert int(read_sysfs(ns, rps), 16) == 0
+
+
+def test_excess_splits_overload_losses() -> None:
+    run = subprocess.run([sys.executable, "-m", "benchmarks.excess", "--profile", "smoke", "--placements", "A",
+                          "--repeats", "1"], cwd=ROOT, capture_output=True, text=True, timeout=120, check=False)
+    assert run.returncode == 0, run.stdout + run.stderr
+    rows = {line.split("|")[2].strip(): line.split("|") for line in run.stdout.splitlines()[2:]}
+    assert set(rows) == {"mcr", "kernel"}, run.stdout
+    assert rows["mcr"][8].strip().replace(",", "").isdigit()  # MCR's packet ring drops were read
+    assert rows["kernel"][8].strip() == "—"
