@@ -39,6 +39,7 @@ class Trial:
     relay_cpu_ns_per_packet: float | None  # relay process CPU / delivered packet
     host_cpu_ns_per_packet: float  # all cores' busy time / delivered packet
     relay_core_busy: float  # fraction of the relay core busy (softirq included)
+    refused: int  # sends the relay host's full input queue refused (ENOBUFS; the generator paused and retried)
     latency_us: dict = field(default_factory=dict)  # p50, p99, p999, max
 
     def as_dict(self) -> dict:
@@ -128,6 +129,7 @@ def _summarise(rate, sent, reports, delivered, outputs, cpu, relay_cpu, relay_co
         duplicates=sum(r["duplicates"] for r in reports), late=sum(r["late"] for r in reports),
         reordered=sum(r["reordered"] for r in reports),
         relay_cpu_ns_per_packet=relay_ns, host_cpu_ns_per_packet=busy / per_packet, relay_core_busy=core_busy,
+        refused=sent["retries"],
         latency_us={k: latency[k] / 1e3 for k in ("p50", "p99", "p999", "max")} if latency else {})
 
 
