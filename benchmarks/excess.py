@@ -65,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     os.sched_setaffinity(0, {GEN_CORE})
     bench = Bench(PROFILES[args.profile], "excess")
-    print("| placement | relay | no-drop pps | 3x | offered pps | delivered pps (of no-drop) | refused at the input |"
+    print("| placement | relay | no-drop pps | 3x | offered pps | delivered pps (of no-drop) | sends refused (ENOBUFS) |"
           " MCR packet ring drops | other losses |")
     print("|---|---|---|---|---|---|---|---|---|")
     with chain(n_sinks=1, prefix="mcrx") as setup:
