@@ -4,9 +4,9 @@
     sudo .venv/bin/python -m benchmarks.excess --repeats 5
 
 For each placement and relay: the no-drop rate (as in benchmarks.run), then
-overload trials at 3x that rate. Each row counts the sends the relay host
-refused outright (its input queue was full: the generator got ENOBUFS,
-paused 20 us and retried; the relay core spent nothing on those) and splits
+overload trials at 3x that rate. Each row counts the generator's batches
+the relay host's full input queue cut short (ENOBUFS: the refused packets
+are sent again later, and the relay core spent nothing on them) and splits
 the packets that got onto the wire but never reached the sink: MCR's packet
 ring drops (the kernel had already done its whole ingress path on the relay
 core for each of them) and everything else. Prints a Markdown table.
@@ -65,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     os.sched_setaffinity(0, {GEN_CORE})
     bench = Bench(PROFILES[args.profile], "excess")
-    print("| placement | relay | no-drop pps | 3x | offered pps | delivered pps (of no-drop) | sends refused (ENOBUFS) |"
+    print("| placement | relay | no-drop pps | 3x | offered pps | delivered pps (of no-drop) | batches refused (ENOBUFS) |"
           " MCR packet ring drops | other losses |")
     print("|---|---|---|---|---|---|---|---|---|")
     with chain(n_sinks=1, prefix="mcrx") as setup:

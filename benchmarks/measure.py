@@ -39,7 +39,7 @@ class Trial:
     relay_cpu_ns_per_packet: float | None  # relay process CPU / delivered packet
     host_cpu_ns_per_packet: float  # all cores' busy time / delivered packet
     relay_core_busy: float  # fraction of the relay core busy (softirq included)
-    refused: int  # sends the relay host's full input queue refused (ENOBUFS; the generator paused and retried)
+    refused: int  # generator batches a full input queue cut short (ENOBUFS); those packets are sent again
     latency_us: dict = field(default_factory=dict)  # p50, p99, p999, max
 
     def as_dict(self) -> dict:

@@ -35,7 +35,7 @@ struct GenConfig {
 
 struct GenResult {
   uint64_t sent = 0;
-  uint64_t retries = 0;  // sendmmsg calls refused with ENOBUFS/EAGAIN and retried
+  uint64_t retries = 0;  // sendmmsg calls the device refused, wholly (ENOBUFS/EAGAIN) or after part of the batch
   double elapsed = 0;    // seconds from the first send to the last
   std::string error;     // empty unless the generator had to stop early
 };
