@@ -10,6 +10,8 @@
 #include <cstdint>
 #include <string>
 
+#include "ring_memory.h"
+
 namespace mcr {
 
 // Ring frames are sized for the input's MTU, up to this; bigger frames are
@@ -24,11 +26,6 @@ class RxRing {
     uint32_t wire_len;    // bytes on the wire (more than len: the frame did not fit)
   };
 
-  RxRing() = default;
-  ~RxRing();
-  RxRing(const RxRing&) = delete;
-  RxRing& operator=(const RxRing&) = delete;
-
   // Turns the packet socket `fd` into a ring of `frames` frames, each big
   // enough for the interface's `mtu` (1500 to kMaxMtu) plus two VLAN tags,
   // and discards what the socket queued before it had the ring.
@@ -41,12 +38,11 @@ class RxRing {
 
  private:
   uint8_t* slot(uint32_t index) const {
-    return map_ + static_cast<size_t>(index / per_block_) * kBlockSize +
+    return memory_.data() + static_cast<size_t>(index / per_block_) * kBlockSize +
            static_cast<size_t>(index % per_block_) * frame_size_;
   }
 
-  uint8_t* map_ = nullptr;
-  size_t map_len_ = 0;
+  RingMemory memory_;
   // Blocks are allocated by the kernel as 2^n pages: 64 KiB wastes at most
   // one frame's worth per block and is an allocation the kernel can usually find.
   static constexpr uint32_t kBlockSize = 1 << 16;

@@ -1,7 +1,6 @@
 #include "tx_ring.h"
 
 #include <linux/if_packet.h>
-#include <sys/mman.h>
 #include <sys/socket.h>
 
 #include <cerrno>
@@ -25,23 +24,14 @@ tpacket2_hdr* header(uint8_t* frame) { return reinterpret_cast<tpacket2_hdr*>(fr
 
 }  // namespace
 
-TxRing::~TxRing() {
-  if (map_ != nullptr) munmap(map_, map_len_);
-}
-
 std::string TxRing::attach(int fd, uint16_t mtu) {
   frame_size_ = 2048;
   while (frame_size_ < kDataOffset + kVnetHeader + 14u + mtu) frame_size_ <<= 1;
-  int version = TPACKET_V2, loss = 1;
+  int loss = 1;  // skip, never stall on, a bad frame
+  if (setsockopt(fd, SOL_PACKET, PACKET_LOSS, &loss, sizeof(loss)) < 0)
+    return std::string("PACKET_LOSS: ") + strerror(errno);
   tpacket_req req{kBlockSize, kBlocks, frame_size_, kBlockSize / frame_size_ * kBlocks};
-  if (setsockopt(fd, SOL_PACKET, PACKET_VERSION, &version, sizeof(version)) < 0 ||
-      setsockopt(fd, SOL_PACKET, PACKET_LOSS, &loss, sizeof(loss)) < 0 ||  // skip, never stall on, a bad frame
-      setsockopt(fd, SOL_PACKET, PACKET_TX_RING, &req, sizeof(req)) < 0)
-    return std::string("PACKET_TX_RING: ") + strerror(errno);
-  map_len_ = static_cast<size_t>(kBlockSize) * kBlocks;
-  void* map = mmap(nullptr, map_len_, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-  if (map == MAP_FAILED) return std::string("mmap of the TX ring: ") + strerror(errno);
-  map_ = static_cast<uint8_t*>(map);
+  if (std::string error = memory_.map(fd, PACKET_TX_RING, req); !error.empty()) return error;
   frames_ = req.tp_frame_nr;
   owners_.resize(frames_);
   fd_ = fd;

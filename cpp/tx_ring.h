@@ -8,6 +8,8 @@
 #include <string>
 #include <vector>
 
+#include "ring_memory.h"
+
 namespace mcr {
 
 // Which output a frame in the ring was written for, to account it if the
@@ -19,11 +21,6 @@ struct FrameOwner {
 
 class TxRing {
  public:
-  TxRing() = default;
-  ~TxRing();
-  TxRing(const TxRing&) = delete;
-  TxRing& operator=(const TxRing&) = delete;
-
   // Turns the packet socket `fd` into a TX ring for frames up to mtu + 14 bytes.
   std::string attach(int fd, uint16_t mtu);
 
@@ -42,11 +39,10 @@ class TxRing {
   int fd() const { return fd_; }
 
  private:
-  uint8_t* frame(uint32_t index) const { return map_ + static_cast<size_t>(index) * frame_size_; }
+  uint8_t* frame(uint32_t index) const { return memory_.data() + static_cast<size_t>(index) * frame_size_; }
 
   int fd_ = -1;
-  uint8_t* map_ = nullptr;
-  size_t map_len_ = 0;
+  RingMemory memory_;
   uint32_t frame_size_ = 0, frames_ = 0, next_ = 0;
   bool pending_ = false;
   std::vector<FrameOwner> owners_;
