@@ -93,6 +93,8 @@ py::dict decode_initialize(const py::bytes& data) {
 py::dict stats_dict(const wire::Stats& s) {
   py::dict drops;
   for (size_t i = 0; i < s.drops.size(); ++i) drops[kDropNames[i]] = s.drops[i];
+  py::dict events;
+  for (size_t i = 0; i < s.events.size(); ++i) events[kEventNames[i]] = s.events[i];
   py::list inputs, rules;
   for (const auto& i : s.inputs)
     inputs.append(py::dict(py::arg("ifindex") = i.ifindex, py::arg("frames") = i.frames, py::arg("bytes") = i.bytes,
@@ -104,7 +106,7 @@ py::dict stats_dict(const wire::Stats& s) {
     rules.append(py::dict(py::arg("id") = r.id, py::arg("packets") = r.packets, py::arg("bytes") = r.bytes,
                           py::arg("outputs") = outputs));
   }
-  return py::dict(py::arg("ruleset_hash") = s.ruleset_hash, py::arg("drops") = drops, py::arg("inputs") = inputs,
+  return py::dict(py::arg("ruleset_hash") = s.ruleset_hash, py::arg("drops") = drops, py::arg("events") = events, py::arg("inputs") = inputs,
                   py::arg("rules") = rules);
 }
 

@@ -21,16 +21,34 @@ enum class DropReason : uint8_t {
   SendFailed,     // the kernel refused a send (per output errors are counted too)
   RxError,        // an input socket reported an error (e.g. ENETDOWN)
   UnknownCompletion,  // a completion with an unknown tag (a bug if ever non-zero)
+  OutputDown,     // the output interface was down (ENETDOWN, ENXIO): its frames were dropped
+  TxRefused,      // the output device refused the frames flush after flush (no carrier, queue stayed full)
+  TooBig,         // beyond the output's MTU where only the packet path may send (keep-source)
   kCount
 };
 
 constexpr std::array<const char*, static_cast<size_t>(DropReason::kCount)> kDropNames = {
     "truncated",  "not_ipv4", "bad_ip_header", "bad_ip_length", "bad_ip_checksum",
     "fragment",   "not_udp",  "bad_udp_length", "no_rule",       "ttl_expired",
-    "no_send_slot", "send_failed", "rx_error", "unknown_completion"};
+    "no_send_slot", "send_failed", "rx_error", "unknown_completion",
+    "output_down", "tx_refused",   "too_big"};
 
 using DropCounters = std::array<uint64_t, static_cast<size_t>(DropReason::kCount)>;
 
 inline void count(DropCounters& drops, DropReason reason) { ++drops[static_cast<size_t>(reason)]; }
+
+// What happened on the way out that is not a drop, but says the engine is
+// near a limit.
+enum class Event : uint8_t {
+  TxRingFull,  // a frame took the sendmsg path because its TX ring was full
+  FlushRetry,  // a TX ring flush the device refused for now, tried again next pass
+  kCount
+};
+
+constexpr std::array<const char*, static_cast<size_t>(Event::kCount)> kEventNames = {"tx_ring_full", "flush_retry"};
+
+using EventCounters = std::array<uint64_t, static_cast<size_t>(Event::kCount)>;
+
+inline void count(EventCounters& events, Event event) { ++events[static_cast<size_t>(event)]; }
 
 }  // namespace mcr

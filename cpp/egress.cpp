@@ -2,6 +2,7 @@
 
 #include <netinet/in.h>
 
+#include <algorithm>
 #include <cstring>
 
 #include "tx_ring.h"
@@ -54,12 +55,34 @@ uint8_t out_tos(const Output& out, const ParsedPacket& packet) {
   return static_cast<uint8_t>(out.spec.dscp < 0 ? packet.tos : (out.spec.dscp << 2 | (packet.tos & 3)));
 }
 
+// The folded pseudo-header sum (RFC 768) of a datagram of `udp_len` bytes,
+// not complemented: what a UDP checksum field holds for the device (or the
+// kernel) to finish over the UDP header and payload (CHECKSUM_PARTIAL).
+uint16_t pseudo_header_sum(uint32_t source, uint32_t destination, uint16_t udp_len) {
+  uint32_t sum = add_words(0, ntohl(source));
+  sum = add_words(sum, ntohl(destination));
+  return fold(sum + 17 + udp_len);
+}
+
+// virtio_net_hdr (legacy, host byte order): flags, gso_type, hdr_len,
+// gso_size, csum_start, csum_offset.
+constexpr uint8_t kNeedsChecksum = 1;  // VIRTIO_NET_HDR_F_NEEDS_CSUM
+constexpr uint16_t kUdpChecksumStart = 14 + 20, kUdpChecksumOffset = 6;
+
 // Header from the output's template (MACs, addresses, protocol, ports),
 // then what changes per packet: the virtio header's hdr_len, TOS, lengths,
 // TTL, checksums. hdr_len covering the whole frame makes the
 // kernel copy a TX ring frame into one linear buffer instead of attaching
 // ring pages, which veth (and any path into a local socket) would have to
 // copy again into freshly allocated pages.
+//
+// UDP checksum: a full one that arrived is updated for the new addresses
+// and port (RFC 1624, the payload is not read). A partial one (a sender on
+// this host or a VM/container over veth, virtio or tap handed the frame
+// over before any checksum was computed) cannot be updated: the frame asks
+// for checksum offload instead (NEEDS_CSUM with the new pseudo-header sum),
+// which the device completes, or the kernel in software before a device
+// without it, the same as for the kernel's own UDP sends.
 void fill_header(uint8_t* h, const Output& out, const ParsedPacket& packet) {
   std::memcpy(h, out.frame, kFrameHeader);
   uint16_t frame_len = static_cast<uint16_t>(kFrameHeader - kVnetHeader + packet.payload_len);
@@ -73,8 +96,16 @@ void fill_header(uint8_t* h, const Output& out, const ParsedPacket& packet) {
   put16(ip + 10, ipv4_checksum(ip));
   uint8_t* udp = ip + 20;
   std::memcpy(udp, &packet.src_port, 2);
-  put16(udp + 4, static_cast<uint16_t>(8 + packet.payload_len));
-  put16(udp + 6, udp_checksum(packet, out, source));
+  uint16_t udp_len = static_cast<uint16_t>(8 + packet.payload_len);
+  put16(udp + 4, udp_len);
+  if (packet.partial_checksum) {
+    h[0] = kNeedsChecksum;
+    std::memcpy(h + 6, &kUdpChecksumStart, 2);
+    std::memcpy(h + 8, &kUdpChecksumOffset, 2);
+    put16(udp + 6, pseudo_header_sum(source, out.spec.destination, udp_len));
+  } else {
+    put16(udp + 6, udp_checksum(packet, out, source));
+  }
 }
 
 }  // namespace
@@ -99,7 +130,10 @@ void Egress::use_packet_socket(Output& out, const wire::PacketEgress& link, int 
   std::memcpy(ip + 16, &out.spec.destination, 4);
   put16(ip + 22, out.spec.port);
   out.source = link.source;
-  out.max_payload = static_cast<uint16_t>(link.mtu - 28);
+  // Nothing beyond the MTU: with a virtio header the kernel does not check.
+  uint32_t fits = link.mtu;
+  if (tx != nullptr) fits = std::min<uint32_t>(fits, tx->capacity() - kFrameHeader + 28);
+  out.max_payload = static_cast<uint16_t>(fits - 28);
   out.packet_fd = fd;
   out.tx = tx;
 }
@@ -131,16 +165,19 @@ uint16_t Egress::queue(io_uring* ring, Rule& rule, uint32_t rule_slot, const Par
     // RFC 1812 5.3.1: a router does not forward a packet whose TTL expires.
     if (out.spec.ttl < 0 && packet.ttl <= 1) continue;
     bool fits = out.packet_fd >= 0 && packet.payload_len <= out.max_payload;
-    if (fits && write_to_ring(out, {rule_slot, rule.generation, i, packet.payload_len}, packet)) {
-      ++outputs;
-      continue;
+    if (fits && out.tx != nullptr) {
+      if (write_to_ring(ring, out, {rule_slot, rule.generation, i, packet.payload_len}, packet)) {
+        ++outputs;
+        continue;
+      }
+      count(events_, Event::TxRingFull);
     }
     // A packet socket with a TX ring sends only what its ring holds (sendmsg
     // ignores the message), so when that ring is full the UDP socket sends,
     // unless the output keeps the source, which only the packet path can do.
     bool as_frame = fits && out.tx == nullptr;
     if (out.spec.keep_source && !as_frame) {
-      count(drops, DropReason::SendFailed);
+      count(drops, fits ? DropReason::SendFailed : DropReason::TooBig);
       ++out.errors;
       continue;
     }
@@ -169,6 +206,17 @@ uint16_t Egress::queue(io_uring* ring, Rule& rule, uint32_t rule_slot, const Par
   return outputs;
 }
 
+// One send hands the kernel every frame the ring holds. Without
+// MSG_DONTWAIT: io_uring itself tries without blocking and, if the socket
+// buffer is full, retries once it drains.
+void Egress::flush(io_uring* ring, TxRing& tx) {
+  static msghdr empty{};  // a flush sends what the TX ring holds, nothing from here
+  io_uring_sqe* sqe = next_sqe(ring);
+  io_uring_prep_sendmsg(sqe, tx.fd(), &empty, 0);
+  io_uring_sqe_set_data64(sqe, make_tag(Op::Flush, tx.index()));
+  tx.flushed();
+}
+
 int Egress::prepare_udp(Slot& s, Output& out, const ParsedPacket& packet, uint8_t* payload) {
   s.msg.msg_name = &out.address;
   s.msg.msg_namelen = sizeof(sockaddr_in);
@@ -182,10 +230,10 @@ int Egress::prepare_udp(Slot& s, Output& out, const ParsedPacket& packet, uint8_
   return out.fd;
 }
 
-// The frame goes out on the next flush of the ring; counted now, since no
-// per-frame completion comes back (a failed flush is counted as send_failed).
-bool Egress::write_to_ring(Output& out, const FrameOwner& owner, const ParsedPacket& packet) {
-  if (out.tx == nullptr) return false;
+// The frame goes out on the next flush of the ring, or at once when the
+// ring fills faster than loop passes flush it (fan-out). Counted now, since
+// no per-frame completion comes back (a failed flush takes the count back).
+bool Egress::write_to_ring(io_uring* ring, Output& out, const FrameOwner& owner, const ParsedPacket& packet) {
   uint8_t* data = out.tx->acquire();
   if (data == nullptr) return false;  // ring full
   fill_header(data, out, packet);
@@ -193,6 +241,10 @@ bool Egress::write_to_ring(Output& out, const FrameOwner& owner, const ParsedPac
   out.tx->commit(kFrameHeader + packet.payload_len, owner);
   ++out.packets;
   out.bytes += packet.payload_len;
+  if (out.tx->above_watermark()) {
+    flush(ring, *out.tx);
+    io_uring_submit(ring);  // the send runs now, inside this call, and frees the frames
+  }
   return true;
 }
 
@@ -208,9 +260,9 @@ int Egress::prepare_frame(Slot& s, Output& out, const ParsedPacket& packet, uint
   return out.packet_fd;
 }
 
-void Egress::reclaim(TxRing& ring, RuleTable& rules, DropCounters& drops) {
+void Egress::reclaim(TxRing& ring, RuleTable& rules, DropCounters& drops, DropReason why) {
   ring.reclaim([&](const FrameOwner& owner) {
-    count(drops, DropReason::SendFailed);
+    count(drops, why);
     Rule& rule = rules.at(owner.rule_slot);
     if (!rule.live || rule.generation != owner.generation) return;
     Output& out = rule.outputs[owner.output];  // counted when written: take it back

@@ -37,8 +37,15 @@ class Egress {
   // Accounts a finished send and frees its slot (and its payload copy, if last).
   void complete(uint32_t slot, int result, RuleTable& rules, DropCounters& drops);
 
-  // A TX ring flush failed: takes its unsent frames back, counted as errors of their outputs.
-  static void reclaim(TxRing& ring, RuleTable& rules, DropCounters& drops);
+  // Hands the kernel every frame `tx` holds (one send, completed as Op::Flush).
+  static void flush(io_uring* ring, TxRing& tx);
+
+  // A TX ring flush failed: takes its unsent frames back, counted as `why`
+  // and as errors of their outputs.
+  static void reclaim(TxRing& ring, RuleTable& rules, DropCounters& drops, DropReason why);
+
+  const EventCounters& events() const { return events_; }
+  void count_event(Event event) { count(events_, event); }
 
   // Sends multicast output `out` as frames on the packet socket `fd` of
   // `link` (through `tx` when it has a ring): writes the output's header template.
@@ -55,11 +62,12 @@ class Egress {
   };
   static int prepare_udp(Slot& s, Output& out, const ParsedPacket& packet, uint8_t* payload);
   static int prepare_frame(Slot& s, Output& out, const ParsedPacket& packet, uint8_t* payload);
-  static bool write_to_ring(Output& out, const FrameOwner& owner, const ParsedPacket& packet);
+  static bool write_to_ring(io_uring* ring, Output& out, const FrameOwner& owner, const ParsedPacket& packet);
 
   std::vector<Slot> slots_;
   std::vector<uint32_t> free_;
   BufferPool payloads_;
+  EventCounters events_{};
 };
 
 }  // namespace mcr

@@ -226,7 +226,7 @@ std::string Engine::add_packet_egress(const wire::PacketEgress& link, int fd) {
     }
   }
   auto ring = std::make_unique<TxRing>();
-  std::string error = ring->attach(fd, link.mtu);
+  std::string error = ring->attach(fd, link.mtu, static_cast<uint32_t>(packet_egress_.size()));
   if (!error.empty()) {  // still usable, one sendmsg per frame
     log_.log(LogLevel::Warning, "interface " + std::to_string(link.ifindex) + ": " + error);
     ring.reset();
@@ -280,6 +280,7 @@ wire::Stats Engine::snapshot() {
   wire::Stats stats;
   stats.ruleset_hash = wire::ruleset_hash(rules_.specs());
   stats.drops = drops_;
+  stats.events = egress_.events();
   for (Input& in : inputs_) {
     tpacket_stats kernel{};  // reading resets the kernel's counters: accumulate
     socklen_t len = sizeof(kernel);

@@ -98,7 +98,6 @@ class Engine {
   std::vector<Input> inputs_;
   std::vector<EgressSocket> egress_sockets_;
   std::vector<PacketEgressSocket> packet_egress_;
-  msghdr empty_message_{};  // a flush sends what the TX ring holds, nothing from here
   std::vector<uint8_t> command_buffer_;
 };
 

@@ -1,4 +1,5 @@
 // The event loop and completion dispatch: the engine's hot path.
+#include <linux/if_packet.h>
 #include <poll.h>
 #include <sys/socket.h>
 
@@ -75,6 +76,7 @@ void Engine::relay(uint32_t index, const RxRing::Frame& frame) {
     count(drops_, reason);
     return;
   }
+  packet.partial_checksum = frame.status & TP_STATUS_CSUMNOTREADY;
   Rule* rule = rules_.lookup(input.ifindex, packet.destination, packet.dst_port, packet.source);
   if (rule == nullptr) {
     count(drops_, DropReason::NoRule);
@@ -115,29 +117,32 @@ void Engine::on_input_ready(const io_uring_cqe* cqe) {
 
 void Engine::on_send(const io_uring_cqe* cqe) { egress_.complete(tag_index(cqe->user_data), cqe->res, rules_, drops_); }
 
-// A full socket buffer only delays the ring's frames (flushed again next
-// pass); any other error means they will not go: count them per output.
+// A flush the device refused (ENOBUFS: its queue is full, or it has no
+// carrier; the kernel keeps the frame at its head for the next try) is
+// tried again next pass, a few times; any other error, or a refusal that
+// lasts, drops the ring's frames, counted by reason and per output. So a
+// link that is down costs one failed send per pass with traffic and none
+// without, and nothing from the outage is sent late.
 void Engine::on_flush(const io_uring_cqe* cqe) {
   TxRing& ring = *packet_egress_[tag_index(cqe->user_data)].ring;
-  if (cqe->res == -EAGAIN || cqe->res == -ENOBUFS) {
-    ring.retry();
-  } else if (cqe->res < 0) {
-    Egress::reclaim(ring, rules_, drops_);
+  if (cqe->res >= 0) {
+    ring.sent();
+    return;
   }
+  bool refused = cqe->res == -ENOBUFS || cqe->res == -EAGAIN;
+  if (refused && ring.retry()) {
+    egress_.count_event(Event::FlushRetry);
+    return;
+  }
+  bool down = cqe->res == -ENETDOWN || cqe->res == -ENXIO || cqe->res == -ENODEV;
+  Egress::reclaim(ring, rules_, drops_,
+                  refused ? DropReason::TxRefused : down ? DropReason::OutputDown : DropReason::SendFailed);
 }
 
-// One send per TX ring that got frames in this pass hands them all to the
-// kernel. Without MSG_DONTWAIT: io_uring itself tries without blocking and,
-// if the socket buffer is full, retries once it drains.
+// One send per TX ring that got frames in this pass hands them all over.
 void Engine::flush_rings() {
-  for (uint32_t i = 0; i < packet_egress_.size(); ++i) {
-    TxRing* ring = packet_egress_[i].ring.get();
-    if (ring == nullptr || !ring->pending()) continue;
-    io_uring_sqe* sqe = next_sqe(&ring_);
-    io_uring_prep_sendmsg(sqe, ring->fd(), &empty_message_, 0);
-    io_uring_sqe_set_data64(sqe, make_tag(Op::Flush, i));
-    ring->flushed();
-  }
+  for (PacketEgressSocket& e : packet_egress_)
+    if (e.ring != nullptr && e.ring->pending()) Egress::flush(&ring_, *e.ring);
 }
 
 }  // namespace mcr

@@ -32,9 +32,11 @@ bool parse_frame(const uint8_t* frame, size_t len, ParsedPacket& out, DropReason
   if (len < kEthHeader) return fail(reason, DropReason::Truncated);
   size_t offset = kEthHeader;
   uint16_t ethertype = be16(frame + 12);
+  out.vlan = 0;
   // Tags the NIC did not strip (the kernel usually moves them to metadata).
   for (int tags = 0; (ethertype == kEtherVlan || ethertype == kEtherQinQ) && tags < 2; ++tags) {
     if (len < offset + kVlanTag) return fail(reason, DropReason::Truncated);
+    if (tags == 0) out.vlan = be16(frame + offset) & 0x0fff;
     ethertype = be16(frame + offset + 2);
     offset += kVlanTag;
   }
@@ -70,6 +72,7 @@ bool parse_frame(const uint8_t* frame, size_t len, ParsedPacket& out, DropReason
   out.tos = ip[1];
   out.payload = udp + 8;
   out.payload_len = static_cast<uint16_t>(udp_len - 8);
+  out.partial_checksum = false;
   return true;
 }
 

@@ -18,6 +18,10 @@ struct ParsedPacket {
   uint8_t tos;
   const uint8_t* payload;  // UDP payload, points into the frame
   uint16_t payload_len;
+  uint16_t vlan;  // VLAN id of the outer 802.1Q tag left in the frame; 0: untagged
+  // The UDP checksum field holds only the pseudo-header sum (a local sender's
+  // CHECKSUM_PARTIAL, TP_STATUS_CSUMNOTREADY): set by the caller, who knows.
+  bool partial_checksum;
 };
 
 // Returns true and fills `out` for a relayable UDP/IPv4 frame; otherwise

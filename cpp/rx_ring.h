@@ -24,6 +24,8 @@ class RxRing {
     const uint8_t* data;  // the Ethernet header
     uint32_t len;         // bytes in the ring
     uint32_t wire_len;    // bytes on the wire (more than len: the frame did not fit)
+    uint32_t status;      // tp_status: TP_STATUS_CSUMNOTREADY, TP_STATUS_VLAN_VALID, ...
+    uint16_t vlan_tci;    // the 802.1Q tag the kernel stripped, if TP_STATUS_VLAN_VALID
   };
 
   // Turns the packet socket `fd` into a ring of `frames` frames, each big

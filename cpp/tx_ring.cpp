@@ -17,16 +17,16 @@ namespace {
 
 constexpr uint32_t kBlockSize = 1 << 16;
 constexpr uint32_t kBlocks = 64;
-// TPACKET_V2 without PACKET_TX_HAS_OFF: the frame's data starts this far in.
-constexpr uint32_t kDataOffset = TPACKET2_HDRLEN - sizeof(sockaddr_ll);
 
 tpacket2_hdr* header(uint8_t* frame) { return reinterpret_cast<tpacket2_hdr*>(frame); }
 
 }  // namespace
 
-std::string TxRing::attach(int fd, uint16_t mtu) {
+// TPACKET_V2 without PACKET_TX_HAS_OFF: a frame's data starts kDataOffset in.
+std::string TxRing::attach(int fd, uint16_t mtu, uint32_t index) {
+  index_ = index;
   frame_size_ = 2048;
-  while (frame_size_ < kDataOffset + kVnetHeader + 14u + mtu) frame_size_ <<= 1;
+  while (frame_size_ < kDataOffset + kVnetHeader + 18u + mtu) frame_size_ <<= 1;
   int loss = 1;  // skip, never stall on, a bad frame
   if (setsockopt(fd, SOL_PACKET, PACKET_LOSS, &loss, sizeof(loss)) < 0)
     return std::string("PACKET_LOSS: ") + strerror(errno);
@@ -50,7 +50,7 @@ void TxRing::commit(uint32_t len, const FrameOwner& owner) {
   h->tp_len = len;
   __atomic_store_n(&h->tp_status, TP_STATUS_SEND_REQUEST, __ATOMIC_RELEASE);
   next_ = next_ + 1 == frames_ ? 0 : next_ + 1;
-  pending_ = true;
+  ++unflushed_;
 }
 
 }  // namespace mcr

@@ -8,6 +8,9 @@
 #include <string>
 #include <vector>
 
+#include <linux/if_packet.h>
+#include <sys/socket.h>
+
 #include "ring_memory.h"
 
 namespace mcr {
@@ -21,41 +24,78 @@ struct FrameOwner {
 
 class TxRing {
  public:
-  // Turns the packet socket `fd` into a TX ring for frames up to mtu + 14 bytes.
-  std::string attach(int fd, uint16_t mtu);
+  // Turns the packet socket `fd` into a TX ring for frames up to mtu + 18
+  // bytes (an 802.1Q tag included); `index` names it in flush completions.
+  std::string attach(int fd, uint16_t mtu, uint32_t index);
 
   // The data area of the next free frame, or nullptr while the kernel still
   // holds every frame (the caller then sends another way).
   uint8_t* acquire();
   // Marks the acquired frame, `len` bytes long, ready to send.
   void commit(uint32_t len, const FrameOwner& owner);
-  // After a failed flush: takes back every frame the kernel did not send and
-  // reports each one's owner.
+  // After a failed flush: takes back every frame the kernel did not send,
+  // reports each one's owner, and starts writing again where the kernel
+  // will next read (see reclaim below).
   template <typename F>
   void reclaim(F&& on_frame);
-  bool pending() const { return pending_; }
-  void flushed() { pending_ = false; }
-  void retry() { pending_ = true; }
+
+  bool pending() const { return unflushed_ > 0 || retry_; }
+  // So many frames written since the last flush: flush now, before the
+  // ring fills within one loop pass (fan-out writes many frames per packet).
+  bool above_watermark() const { return unflushed_ >= frames_ / 4; }
+  void flushed() {
+    unflushed_ = 0;
+    retry_ = false;
+  }
+  // A flush the device refused for now (ENOBUFS): try again next pass,
+  // at most kMaxRetries times in a row before the frames are dropped.
+  bool retry() {
+    if (++retries_ > kMaxRetries) {
+      retries_ = 0;
+      return false;
+    }
+    retry_ = true;
+    return true;
+  }
+  void sent() { retries_ = 0; }
   int fd() const { return fd_; }
+  uint32_t index() const { return index_; }
+  // The largest frame one ring slot holds (the vnet header included).
+  uint32_t capacity() const { return frame_size_ - kDataOffset; }
+
+  static constexpr uint32_t kDataOffset = TPACKET2_HDRLEN - sizeof(sockaddr_ll);
+  static constexpr uint32_t kMaxRetries = 4;
 
  private:
   uint8_t* frame(uint32_t index) const { return memory_.data() + static_cast<size_t>(index) * frame_size_; }
 
   int fd_ = -1;
+  uint32_t index_ = 0;
   RingMemory memory_;
-  uint32_t frame_size_ = 0, frames_ = 0, next_ = 0;
-  bool pending_ = false;
+  uint32_t frame_size_ = 0, frames_ = 0, next_ = 0, unflushed_ = 0, retries_ = 0;
+  bool retry_ = false;
   std::vector<FrameOwner> owners_;
 };
 
 template <typename F>
 void TxRing::reclaim(F&& on_frame) {
-  for (uint32_t i = 0; i < frames_; ++i) {
+  // The kernel reads frames in ring order from its own head and stops at
+  // the first one not marked for sending; after a refused flush its head is
+  // the oldest frame still marked. Writing on from our position instead
+  // would leave a free frame at its head: it would send nothing until we
+  // wrapped round to it, and then everything written since in one burst.
+  uint32_t head = UINT32_MAX;
+  for (uint32_t n = 0; n < frames_; ++n) {
+    uint32_t i = next_ + n < frames_ ? next_ + n : next_ + n - frames_;  // oldest first
     uint32_t* status = reinterpret_cast<uint32_t*>(frame(i));  // tp_status leads tpacket2_hdr
     if (__atomic_load_n(status, __ATOMIC_ACQUIRE) != 1) continue;  // TP_STATUS_SEND_REQUEST
+    if (head == UINT32_MAX) head = i;
     on_frame(owners_[i]);
     __atomic_store_n(status, 0u, __ATOMIC_RELEASE);  // TP_STATUS_AVAILABLE
   }
+  if (head != UINT32_MAX) next_ = head;
+  flushed();
+  retries_ = 0;
 }
 
 }  // namespace mcr

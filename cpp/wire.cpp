@@ -215,6 +215,8 @@ std::vector<uint8_t> encode_stats(uint32_t seq, const Stats& s) {
   Writer w = header(Type::ReplyStats, seq);
   w.put(s.ruleset_hash).put(static_cast<uint32_t>(s.drops.size()));
   for (uint64_t d : s.drops) w.put(d);
+  w.put(static_cast<uint32_t>(s.events.size()));
+  for (uint64_t e : s.events) w.put(e);
   w.put(static_cast<uint32_t>(s.inputs.size()));
   for (const InputStats& i : s.inputs) w.put(i.ifindex).put(i.frames).put(i.bytes).put(i.kernel_packets).put(i.kernel_drops);
   w.put(static_cast<uint32_t>(s.rules.size()));
@@ -231,6 +233,8 @@ std::string decode_stats(Reader& r, Stats& s) {
   s.ruleset_hash = r.get<uint64_t>();
   if (r.get<uint32_t>() != s.drops.size()) return "Stats: drop counter count mismatch";
   for (uint64_t& d : s.drops) d = r.get<uint64_t>();
+  if (r.get<uint32_t>() != s.events.size()) return "Stats: event counter count mismatch";
+  for (uint64_t& e : s.events) e = r.get<uint64_t>();
   uint32_t inputs = r.get<uint32_t>();
   if (r.failed || inputs > r.remaining() / 36) return "Stats: message truncated";
   s.inputs.resize(inputs);

@@ -95,6 +95,7 @@ struct RuleStats {
 struct Stats {
   uint64_t ruleset_hash = 0;
   DropCounters drops{};
+  EventCounters events{};
   std::vector<InputStats> inputs;
   std::vector<RuleStats> rules;
 };

@@ -51,4 +51,4 @@ def test_keep_source_never_sends_with_another_source(relay_lab) -> None:
     assert sorted(len(r.payload) for r in collector.result()) == [100, 100]
     stats = lab.wait_stats(lambda s: s["rules"][rule_id]["outputs"][str(kept)]["errors"] >= 1)
     assert stats["rules"][rule_id]["outputs"][str(kept)] == {"packets": 2, "bytes": 200, "errors": 1}, lab.describe(stats)
-    assert stats["drops"]["send_failed"] == 1, lab.describe(stats)
+    assert stats["drops"]["too_big"] == 1, lab.describe(stats)

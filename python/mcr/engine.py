@@ -158,7 +158,7 @@ class Engine:
             entry["outputs"] = {str(o): c for o, c in zip(rule.outputs, entry["outputs"])}
             entry["rule"] = str(rule)
             rules[entry.pop("id")] = entry
-        return {"drops": raw["drops"], "inputs": inputs, "rules": rules}
+        return {"drops": raw["drops"], "events": raw["events"], "inputs": inputs, "rules": rules}
 
     def close(self) -> None:
         """Stop the engine thread and release every socket; safe to call twice."""
