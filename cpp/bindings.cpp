@@ -169,19 +169,24 @@ PYBIND11_MODULE(_engine, m) {
   m.def("encode_initialize", &encode_initialize, py::arg("seq"), py::arg("worker_id"), py::arg("core"),
         py::arg("log_level"), py::arg("max_rules"), py::arg("rx_frames"), py::arg("send_slots"));
   m.def("decode_initialize", &decode_initialize);
-  m.def("encode_add_packet_egress", [](uint32_t seq, uint32_t ifindex, const std::string& source, uint16_t mtu,
-                                       const py::bytes& mac) {
-    std::string raw = mac;
-    if (raw.size() != 6) throw py::value_error("mac must be 6 bytes");
-    wire::Command c;
-    c.type = wire::Type::AddPacketEgress;
-    c.seq = seq;
-    c.packet_egress.ifindex = ifindex;
-    c.packet_egress.source = ipv4(source);
-    c.packet_egress.mtu = mtu;
-    std::memcpy(c.packet_egress.mac, raw.data(), 6);
-    return to_bytes(wire::encode_command(c));
-  }, py::arg("seq"), py::arg("ifindex"), py::arg("source"), py::arg("mtu"), py::arg("mac"));
+  auto encode_link = [](wire::Type type) {
+    return [type](uint32_t seq, uint32_t ifindex, const std::string& source, uint16_t mtu, const py::bytes& mac) {
+      std::string raw = mac;
+      if (raw.size() != 6) throw py::value_error("mac must be 6 bytes");
+      wire::Command c;
+      c.type = type;
+      c.seq = seq;
+      c.packet_egress.ifindex = ifindex;
+      c.packet_egress.source = ipv4(source);
+      c.packet_egress.mtu = mtu;
+      std::memcpy(c.packet_egress.mac, raw.data(), 6);
+      return to_bytes(wire::encode_command(c));
+    };
+  };
+  m.def("encode_add_packet_egress", encode_link(wire::Type::AddPacketEgress), py::arg("seq"), py::arg("ifindex"),
+        py::arg("source"), py::arg("mtu"), py::arg("mac"));
+  m.def("encode_update_link", encode_link(wire::Type::UpdateLink), py::arg("seq"), py::arg("ifindex"),
+        py::arg("source"), py::arg("mtu"), py::arg("mac"));
   m.def("ruleset_hash", [](const std::vector<RuleTuple>& rules) { return wire::ruleset_hash(to_specs(rules)); },
         "The hash an engine reports for this rule set (rules as encode_sync_rules takes them)");
   m.def("decode_reply", &decode_reply);

@@ -141,6 +141,7 @@ void Engine::execute(const wire::Command& command, int fd) {
     case wire::Type::AddInput: error = add_input(command.ifindex, fd); break;
     case wire::Type::AddEgress: error = add_egress(command.ifindex, fd); break;
     case wire::Type::AddPacketEgress: error = add_packet_egress(command.packet_egress, fd); break;
+    case wire::Type::UpdateLink: error = update_link(command.packet_egress); break;
     case wire::Type::AddRule: error = add_rule(command.rule); break;
     case wire::Type::RemoveRule: error = rules_.remove(command.rule_id); break;
     case wire::Type::SyncRules: error = sync_rules(command.rules); break;
@@ -233,6 +234,24 @@ std::string Engine::add_packet_egress(const wire::PacketEgress& link, int fd) {
   }
   packet_egress_.push_back({link, fd, std::move(ring)});
   return {};
+}
+
+// The interface's address, MTU or MAC changed: its outputs' header
+// templates are rewritten in place, so no rule is rebuilt and no counter or
+// frame in flight is lost. A larger MTU than the TX ring's frames hold is
+// capped by them (bigger payloads take the UDP socket, which fragments).
+std::string Engine::update_link(const wire::PacketEgress& link) {
+  for (PacketEgressSocket& e : packet_egress_) {
+    if (e.link.ifindex != link.ifindex) continue;
+    e.link = link;
+    for (Rule& rule : rules_.mutable_rules()) {
+      if (!rule.live) continue;
+      for (Output& out : rule.outputs)
+        if (out.packet_fd == e.fd) Egress::use_packet_socket(out, e.link, e.fd, e.ring.get());
+    }
+    return {};
+  }
+  return "output interface " + std::to_string(link.ifindex) + " has no packet socket";
 }
 
 // Multicast outputs take the packet path on an interface with a packet

@@ -69,6 +69,7 @@ class Engine {
   std::string add_input(uint32_t ifindex, int fd);
   std::string add_egress(uint32_t ifindex, int fd);
   std::string add_packet_egress(const wire::PacketEgress& link, int fd);
+  std::string update_link(const wire::PacketEgress& link);
   void use_packet_egress(Output& out) const;
   std::string build_rule(const RuleSpec& spec, Rule& rule) const;
   std::string add_rule(const RuleSpec& spec);

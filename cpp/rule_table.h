@@ -97,6 +97,7 @@ class RuleTable {
   }
   std::vector<RuleSpec> specs() const;  // live rules, sorted by id
   const std::vector<Rule>& rules() const { return rules_; }
+  std::vector<Rule>& mutable_rules() { return rules_; }  // control path: outputs change in place, keys never
   uint32_t size() const { return static_cast<uint32_t>(by_id_.size()); }
   uint32_t capacity() const { return static_cast<uint32_t>(rules_.size()); }
 

@@ -150,14 +150,16 @@ std::string decode_command(const uint8_t* data, size_t len, Command& out) {
       return decode_initialize(r, out.init);
     case Type::SyncRules:
       return decode_sync(r, out.rules);
-    case Type::AddPacketEgress: {
+    case Type::AddPacketEgress:
+    case Type::UpdateLink: {
+      const char* what = out.type == Type::UpdateLink ? "UpdateLink" : "AddPacketEgress";
       PacketEgress& e = out.packet_egress;
       e.ifindex = r.get<uint32_t>();
       e.source = r.get<uint32_t>();
       e.mtu = r.get<uint16_t>();
       for (uint8_t& byte : e.mac) byte = r.get<uint8_t>();
-      std::string error = finish(r, "AddPacketEgress");
-      if (error.empty() && e.mtu < 68) return "AddPacketEgress: MTU below 68";
+      std::string error = finish(r, what);
+      if (error.empty() && e.mtu < 68) return std::string(what) + ": MTU below 68";
       return error;
     }
     case Type::SetLogLevel:
@@ -187,6 +189,7 @@ std::vector<uint8_t> encode_command(const Command& c) {
       w.put(c.log_level);
       break;
     case Type::AddPacketEgress:
+    case Type::UpdateLink:
       w.put(c.packet_egress.ifindex).put(c.packet_egress.source).put(c.packet_egress.mtu);
       for (uint8_t byte : c.packet_egress.mac) w.put(byte);
       break;

@@ -20,6 +20,8 @@
 //   SetLogLevel {u8 level}                      0 debug .. 3 error
 //   AddPacketEgress {u32 ifindex, u32 source, u16 mtu, u8 mac[6]}
 //                  + fd: AF_PACKET socket bound to ifindex, for multicast outputs
+//   UpdateLink {same body as AddPacketEgress}   the interface's address, MTU or
+//                  MAC changed: every output's header template on it follows
 // Replies echo the seq: Ok {}, Error {utf-8 message}, Stats {snapshot}.
 // The stats snapshot carries the ruleset hash (FNV-1a over the rules' wire
 // bodies in id order), so a supervisor can detect drift and re-sync.
@@ -45,6 +47,7 @@ enum class Type : uint16_t {
   SyncRules = 8,
   SetLogLevel = 9,
   AddPacketEgress = 10,
+  UpdateLink = 11,
   ReplyOk = 100,
   ReplyError = 101,
   ReplyStats = 102,

@@ -113,6 +113,19 @@ class Engine:
             self._ifnames[ifindex] = ifname
         return self._egress[ifname]
 
+    def refresh_link(self, ifname: str) -> None:
+        """Re-read an output interface's address, MTU and MAC into the engine's
+        header templates (after `ip addr`/`ip link set mtu`/`address`): frames
+        then leave with the new source and never beyond the new MTU."""
+        if ifname not in self._egress:
+            raise EngineError(f"no output on interface '{ifname}'")
+        try:
+            with in_netns(self.netns):
+                link = sockets.link_info(ifname)
+        except OSError as error:
+            raise EngineError(f"interface {ifname}: {error.strerror}") from None
+        self._call(_engine.encode_update_link, self._egress[ifname], link["source"], link["mtu"], link["mac"])
+
     def _join(self, rule: Rule) -> None:
         with in_netns(self.netns):
             self._membership.join(rule.input_interface, rule.group, rule.source)

@@ -27,6 +27,7 @@ SOL_PACKET = 263
 PACKET_MULTICAST = 2
 SIOCGIFADDR = 0x8915
 SIOCGIFMTU = 0x8921
+SIOCGIFHWADDR = 0x8927
 PACKET_QDISC_BYPASS = 20
 PACKET_VNET_HDR = 15
 SKF_AD_PKTTYPE = 0xFFFFF000 + 4  # classic BPF ancillary load of skb->pkt_type
@@ -108,9 +109,9 @@ def open_egress_socket(ifname: str) -> socket.socket:
 
 def open_packet_egress_socket(ifname: str) -> tuple[socket.socket, dict]:
     """An AF_PACKET socket that sends prebuilt frames out of `ifname`, and what
-    the frames need: the interface's MAC, IPv4 address and MTU. It receives
-    nothing (protocol 0). Raises OSError if the interface has no IPv4 address."""
-    source = interface_address(ifname)
+    the frames need (link_info). It receives nothing (protocol 0). Raises
+    OSError if the interface has no IPv4 address."""
+    link = link_info(ifname)
     sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0)
     try:
         sock.setsockopt(SOL_PACKET, PACKET_QDISC_BYPASS, 1)  # nothing to queue on: veth/NICs take it directly
@@ -119,15 +120,22 @@ def open_packet_egress_socket(ifname: str) -> tuple[socket.socket, dict]:
         sock.setsockopt(SOL_PACKET, PACKET_VNET_HDR, 1)
         force_buffer(sock, SO_SNDBUFFORCE, socket.SO_SNDBUF, EGRESS_SNDBUF)
         sock.bind((ifname, 0))
-        mac = sock.getsockname()[4][:6]
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
-            raw = fcntl.ioctl(probe.fileno(), SIOCGIFMTU, struct.pack("16si", ifname.encode(), 0))
-        mtu = struct.unpack("16si", raw)[1]
         sock.setblocking(False)
     except OSError:
         sock.close()
         raise
-    return sock, {"source": source, "mtu": mtu, "mac": mac}
+    return sock, link
+
+
+def link_info(ifname: str) -> dict:
+    """What the packet path's frames take from `ifname`: its first IPv4
+    address (their source), MTU and MAC. Raises OSError without an address."""
+    source = interface_address(ifname)
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        mtu = struct.unpack("16si", fcntl.ioctl(probe.fileno(), SIOCGIFMTU, struct.pack("16si", ifname.encode(), 0)))[1]
+        # struct ifreq with a sockaddr: family (2 bytes), then the hardware address.
+        raw = fcntl.ioctl(probe.fileno(), SIOCGIFHWADDR, struct.pack("16s16s", ifname.encode(), b""))
+    return {"source": source, "mtu": mtu, "mac": raw[18:24]}
 
 
 def open_output_sockets(ifname: str) -> list[tuple[socket.socket, Callable, tuple]]:

@@ -222,14 +222,28 @@ static void test_wire() {
   bytes.push_back(0);
   CHECK(!wire::decode_command(bytes.data(), bytes.size(), c).empty());  // trailing garbage
 
+  wire::Command link;  // UpdateLink: the interface's new address, MTU and MAC
+  link.type = wire::Type::UpdateLink;
+  link.seq = 3;
+  link.packet_egress = {4, ip("10.200.1.7"), 1400, {2, 0, 0, 0, 0xaa, 7}};
+  auto link_bytes = wire::encode_command(link);
+  CHECK(wire::decode_command(link_bytes.data(), link_bytes.size(), c).empty());
+  CHECK(c.type == wire::Type::UpdateLink && c.packet_egress.mtu == 1400 && c.packet_egress.mac[5] == 7);
+  for (size_t len = 0; len < link_bytes.size(); ++len) {
+    wire::Command t;
+    CHECK(!wire::decode_command(link_bytes.data(), len, t).empty());
+  }
+
   wire::Stats s;
   s.drops[3] = 77;
+  s.events[1] = 5;
   s.inputs.push_back({3, 10, 1000, 11, 1});
   s.rules.push_back({42, 5, 500, {{5, 500, 0}, {4, 400, 1}}});
   auto stats = wire::encode_stats(7, s);
   wire::Reply reply;
   CHECK(wire::decode_reply(stats.data(), stats.size(), reply).empty());
   CHECK(reply.seq == 7 && reply.stats.drops[3] == 77 && reply.stats.rules[0].outputs[1].errors == 1);
+  CHECK(reply.stats.events[1] == 5);
   for (size_t len = 0; len < stats.size(); ++len) {
     wire::Reply t;
     CHECK(!wire::decode_reply(stats.data(), len, t).empty());
