@@ -4,8 +4,10 @@
 
 VENV    := .venv
 PY      := $(VENV)/bin/python
-# socat: the relay the benchmark (and its smoke test and notebook) compares MCR with
-DEBS    := liburing-dev iproute2 g++ python3-venv socat ethtool
+# socat: the relay the benchmark (and its smoke test and notebook) compares MCR with;
+# socat and iperf (iperf2): senders and receivers we did not write, in
+# tests/test_relay_applications.py
+DEBS    := liburing-dev iproute2 g++ python3-venv socat ethtool iperf
 UNITS   := build/units
 SANITIZE := -fsanitize=address,undefined -fno-sanitize-recover=all -g
 

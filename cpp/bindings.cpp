@@ -33,16 +33,17 @@ py::bytes encode(wire::Type type, uint32_t seq, uint32_t ifindex = 0, uint32_t r
   return to_bytes(wire::encode_command(c));
 }
 
-// outputs: (destination, port, ifindex, ttl or -1, dscp or -1, keep_source)
-using OutputTuple = std::tuple<std::string, uint16_t, uint32_t, int16_t, int16_t, bool>;
-// rules: (id, ifindex, group, port, source or "", outputs)
-using RuleTuple = std::tuple<uint32_t, uint32_t, std::string, uint16_t, std::string, std::vector<OutputTuple>>;
+// outputs: (destination, port, ifindex, ttl or -1, dscp or -1, keep_source, vlan or 0)
+using OutputTuple = std::tuple<std::string, uint16_t, uint32_t, int16_t, int16_t, bool, uint16_t>;
+// rules: (id, ifindex, group, port, source or "", outputs, vlan or 0)
+using RuleTuple =
+    std::tuple<uint32_t, uint32_t, std::string, uint16_t, std::string, std::vector<OutputTuple>, uint16_t>;
 
 RuleSpec to_spec(const RuleTuple& t) {
-  const auto& [id, ifindex, group, port, source, outputs] = t;
-  RuleSpec spec{id, {ifindex, ipv4(group), source.empty() ? 0 : ipv4(source), port}, {}};
-  for (const auto& [dst, out_port, out_if, ttl, dscp, keep_source] : outputs)
-    spec.outputs.push_back({ipv4(dst), out_port, out_if, ttl, dscp, keep_source});
+  const auto& [id, ifindex, group, port, source, outputs, vlan] = t;
+  RuleSpec spec{id, {ifindex, ipv4(group), source.empty() ? 0 : ipv4(source), port, vlan}, {}};
+  for (const auto& [dst, out_port, out_if, ttl, dscp, keep_source, out_vlan] : outputs)
+    spec.outputs.push_back({ipv4(dst), out_port, out_if, ttl, dscp, keep_source, out_vlan});
   return spec;
 }
 
@@ -54,11 +55,11 @@ std::vector<RuleSpec> to_specs(const std::vector<RuleTuple>& rules) {
 }
 
 py::bytes encode_add_rule(uint32_t seq, uint32_t id, uint32_t ifindex, const std::string& group, uint16_t port,
-                          const std::string& source, const std::vector<OutputTuple>& outputs) {
+                          const std::string& source, const std::vector<OutputTuple>& outputs, uint16_t vlan) {
   wire::Command c;
   c.type = wire::Type::AddRule;
   c.seq = seq;
-  c.rule = to_spec({id, ifindex, group, port, source, outputs});
+  c.rule = to_spec({id, ifindex, group, port, source, outputs, vlan});
   return to_bytes(wire::encode_command(c));
 }
 
@@ -154,7 +155,7 @@ PYBIND11_MODULE(_engine, m) {
   m.def("encode_add_input", [](uint32_t seq, uint32_t ifindex) { return encode(wire::Type::AddInput, seq, ifindex); });
   m.def("encode_add_egress", [](uint32_t seq, uint32_t ifindex) { return encode(wire::Type::AddEgress, seq, ifindex); });
   m.def("encode_add_rule", &encode_add_rule, py::arg("seq"), py::arg("id"), py::arg("ifindex"), py::arg("group"),
-        py::arg("port"), py::arg("source"), py::arg("outputs"));
+        py::arg("port"), py::arg("source"), py::arg("outputs"), py::arg("vlan") = 0);
   m.def("encode_remove_rule", [](uint32_t seq, uint32_t id) { return encode(wire::Type::RemoveRule, seq, 0, id); });
   m.def("encode_get_stats", [](uint32_t seq) { return encode(wire::Type::GetStats, seq); });
   m.def("encode_shutdown", [](uint32_t seq) { return encode(wire::Type::Shutdown, seq); });

@@ -67,7 +67,7 @@ uint16_t pseudo_header_sum(uint32_t source, uint32_t destination, uint16_t udp_l
 // virtio_net_hdr (legacy, host byte order): flags, gso_type, hdr_len,
 // gso_size, csum_start, csum_offset.
 constexpr uint8_t kNeedsChecksum = 1;  // VIRTIO_NET_HDR_F_NEEDS_CSUM
-constexpr uint16_t kUdpChecksumStart = 14 + 20, kUdpChecksumOffset = 6;
+constexpr uint16_t kUdpChecksumOffset = 6;
 
 // Header from the output's template (MACs, addresses, protocol, ports),
 // then what changes per packet: the virtio header's hdr_len, TOS, lengths,
@@ -84,10 +84,10 @@ constexpr uint16_t kUdpChecksumStart = 14 + 20, kUdpChecksumOffset = 6;
 // which the device completes, or the kernel in software before a device
 // without it, the same as for the kernel's own UDP sends.
 void fill_header(uint8_t* h, const Output& out, const ParsedPacket& packet) {
-  std::memcpy(h, out.frame, kFrameHeader);
-  uint16_t frame_len = static_cast<uint16_t>(kFrameHeader - kVnetHeader + packet.payload_len);
+  std::memcpy(h, out.frame, out.header_len());
+  uint16_t frame_len = static_cast<uint16_t>(out.header_len() - kVnetHeader + packet.payload_len);
   std::memcpy(h + 2, &frame_len, 2);  // host order: what a legacy virtio header holds
-  uint8_t* ip = h + kVnetHeader + 14;
+  uint8_t* ip = h + kVnetHeader + out.link_len;
   uint32_t source = out.spec.keep_source ? packet.source : out.source;
   if (out.spec.keep_source) std::memcpy(ip + 12, &packet.source, 4);
   ip[1] = out_tos(out, packet);
@@ -100,7 +100,8 @@ void fill_header(uint8_t* h, const Output& out, const ParsedPacket& packet) {
   put16(udp + 4, udp_len);
   if (packet.partial_checksum) {
     h[0] = kNeedsChecksum;
-    std::memcpy(h + 6, &kUdpChecksumStart, 2);
+    uint16_t start = static_cast<uint16_t>(out.link_len + 20);
+    std::memcpy(h + 6, &start, 2);
     std::memcpy(h + 8, &kUdpChecksumOffset, 2);
     put16(udp + 6, pseudo_header_sum(source, out.spec.destination, udp_len));
   } else {
@@ -120,9 +121,15 @@ void Egress::use_packet_socket(Output& out, const wire::PacketEgress& link, int 
                           static_cast<uint8_t>(group >> 8), static_cast<uint8_t>(group)};
   std::memcpy(f, mac, 6);
   std::memcpy(f + 6, link.mac, 6);
-  f[12] = 0x08;
-  f[13] = 0x00;
-  uint8_t* ip = f + 14;
+  out.link_len = out.spec.vlan != 0 ? 18 : 14;
+  if (out.spec.vlan != 0) {  // 802.1Q: TPID, then PCP 0, DEI 0 and the VLAN id
+    f[12] = 0x81;
+    f[13] = 0x00;
+    put16(f + 14, out.spec.vlan);
+  }
+  f[out.link_len - 2] = 0x08;
+  f[out.link_len - 1] = 0x00;
+  uint8_t* ip = f + out.link_len;
   ip[0] = 0x45;
   ip[6] = 0x40;  // DF: the packet path never fragments; bigger payloads take the UDP socket
   ip[9] = 17;
@@ -132,7 +139,7 @@ void Egress::use_packet_socket(Output& out, const wire::PacketEgress& link, int 
   out.source = link.source;
   // Nothing beyond the MTU: with a virtio header the kernel does not check.
   uint32_t fits = link.mtu;
-  if (tx != nullptr) fits = std::min<uint32_t>(fits, tx->capacity() - kFrameHeader + 28);
+  if (tx != nullptr) fits = std::min<uint32_t>(fits, tx->capacity() - out.header_len() + 28);
   out.max_payload = static_cast<uint16_t>(fits - 28);
   out.packet_fd = fd;
   out.tx = tx;
@@ -176,7 +183,7 @@ uint16_t Egress::queue(io_uring* ring, Rule& rule, uint32_t rule_slot, const Par
     // ignores the message), so when that ring is full the UDP socket sends,
     // unless the output keeps the source, which only the packet path can do.
     bool as_frame = fits && out.tx == nullptr;
-    if (out.spec.keep_source && !as_frame) {
+    if (out.needs_frame() && !as_frame) {
       count(drops, fits ? DropReason::SendFailed : DropReason::TooBig);
       ++out.errors;
       continue;
@@ -237,8 +244,8 @@ bool Egress::write_to_ring(io_uring* ring, Output& out, const FrameOwner& owner,
   uint8_t* data = out.tx->acquire();
   if (data == nullptr) return false;  // ring full
   fill_header(data, out, packet);
-  std::memcpy(data + kFrameHeader, packet.payload, packet.payload_len);
-  out.tx->commit(kFrameHeader + packet.payload_len, owner);
+  std::memcpy(data + out.header_len(), packet.payload, packet.payload_len);
+  out.tx->commit(out.header_len() + packet.payload_len, owner);
   ++out.packets;
   out.bytes += packet.payload_len;
   if (out.tx->above_watermark()) {
@@ -255,7 +262,7 @@ int Egress::prepare_frame(Slot& s, Output& out, const ParsedPacket& packet, uint
   s.msg.msg_control = nullptr;
   s.msg.msg_controllen = 0;
   s.msg.msg_iovlen = 2;
-  s.iov[0] = {s.header, kFrameHeader};
+  s.iov[0] = {s.header, out.header_len()};
   s.iov[1] = {payload, packet.payload_len};
   return out.packet_fd;
 }

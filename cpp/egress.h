@@ -55,7 +55,7 @@ class Egress {
   struct Slot {
     msghdr msg{};
     iovec iov[2]{};
-    uint8_t header[kFrameHeader]{};
+    uint8_t header[kMaxFrameHeader]{};
     alignas(cmsghdr) uint8_t control[2 * CMSG_SPACE(sizeof(int))]{};
     uint32_t rule_slot = 0, generation = 0, payload = 0;
     uint16_t output = 0, payload_len = 0;

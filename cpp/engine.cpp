@@ -214,6 +214,8 @@ std::string Engine::build_rule(const RuleSpec& spec, Rule& rule) const {
       if (e.ifindex == o.ifindex) out.fd = e.fd;
     if (out.fd < 0) return "no egress socket for interface " + std::to_string(o.ifindex);
     use_packet_egress(out);
+    if (out.spec.vlan != 0 && out.packet_fd < 0)
+      return "a VLAN-tagged output needs the packet path: a multicast destination on an interface with an IPv4 address";
     rule.outputs.push_back(out);
   }
   return {};

@@ -77,7 +77,8 @@ void Engine::relay(uint32_t index, const RxRing::Frame& frame) {
     return;
   }
   packet.partial_checksum = frame.status & TP_STATUS_CSUMNOTREADY;
-  Rule* rule = rules_.lookup(input.ifindex, packet.destination, packet.dst_port, packet.source);
+  if (frame.status & TP_STATUS_VLAN_VALID) packet.vlan = frame.vlan_tci & 0x0fff;  // the tag the kernel stripped
+  Rule* rule = rules_.lookup(input.ifindex, packet.destination, packet.dst_port, packet.source, packet.vlan);
   if (rule == nullptr) {
     count(drops_, DropReason::NoRule);
     return;

@@ -14,7 +14,7 @@ RuleTable::RuleTable(uint32_t capacity) : rules_(capacity) {
 
 size_t RuleTable::hash(const RuleKey& key) const {
   uint64_t h = (static_cast<uint64_t>(key.group) << 32 | key.source) * 0x9e3779b97f4a7c15ull;
-  h ^= (static_cast<uint64_t>(key.ifindex) << 16 | key.port) * 0xc2b2ae3d27d4eb4full;
+  h ^= (static_cast<uint64_t>(key.ifindex) << 32 | static_cast<uint32_t>(key.vlan) << 16 | key.port) * 0xc2b2ae3d27d4eb4full;
   return static_cast<size_t>(h ^ (h >> 29));
 }
 

@@ -18,6 +18,7 @@ struct RuleKey {
   uint32_t group = 0;   // network byte order
   uint32_t source = 0;  // network byte order; 0 = any source
   uint16_t port = 0;    // host byte order
+  uint16_t vlan = 0;    // 802.1Q VLAN id the frame arrived with; 0: untagged
   bool operator==(const RuleKey&) const = default;
 };
 
@@ -28,6 +29,7 @@ struct OutputSpec {
   int16_t ttl = -1;   // -1: incoming TTL minus one
   int16_t dscp = -1;  // -1: keep the incoming TOS byte
   bool keep_source = false;  // send with the packet's own IP source (SSM receivers filter on it)
+  uint16_t vlan = 0;  // tag frames with this 802.1Q VLAN id; 0: untagged
   bool operator==(const OutputSpec&) const = default;
 };
 
@@ -40,9 +42,11 @@ struct RuleSpec {
 
 // What the packet egress path writes before the payload: a virtio_net_hdr
 // (packet egress sockets have PACKET_VNET_HDR, see sockets.py), then
-// Ethernet + IPv4 (no options) + UDP.
+// Ethernet (with an 802.1Q tag if the output has a VLAN) + IPv4 (no
+// options) + UDP.
 constexpr size_t kVnetHeader = 10;
-constexpr size_t kFrameHeader = kVnetHeader + 42;
+constexpr size_t kFrameHeader = kVnetHeader + 14 + 28;  // untagged
+constexpr size_t kMaxFrameHeader = kFrameHeader + 4;     // tagged
 
 struct Output {
   OutputSpec spec;
@@ -55,7 +59,10 @@ struct Output {
   TxRing* tx = nullptr;  // the packet socket's TX ring, when it has one
   uint16_t max_payload = 0;
   uint32_t source = 0;  // network byte order
-  uint8_t frame[kFrameHeader]{};
+  uint8_t link_len = 14;  // link-layer header in the template: 14, or 18 with a VLAN tag
+  uint8_t frame[kMaxFrameHeader]{};
+  size_t header_len() const { return kVnetHeader + link_len + 28; }
+  bool needs_frame() const { return spec.keep_source || spec.vlan != 0; }  // only the packet path can
   uint64_t packets = 0, bytes = 0, errors = 0;
 };
 
@@ -83,11 +90,11 @@ class RuleTable {
   std::string remove(uint32_t id);
 
   // Hot path: (S,G) first, then (*,G).
-  Rule* lookup(uint32_t ifindex, uint32_t group, uint16_t port, uint32_t source) {
+  Rule* lookup(uint32_t ifindex, uint32_t group, uint16_t port, uint32_t source, uint16_t vlan = 0) {
     if (source_specific_ > 0) {
-      if (Rule* r = find({ifindex, group, source, port})) return r;
+      if (Rule* r = find({ifindex, group, source, port, vlan})) return r;
     }
-    return find({ifindex, group, 0, port});
+    return find({ifindex, group, 0, port, vlan});
   }
 
   Rule& at(uint32_t slot) { return rules_[slot]; }

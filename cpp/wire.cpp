@@ -62,11 +62,13 @@ std::string decode_rule_body(Reader& r, RuleSpec& rule) {
   rule.key.group = r.get<uint32_t>();
   rule.key.source = r.get<uint32_t>();
   rule.key.port = r.get<uint16_t>();
+  rule.key.vlan = r.get<uint16_t>();
   uint16_t n = r.get<uint16_t>();
+  if (rule.key.vlan > 4094) return "AddRule: VLAN id must be 1..4094 (0: untagged)";
   if (r.failed) return "AddRule: message truncated";
   if (n == 0) return "AddRule: a rule needs at least one output";
   if (n > kMaxOutputs) return "AddRule: too many outputs (" + std::to_string(n) + ", at most " + std::to_string(kMaxOutputs) + ")";
-  if (r.remaining() < static_cast<size_t>(n) * 15) return "AddRule: message truncated";
+  if (r.remaining() < static_cast<size_t>(n) * 17) return "AddRule: message truncated";
   rule.outputs.resize(n);
   for (OutputSpec& o : rule.outputs) {
     o.destination = r.get<uint32_t>();
@@ -77,6 +79,8 @@ std::string decode_rule_body(Reader& r, RuleSpec& rule) {
     uint8_t flags = r.get<uint8_t>();
     if (flags > 1) return "AddRule: unknown output flags";
     o.keep_source = flags & 1;
+    o.vlan = r.get<uint16_t>();
+    if (o.vlan > 4094) return "AddRule: output VLAN id must be 1..4094 (0: untagged)";
     if (o.ttl < -1 || o.ttl == 0 || o.ttl > 255) return "AddRule: output TTL must be 1..255";
     if (o.dscp < -1 || o.dscp > 63) return "AddRule: output DSCP must be 0..63";
   }
@@ -90,7 +94,7 @@ std::string decode_rule(Reader& r, RuleSpec& rule) {
 
 std::string decode_sync(Reader& r, std::vector<RuleSpec>& rules) {
   uint32_t n = r.get<uint32_t>();
-  if (r.failed || n > r.remaining() / 20) return "SyncRules: message truncated";
+  if (r.failed || n > r.remaining() / 22) return "SyncRules: message truncated";
   rules.resize(n);
   for (RuleSpec& rule : rules) {
     std::string error = decode_rule_body(r, rule);
@@ -118,8 +122,9 @@ std::string decode_initialize(Reader& r, Initialize& init) {
 
 void put_rule(Writer& w, const RuleSpec& rule) {
   w.put(rule.id).put(rule.key.ifindex).put(rule.key.group).put(rule.key.source);
-  w.put(rule.key.port).put(static_cast<uint16_t>(rule.outputs.size()));
-  for (const OutputSpec& o : rule.outputs) w.put(o.destination).put(o.port).put(o.ifindex).put(o.ttl).put(o.dscp).put(static_cast<uint8_t>(o.keep_source));
+  w.put(rule.key.port).put(rule.key.vlan).put(static_cast<uint16_t>(rule.outputs.size()));
+  for (const OutputSpec& o : rule.outputs)
+    w.put(o.destination).put(o.port).put(o.ifindex).put(o.ttl).put(o.dscp).put(static_cast<uint8_t>(o.keep_source)).put(o.vlan);
 }
 
 }  // namespace

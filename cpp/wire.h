@@ -8,9 +8,9 @@
 //
 //   AddInput   {u32 ifindex}                 + fd: AF_PACKET socket on ifindex
 //   AddEgress  {u32 ifindex}                 + fd: UDP socket for that output
-//   AddRule    {u32 id, u32 ifindex, u32 group, u32 source, u16 port,
+//   AddRule    {u32 id, u32 ifindex, u32 group, u32 source, u16 port, u16 vlan,
 //               u16 n, n x {u32 dst, u16 port, u32 ifindex, i16 ttl, i16 dscp,
-//                            u8 flags (bit 0: keep the source address)}}
+//                            u8 flags (bit 0: keep the source address), u16 vlan}}
 //   RemoveRule {u32 id}
 //   GetStats   {}
 //   Shutdown   {}

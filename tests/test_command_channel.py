@@ -40,7 +40,7 @@ def call(sock: socket.socket, message: bytes, fds: list[int] = ()) -> dict:
     (b"\x05\x00\x07\x00\x01\x00\x00\x00", "reserved"),
     (_engine.encode_get_stats(1) + b"junk", "trailing"),
     (_engine.encode_remove_rule(1, 7)[:-1], "truncated"),
-    (_engine.encode_add_rule(1, 1, 2, "239.1.1.1", 5000, "", [("239.2.2.2", 1, 3, -1, -1, False)])[:-3], "truncated"),
+    (_engine.encode_add_rule(1, 1, 2, "239.1.1.1", 5000, "", [("239.2.2.2", 1, 3, -1, -1, False, 0)])[:-3], "truncated"),
     (os.urandom(4096), ""),
 ])
 def test_bad_message_gets_error_and_engine_survives(channel, garbage, complaint):
@@ -58,7 +58,7 @@ def test_oversized_message_is_refused(channel):
 
 def test_semantic_errors_name_the_problem(channel):
     assert "no rule with id 7" in call(channel, _engine.encode_remove_rule(1, 7))["error"]
-    outputs = [("239.2.2.2", 6000, 3, -1, -1, False)]
+    outputs = [("239.2.2.2", 6000, 3, -1, -1, False, 0)]
     reply = call(channel, _engine.encode_add_rule(2, 1, 2, "239.1.1.1", 5000, "", outputs))
     assert "no input socket for interface 2" in reply["error"]
     assert "needs a socket" in call(channel, _engine.encode_add_input(3, 2))["error"]

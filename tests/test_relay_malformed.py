@@ -8,10 +8,10 @@ What each crafted frame looks like when the engine reads it (veth, lab):
 - The kernel moves the outermost 802.1Q/802.1ad tag of a received frame into
   skb metadata (skb_vlan_untag() in __netif_receive_skb_core(), before packet
   sockets see the frame), so the engine's AF_PACKET socket gets a VLAN-10
-  frame untagged, 4 bytes shorter, and relays it like untagged traffic of
-  the interface: the VLAN ID is not visible to the engine. For a double
-  (QinQ) tag only the outer tag is removed; the inner one stays in the frame
-  and the engine's parser skips it.
+  frame untagged, 4 bytes shorter, with the tag in tp_vlan_tci: only a
+  vlan=10 rule matches it. For a double (QinQ) tag only the outer tag is
+  removed; the inner one stays in the frame and the engine's parser skips
+  it, so the frame belongs to the outer VLAN (20 here).
 """
 
 from __future__ import annotations
@@ -88,13 +88,15 @@ def good_frame(shape: str, src: str, payload: bytes) -> bytes:
 
 # Good shapes and how many bytes the kernel removes before the engine reads them.
 STRIPPED = {"plain": 0, "vlan_10": 4, "qinq_20_10": 4, "ip_options": 0}
+VLAN_OF = {"plain": None, "vlan_10": 10, "qinq_20_10": 20, "ip_options": None}  # the rule that takes each
 
 
 def test_malformed_frames_counted_good_frames_relayed(relay_lab) -> None:
     lab = relay_lab()
     c = lab.c
     out = Output(OUT_GROUP, OUT_PORT, c.relay_out[0])
-    rule_id = lab.engine.add_rule(Rule(c.relay_in, GROUP, PORT, (out,)))
+    rule_ids = {vlan: lab.engine.add_rule(Rule(c.relay_in, GROUP, PORT, (out,), vlan=vlan))
+                for vlan in (None, 10, 20)}
     sink = lab.sink(0, OUT_GROUP, OUT_PORT)
 
     bad = bad_frames(c.source_addr)
@@ -116,13 +118,15 @@ def test_malformed_frames_counted_good_frames_relayed(relay_lab) -> None:
     lab.send(frames, rate_pps=2000)
 
     lab.expect_stream(collector.result(), n_good, SIZE, what="good frames among malformed ones")
-    stats = lab.wait_relayed({rule_id: n_good})
+    per_vlan = {vlan: n_good // len(STRIPPED) * list(VLAN_OF.values()).count(vlan) for vlan in rule_ids}
+    stats = lab.wait_relayed({rule_ids[vlan]: n for vlan, n in per_vlan.items()})
     expected = dict.fromkeys(stats["drops"], 0)
     for _frame, reason in bad.values():
         expected[reason] += ROUNDS
     per_kind = {kind: reason for kind, (_f, reason) in bad.items()}
     assert stats["drops"] == expected, f"expected per kind ({ROUNDS} each): {per_kind}" + lab.describe(stats)
-    assert stats["rules"][rule_id]["packets"] == n_good, lab.describe(stats)
+    for vlan, n in per_vlan.items():
+        assert stats["rules"][rule_ids[vlan]]["packets"] == n, f"rule for VLAN {vlan}" + lab.describe(stats)
     # Every frame reached the engine (none filtered out before it), and the
     # tagged ones arrived without their outer tag.
     assert stats["inputs"][c.relay_in]["frames"] == len(frames), lab.describe(stats)

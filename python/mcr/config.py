@@ -43,7 +43,7 @@ from .rules import MAX_IFNAME, Output, Rule, RuleError
 LOG_LEVELS = ("debug", "info", "warning", "error")
 NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 USER = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,31}")
-RULE_KEYS = ("name", "input_interface", "group", "port", "source", "outputs")
+RULE_KEYS = ("name", "input_interface", "group", "port", "source", "vlan", "outputs")
 REQUIRED_RULE_KEYS = ("input_interface", "group", "port", "outputs")
 
 
@@ -112,6 +112,14 @@ def _port(value: Any, where: str) -> int:
     return value
 
 
+def _vlan(value: Any, where: str) -> int | None:
+    if value is None:
+        return None
+    if not 1 <= _typed(value, int, where) <= 4094:
+        raise _fail(where, f"{value} is outside 1-4094")
+    return value
+
+
 def _name(value: Any, where: str) -> str | None:
     if value is None:
         return None
@@ -151,7 +159,8 @@ def rule_from_dict(data: dict, where: str = "rule") -> Rule:
     fields = dict(input_interface=_interface(data["input_interface"], f"{where}.input_interface"),
                   group=_group(data["group"], f"{where}.group"), port=_port(data["port"], f"{where}.port"),
                   outputs=_outputs(data["outputs"], f"{where}.outputs"),
-                  source=_source(data.get("source"), f"{where}.source"), name=_name(data.get("name"), f"{where}.name"))
+                  source=_source(data.get("source"), f"{where}.source"), name=_name(data.get("name"), f"{where}.name"),
+                  vlan=_vlan(data.get("vlan"), f"{where}.vlan"))
     try:
         return Rule(**fields)
     except RuleError as error:  # what only the whole rule can tell, e.g. a loop back onto its input
@@ -164,6 +173,8 @@ def rule_to_dict(rule: Rule) -> dict:
     data.update(input_interface=rule.input_interface, group=rule.group, port=rule.port)
     if rule.source is not None:
         data["source"] = rule.source
+    if rule.vlan is not None:
+        data["vlan"] = rule.vlan
     data["outputs"] = [str(output) for output in rule.outputs]
     return data
 

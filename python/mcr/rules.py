@@ -1,10 +1,13 @@
 """Rules as users write them: validation and the text forms the CLI accepts.
 
 Output form (as the original mcrctl `--outputs`): GROUP:PORT:IFACE, optionally
-followed by :ttl=N, :dscp=N and :keep-source (send with the packet's own
-source address, which SSM receivers filter on; multicast outputs only);
+followed by :ttl=N, :dscp=N, :keep-source (send with the packet's own
+source address, which SSM receivers filter on; multicast outputs only) and
+:vlan=N (tag the frames with 802.1Q VLAN N; multicast outputs only);
 several outputs are separated by commas.
-Rule form: `in=IFACE group=GROUP:PORT [source=ADDR] out=OUTPUTS [name=NAME]`.
+Rule form: `in=IFACE group=GROUP:PORT [source=ADDR] [vlan=N] out=OUTPUTS [name=NAME]`.
+A rule without vlan= matches untagged frames only; with vlan=N, only frames
+that arrived tagged with VLAN N (on a trunk, the tag the kernel stripped).
 """
 
 from __future__ import annotations
@@ -37,6 +40,11 @@ def _ipv4(text: str, what: str) -> ipaddress.IPv4Address:
         raise RuleError(f"{what}: '{text}' is not an IPv4 address") from None
 
 
+def _check_vlan(vlan: int | None, what: str) -> None:
+    if vlan is not None and not 1 <= vlan <= 4094:
+        raise RuleError(f"{what}: VLAN id {vlan} is outside 1-4094")
+
+
 def _int(text: str, what: str) -> int:
     try:
         return int(text, 10)
@@ -54,6 +62,7 @@ class Output:
     ttl: int | None = None  # None: incoming TTL minus one
     dscp: int | None = None  # None: keep the incoming DSCP
     keep_source: bool = False  # send with the packet's own source address (multicast only)
+    vlan: int | None = None  # tag frames with this 802.1Q VLAN id (multicast only)
 
     def __post_init__(self) -> None:
         address = _ipv4(self.destination, "output destination")
@@ -68,21 +77,25 @@ class Output:
         if self.keep_source and not address.is_multicast:
             raise RuleError(f"output {self.destination}: keep-source needs a multicast destination "
                             "(a unicast host would need its link address resolved for the packet path)")
+        _check_vlan(self.vlan, f"output {self.destination}")
+        if self.vlan is not None and not address.is_multicast:
+            raise RuleError(f"output {self.destination}: vlan= needs a multicast destination "
+                            "(tagged frames are written by the packet path)")
 
     @classmethod
     def parse(cls, text: str) -> Output:
         parts = text.strip().split(":")
         if len(parts) < 3:
-            raise RuleError(f"output '{text}': expected GROUP:PORT:IFACE[:ttl=N][:dscp=N][:keep-source]")
+            raise RuleError(f"output '{text}': expected GROUP:PORT:IFACE[:ttl=N][:dscp=N][:keep-source][:vlan=N]")
         options: dict[str, int | bool] = {}
         for extra in parts[3:]:
             key, _, value = extra.partition("=")
             if extra == "keep-source":
                 options["keep_source"] = True
-            elif key in ("ttl", "dscp") and value:
+            elif key in ("ttl", "dscp", "vlan") and value:
                 options[key] = _int(value, f"output '{text}' {key}")
             else:
-                raise RuleError(f"output '{text}': unknown option '{extra}' (ttl=N, dscp=N or keep-source)")
+                raise RuleError(f"output '{text}': unknown option '{extra}' (ttl=N, dscp=N, keep-source or vlan=N)")
         return cls(parts[0], _int(parts[1], f"output '{text}' port"), parts[2], **options)
 
     def __str__(self) -> str:
@@ -93,6 +106,8 @@ class Output:
             text += f":dscp={self.dscp}"
         if self.keep_source:
             text += ":keep-source"
+        if self.vlan is not None:
+            text += f":vlan={self.vlan}"
         return text
 
 
@@ -110,6 +125,7 @@ class Rule:
     outputs: tuple[Output, ...]
     source: str | None = None
     name: str | None = field(default=None, compare=False)
+    vlan: int | None = None  # match frames tagged with this VLAN only; None: untagged only
 
     def __post_init__(self) -> None:
         _check_interface(self.input_interface, "input interface")
@@ -120,20 +136,23 @@ class Rule:
             source = _ipv4(self.source, "source")
             if source.is_multicast or source.is_unspecified:
                 raise RuleError(f"source {self.source} must be a unicast address")
+        _check_vlan(self.vlan, "rule")
         if not self.outputs:
             raise RuleError("a rule needs at least one output")
         for out in self.outputs:
-            if (out.interface, out.destination, out.port) == (self.input_interface, self.group, self.port):
+            same = (out.interface, out.destination, out.port, out.vlan) == \
+                (self.input_interface, self.group, self.port, self.vlan)
+            if same:
                 raise RuleError(f"output {out} sends back to the rule's own input: it would loop")
 
     @classmethod
     def parse(cls, text: str) -> Rule:
-        """Parse `in=IFACE group=GROUP:PORT [source=ADDR] out=OUTPUTS [name=NAME]`."""
+        """Parse `in=IFACE group=GROUP:PORT [source=ADDR] [vlan=N] out=OUTPUTS [name=NAME]`."""
         fields: dict[str, str] = {}
         for token in text.split():
             key, sep, value = token.partition("=")
-            if not sep or key not in ("in", "group", "source", "out", "name"):
-                raise RuleError(f"rule '{text}': unexpected '{token}' (in=, group=, source=, out=, name=)")
+            if not sep or key not in ("in", "group", "source", "vlan", "out", "name"):
+                raise RuleError(f"rule '{text}': unexpected '{token}' (in=, group=, source=, vlan=, out=, name=)")
             fields[key] = value
         missing = [key for key in ("in", "group", "out") if key not in fields]
         if missing:
@@ -141,18 +160,21 @@ class Rule:
         group, _, port = fields["group"].rpartition(":")
         if not group:
             raise RuleError(f"rule '{text}': group must be GROUP:PORT")
+        vlan = _int(fields["vlan"], "rule vlan") if "vlan" in fields else None
         return cls(fields["in"], group, _int(port, "input port"), parse_outputs(fields["out"]),
-                   fields.get("source"), fields.get("name"))
+                   fields.get("source"), fields.get("name"), vlan)
 
     def engine_tuple(self, rule_id: int, input_ifindex: int, output_ifindex: Callable[[str], int]) -> tuple:
         """The rule as the engine's bindings take it (mcr._engine.encode_add_rule / encode_sync_rules)."""
         outputs = [(o.destination, o.port, output_ifindex(o.interface), -1 if o.ttl is None else o.ttl,
-                    -1 if o.dscp is None else o.dscp, o.keep_source) for o in self.outputs]
-        return (rule_id, input_ifindex, self.group, self.port, self.source or "", outputs)
+                    -1 if o.dscp is None else o.dscp, o.keep_source, o.vlan or 0) for o in self.outputs]
+        return (rule_id, input_ifindex, self.group, self.port, self.source or "", outputs, self.vlan or 0)
 
     def __str__(self) -> str:
         text = f"in={self.input_interface} group={self.group}:{self.port}"
         if self.source:
             text += f" source={self.source}"
+        if self.vlan is not None:
+            text += f" vlan={self.vlan}"
         text += " out=" + ",".join(str(o) for o in self.outputs)
         return text + (f" name={self.name}" if self.name else "")

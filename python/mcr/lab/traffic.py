@@ -19,6 +19,7 @@ from scapy.layers.inet import IP, UDP
 from scapy.layers.l2 import Ether
 from scapy.packet import Raw
 
+from ..netns import in_netns
 from .netns import interface_index, open_socket
 
 ETH_P_ALL = 0x0003
@@ -155,6 +156,113 @@ class FrameSender:
             time.sleep(delay)
             delay = min(delay * 2, 0.05)
         raise OSError(errno.ENOBUFS, "device queue stayed full while sending")
+
+
+class UdpSender:
+    """An ordinary kernel UDP socket in a lab namespace, sending to multicast groups.
+
+    FrameSender injects frames we built, with a full UDP checksum. Real
+    applications send through the kernel's UDP socket instead, and on a veth
+    (or any device offloading checksums) their frames leave CHECKSUM_PARTIAL:
+    a packet socket on the other end sees TP_STATUS_CSUMNOTREADY and a UDP
+    checksum field holding only the pseudo-header sum. A relay has to cope
+    with those, so tests judge it with this sender too.
+
+    Multicast leaves through `ifname` (IP_MULTICAST_IF by ifindex) with
+    `ttl` and `tos`; loopback is off, so the sending namespace never
+    receives its own datagrams. `source_port` None lets the kernel pick one;
+    `self.port` is the port in use either way.
+    """
+
+    BURST_INTERVAL = FrameSender.BURST_INTERVAL
+    RETRIES = FrameSender.RETRIES
+
+    def __init__(self, ns: str, ifname: str, *, ttl: int = 64, tos: int = 0,
+                 source_port: int | None = None) -> None:
+        ns = _require_ns(ns)
+        self.sock = open_socket(ns, socket.AF_INET, socket.SOCK_DGRAM)
+        try:
+            # struct ip_mreqn: multicast address (unused), local address (any), ifindex.
+            mreqn = struct.pack("4s4si", socket.inet_aton("0.0.0.0"), socket.inet_aton("0.0.0.0"),
+                                interface_index(ns, ifname))
+            self.sock.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_IF, mreqn)
+            self.sock.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_TTL, ttl)
+            self.sock.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_LOOP, 0)
+            self.sock.setsockopt(socket.IPPROTO_IP, socket.IP_TOS, tos)
+            self.sock.setsockopt(socket.SOL_SOCKET, SO_SNDBUFFORCE, 4 << 20)
+            self.sock.bind(("0.0.0.0", source_port or 0))
+            # Non-blocking: a full send buffer is retried below, boundedly,
+            # instead of blocking past the caller's timeout.
+            self.sock.setblocking(False)
+            self.port: int = self.sock.getsockname()[1]
+        except BaseException:
+            self.sock.close()
+            raise
+
+    def __enter__(self) -> UdpSender:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self.sock.close()
+
+    def send(self, payloads: list[bytes], group: str, port: int, rate_pps: float | None = None,
+             timeout: float = 30) -> int:
+        """Send each payload once as one datagram to `group`:`port`, paced to `rate_pps`.
+
+        Bounded by `timeout` seconds like FrameSender.send; returns how many
+        datagrams the kernel accepted.
+        """
+        destination = (group, port)
+        start = time.monotonic()
+        deadline = start + timeout
+        burst = max(1, math.ceil(rate_pps * self.BURST_INTERVAL)) if rate_pps else 1
+        sent = 0
+        for index, payload in enumerate(payloads):
+            if rate_pps and index % burst == 0:
+                due = start + index / rate_pps
+                if due >= deadline:
+                    break
+                time.sleep(max(0.0, due - time.monotonic()))
+            if time.monotonic() >= deadline or not self._send_one(payload, destination, deadline):
+                break
+            sent += 1
+        return sent
+
+    def _send_one(self, payload: bytes, destination: tuple[str, int], deadline: float) -> bool:
+        delay = 0.0005
+        for _ in range(self.RETRIES):
+            try:
+                self.sock.sendto(payload, destination)
+                return True
+            except OSError as exc:
+                if exc.errno not in (errno.ENOBUFS, errno.EAGAIN):
+                    raise
+            if time.monotonic() + delay >= deadline:
+                return False
+            time.sleep(delay)
+            delay = min(delay * 2, 0.05)
+        raise OSError(errno.ENOBUFS, "send buffer or device queue stayed full while sending")
+
+
+def udp_counters(ns: str) -> dict[str, int]:
+    """The `Udp:` counters of /proc/net/snmp in namespace `ns` (InDatagrams, InCsumErrors, ...).
+
+    A receiving kernel drops a datagram with a wrong UDP checksum silently,
+    counting it only here (InCsumErrors, InErrors), so tests read these
+    before and after to tell a checksum fault from plain loss.
+    /proc/thread-self/net follows the calling thread's network namespace;
+    /proc/self/net (what /proc/net points at) follows the process leader's,
+    which is the wrong one when called from any other thread.
+    """
+    with in_netns(_require_ns(ns)), open("/proc/thread-self/net/snmp") as f:
+        lines = [line.split() for line in f if line.startswith("Udp:")]
+    if len(lines) != 2:
+        raise RuntimeError(f"no Udp: counters in /proc/net/snmp of {ns}")
+    names, values = lines
+    return dict(zip(names[1:], map(int, values[1:])))
 
 
 @dataclass
