@@ -11,7 +11,9 @@ def test_demo_relays_everything_and_cleans_up():
     result = subprocess.run([sys.executable, "-m", "mcr", "demo", "--packets", "2000", "--rate", "4000"],
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert result.stdout.strip().splitlines()[-1] == "sent 2000 / relayed 2000 / received 2000 + 2000 (per sink)"
+    lines = result.stdout.strip().splitlines()
+    assert lines[-1] == "sent 2000 from a UDP socket / relayed 2000 / received 2000 + 2000 (per sink)"
+    assert lines[-2] == "receivers' UDP checksum errors (InCsumErrors): 0"
     assert "matched" in result.stdout  # live counters were shown
     after = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
     assert after == before, "the demo left namespaces behind"
