@@ -72,7 +72,9 @@ void Engine::relay(uint32_t index, const RxRing::Frame& frame) {
   }
   ParsedPacket packet;
   DropReason reason;
-  if (!parse_frame(frame.data, frame.len, packet, reason)) {
+  bool parsed = frame.bare_ip ? parse_ip_frame(frame.data, frame.len, packet, reason)
+                              : parse_frame(frame.data, frame.len, packet, reason);
+  if (!parsed) {
     count(drops_, reason);
     return;
   }

@@ -41,9 +41,10 @@ bool parse_frame(const uint8_t* frame, size_t len, ParsedPacket& out, DropReason
     offset += kVlanTag;
   }
   if (ethertype != kEtherIpv4) return fail(reason, DropReason::NotIpv4);
+  return parse_ipv4(frame + offset, len - offset, out, reason);
+}
 
-  const uint8_t* ip = frame + offset;
-  size_t available = len - offset;
+bool parse_ipv4(const uint8_t* ip, size_t available, ParsedPacket& out, DropReason& reason) {
   if (available < 20) return fail(reason, DropReason::Truncated);
   if ((ip[0] >> 4) != 4) return fail(reason, DropReason::NotIpv4);
   size_t header_len = static_cast<size_t>(ip[0] & 0x0f) * 4;
@@ -74,6 +75,11 @@ bool parse_frame(const uint8_t* frame, size_t len, ParsedPacket& out, DropReason
   out.payload_len = static_cast<uint16_t>(udp_len - 8);
   out.partial_checksum = false;
   return true;
+}
+
+bool parse_ip_frame(const uint8_t* packet, size_t len, ParsedPacket& out, DropReason& reason) {
+  out.vlan = 0;
+  return parse_ipv4(packet, len, out, reason);
 }
 
 }  // namespace mcr

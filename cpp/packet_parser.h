@@ -27,5 +27,10 @@ struct ParsedPacket {
 // Returns true and fills `out` for a relayable UDP/IPv4 frame; otherwise
 // returns false and sets `reason`.
 bool parse_frame(const uint8_t* frame, size_t len, ParsedPacket& out, DropReason& reason);
+// The same for a bare IPv4 packet, from a link without an Ethernet header
+// (tun, WireGuard, GRE, ipip).
+bool parse_ip_frame(const uint8_t* packet, size_t len, ParsedPacket& out, DropReason& reason);
+// The IPv4 and UDP part of both (`available` bytes from the IP header on).
+bool parse_ipv4(const uint8_t* ip, size_t available, ParsedPacket& out, DropReason& reason);
 
 }  // namespace mcr

@@ -34,7 +34,7 @@ std::string RxRing::attach(int fd, uint32_t frames, uint32_t mtu) {
 bool RxRing::next(Frame& frame) {
   tpacket2_hdr* h = header(slot(next_));
   if (!(__atomic_load_n(&h->tp_status, __ATOMIC_ACQUIRE) & TP_STATUS_USER)) return false;
-  frame = {slot(next_) + h->tp_mac, h->tp_snaplen, h->tp_len, h->tp_status, h->tp_vlan_tci};
+  frame = {slot(next_) + h->tp_mac, h->tp_snaplen, h->tp_len, h->tp_status, h->tp_vlan_tci, h->tp_net == h->tp_mac};
   return true;
 }
 

@@ -26,6 +26,7 @@ class RxRing {
     uint32_t wire_len;    // bytes on the wire (more than len: the frame did not fit)
     uint32_t status;      // tp_status: TP_STATUS_CSUMNOTREADY, TP_STATUS_VLAN_VALID, ...
     uint16_t vlan_tci;    // the 802.1Q tag the kernel stripped, if TP_STATUS_VLAN_VALID
+    bool bare_ip;         // no link-layer header: the frame is the IP packet (tun, WireGuard, GRE)
   };
 
   // Turns the packet socket `fd` into a ring of `frames` frames, each big

@@ -30,7 +30,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 
-from .sockets import ETH_P_ALL, PACKET_IGNORE_OUTGOING, SOL_PACKET, attach_filter, bpf
+from .sockets import ETH_P_ALL, PACKET_IGNORE_OUTGOING, SOL_PACKET, attach_filter, bpf, has_ethernet_header
 
 IGMP_QUERY, V2_REPORT, V2_LEAVE, V3_REPORT = 0x11, 0x16, 0x17, 0x22
 MODE_IS_INCLUDE, MODE_IS_EXCLUDE, TO_INCLUDE, TO_EXCLUDE, ALLOW_NEW, BLOCK_OLD = 1, 2, 3, 4, 5, 6
@@ -239,6 +239,8 @@ class MembershipService:
         self._links[interface] = link
 
     def _link_filter(self, interface: str, group: str, action: int) -> None:
+        if not has_ethernet_header(interface):
+            return  # tun, WireGuard, GRE: no link-layer address filter to program
         g = socket.inet_aton(group)
         mac = bytes([0x01, 0x00, 0x5E, g[1] & 0x7F, g[2], g[3]])  # RFC 1112 6.4
         mreq = struct.pack("iHH8s", socket.if_nametoindex(interface), PACKET_MR_MULTICAST, 6, mac)

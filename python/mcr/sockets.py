@@ -61,6 +61,33 @@ _INPUT_FILTER = [
 ]
 
 
+# Links without an Ethernet header (tun, WireGuard, GRE, ipip) hand over bare
+# IPv4 packets: let through those to a multicast destination.
+_BARE_IP_INPUT_FILTER = [
+    bpf(0x30, 0, 0, 0),  # ldb [0] (version, IHL)
+    bpf(0x54, 0, 0, 0xF0),  # and #0xf0
+    bpf(0x15, 0, 3, 0x40),  # IPv4 ? next : drop
+    bpf(0x30, 0, 0, 16),  # ldb [16] (the destination's first byte)
+    bpf(0x54, 0, 0, 0xF0),
+    bpf(0x15, 1, 0, 0xE0),  # 224.0.0.0/4 -> accept
+    bpf(0x06, 0, 0, 0),  # drop
+    bpf(0x06, 0, 0, 0x40000),  # accept whole packet
+]
+
+ARPHRD_ETHER = 1
+
+
+def link_type(ifname: str) -> int:
+    """The interface's ARPHRD_* hardware type (1: Ethernet; tun and WireGuard: ARPHRD_NONE)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        raw = fcntl.ioctl(probe.fileno(), SIOCGIFHWADDR, struct.pack("16s16s", ifname.encode(), b""))
+    return struct.unpack_from("H", raw, 16)[0]
+
+
+def has_ethernet_header(ifname: str) -> bool:
+    return link_type(ifname) == ARPHRD_ETHER
+
+
 def force_buffer(sock: socket.socket, force: int, plain: int, size: int) -> None:
     """Raise a socket buffer past the sysctl cap when privileged, else as far as allowed."""
     try:
@@ -76,9 +103,10 @@ def open_input_socket(ifname: str, fanout_group: int | None = None) -> socket.so
     the relay should see. Sockets of several workers in one `fanout_group`
     share the interface's traffic: each frame goes to exactly one of them.
     """
+    program = _INPUT_FILTER if has_ethernet_header(ifname) else _BARE_IP_INPUT_FILTER
     sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ALL))
     try:
-        attach_filter(sock, _INPUT_FILTER)
+        attach_filter(sock, program)
         sock.setsockopt(SOL_PACKET, PACKET_IGNORE_OUTGOING, 1)
         sock.bind((ifname, ETH_P_ALL))
         if fanout_group is not None:
@@ -142,8 +170,12 @@ def open_output_sockets(ifname: str) -> list[tuple[socket.socket, Callable, tupl
     """Every socket an output interface needs, each with the command that hands
     it to the engine and that command's arguments after the ifindex: the UDP
     socket, and the packet socket multicast outputs use when the interface
-    has an IPv4 address (without one, every output takes the UDP socket)."""
+    has an IPv4 address and an Ethernet header (otherwise every output takes
+    the UDP socket: on tun, WireGuard or GRE the kernel's IP layer is the
+    only framing there is, so keep-source and vlan= outputs need Ethernet)."""
     opened = [(open_egress_socket(ifname), _engine.encode_add_egress, ())]
+    if not has_ethernet_header(ifname):
+        return opened
     try:
         frames, link = open_packet_egress_socket(ifname)
     except OSError:
