@@ -92,8 +92,9 @@ def _address(value: Any, where: str) -> ipaddress.IPv4Address:
 
 
 def _group(value: Any, where: str) -> str:
-    if not _address(value, where).is_multicast:
-        raise _fail(where, f"'{value}' is not a multicast address (224.0.0.0/4)")
+    address = _address(value, where)
+    if address.is_unspecified or address.is_loopback or address == ipaddress.IPv4Address("255.255.255.255"):
+        raise _fail(where, f"'{value}' is neither a multicast group nor a unicast address of the input")
     return value
 
 

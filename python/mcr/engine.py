@@ -43,6 +43,7 @@ class Engine:
         self._ids = itertools.count(1)
         self._inputs: dict[str, int] = {}  # name -> ifindex
         self._membership = MembershipService()
+        self._claims = sockets.PortClaims()
         self._egress: dict[str, int] = {}
         self._rules: dict[int, Rule] = {}
         self._ifnames: dict[int, str] = {}
@@ -128,11 +129,17 @@ class Engine:
 
     def _join(self, rule: Rule) -> None:
         with in_netns(self.netns):
-            self._membership.join(rule.input_interface, rule.group, rule.source)
+            if rule.is_unicast_input:
+                self._claims.claim(rule.group, rule.port)
+            else:
+                self._membership.join(rule.input_interface, rule.group, rule.source)
 
     def _leave(self, rule: Rule) -> None:
         with in_netns(self.netns):
-            self._membership.leave(rule.input_interface, rule.group, rule.source)
+            if rule.is_unicast_input:
+                self._claims.release(rule.group, rule.port)
+            else:
+                self._membership.leave(rule.input_interface, rule.group, rule.source)
 
     def add_rule(self, rule: Rule) -> int:
         """Start relaying `rule`; returns its id. Nothing changes if it is refused."""
@@ -183,3 +190,4 @@ class Engine:
             self._thread.join(timeout=REPLY_TIMEOUT)
         self._channel.close()
         self._membership.close()
+        self._claims.close()

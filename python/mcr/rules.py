@@ -6,6 +6,10 @@ source address, which SSM receivers filter on; multicast outputs only) and
 :vlan=N (tag the frames with 802.1Q VLAN N; multicast outputs only);
 several outputs are separated by commas.
 Rule form: `in=IFACE group=GROUP:PORT [source=ADDR] [vlan=N] out=OUTPUTS [name=NAME]`.
+GROUP may also be a unicast address of IFACE (a unicast input: the other
+half of multicast to unicast, for carrying a stream across a network
+without multicast); the relay then holds that UDP port so the host does
+not answer senders with ICMP port unreachable.
 A rule without vlan= matches untagged frames only; with vlan=N, only frames
 that arrived tagged with VLAN N (on a trunk, the tag the kernel stripped).
 """
@@ -129,8 +133,9 @@ class Rule:
 
     def __post_init__(self) -> None:
         _check_interface(self.input_interface, "input interface")
-        if not _ipv4(self.group, "input group").is_multicast:
-            raise RuleError(f"input group {self.group} is not a multicast address (224.0.0.0/4)")
+        group = _ipv4(self.group, "input group")
+        if group.is_unspecified or group == ipaddress.IPv4Address("255.255.255.255") or group.is_loopback:
+            raise RuleError(f"input group {self.group} is neither a multicast group nor a unicast address")
         _check_port(self.port, f"input group {self.group}")
         if self.source is not None:
             source = _ipv4(self.source, "source")
@@ -163,6 +168,10 @@ class Rule:
         vlan = _int(fields["vlan"], "rule vlan") if "vlan" in fields else None
         return cls(fields["in"], group, _int(port, "input port"), parse_outputs(fields["out"]),
                    fields.get("source"), fields.get("name"), vlan)
+
+    @property
+    def is_unicast_input(self) -> bool:
+        return not ipaddress.IPv4Address(self.group).is_multicast
 
     def engine_tuple(self, rule_id: int, input_ifindex: int, output_ifindex: Callable[[str], int]) -> tuple:
         """The rule as the engine's bindings take it (mcr._engine.encode_add_rule / encode_sync_rules)."""

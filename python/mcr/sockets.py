@@ -24,7 +24,7 @@ PACKET_IGNORE_OUTGOING = 23
 PACKET_FANOUT = 18
 PACKET_FANOUT_HASH = 0  # by flow: one stream stays on one worker, in order
 SOL_PACKET = 263
-PACKET_MULTICAST = 2
+PACKET_HOST, PACKET_MULTICAST = 0, 2
 SIOCGIFADDR = 0x8915
 SIOCGIFMTU = 0x8921
 SIOCGIFHWADDR = 0x8927
@@ -46,32 +46,41 @@ def attach_filter(sock: socket.socket, program: list[bytes]) -> None:
     sock.setsockopt(socket.SOL_SOCKET, SO_ATTACH_FILTER, struct.pack("HL", len(program), ctypes.addressof(buffer)))
 
 
-# Let through only frames addressed to a multicast MAC that carry IPv4, or a
-# VLAN tag the NIC left in place. Everything else (ARP, IPv6, unicast, our own
-# transmissions, which are PACKET_OUTGOING) stays in the kernel.
+# Let through frames addressed to a multicast MAC that carry IPv4 (or a VLAN
+# tag the NIC left in place), and UDP/IPv4 addressed to this host (unicast
+# inputs: rules whose group is an address of the interface). Everything else
+# (ARP, IPv6, TCP, our own transmissions, which are PACKET_OUTGOING) stays in
+# the kernel.
 _INPUT_FILTER = [
-    bpf(0x20, 0, 0, SKF_AD_PKTTYPE),  # ld pkttype
-    bpf(0x15, 0, 4, PACKET_MULTICAST),  # jeq multicast ? next : drop
-    bpf(0x28, 0, 0, 12),  # ldh [12] (ethertype)
-    bpf(0x15, 3, 0, 0x0800),  # IPv4 -> accept
-    bpf(0x15, 2, 0, 0x8100),  # 802.1Q -> accept
-    bpf(0x15, 1, 0, 0x88A8),  # 802.1ad -> accept
-    bpf(0x06, 0, 0, 0),  # drop
-    bpf(0x06, 0, 0, 0x40000),  # accept whole frame
+    bpf(0x20, 0, 0, SKF_AD_PKTTYPE),  # 0: ld pkttype
+    bpf(0x15, 1, 0, PACKET_MULTICAST),  # 1: multicast -> 3
+    bpf(0x15, 4, 8, PACKET_HOST),  # 2: to this host -> 7, else drop
+    bpf(0x28, 0, 0, 12),  # 3: ldh [12] (ethertype)
+    bpf(0x15, 7, 0, 0x0800),  # 4: IPv4 -> accept
+    bpf(0x15, 6, 0, 0x8100),  # 5: 802.1Q -> accept
+    bpf(0x15, 5, 4, 0x88A8),  # 6: 802.1ad -> accept, else drop
+    bpf(0x28, 0, 0, 12),  # 7: ldh [12]
+    bpf(0x15, 0, 2, 0x0800),  # 8: IPv4 ? next : drop
+    bpf(0x30, 0, 0, 23),  # 9: ldb [23] (IP protocol)
+    bpf(0x15, 1, 0, 17),  # 10: UDP -> accept
+    bpf(0x06, 0, 0, 0),  # 11: drop
+    bpf(0x06, 0, 0, 0x40000),  # 12: accept whole frame
 ]
 
 
 # Links without an Ethernet header (tun, WireGuard, GRE, ipip) hand over bare
-# IPv4 packets: let through those to a multicast destination.
+# IPv4 packets: let through those to a multicast destination, and UDP.
 _BARE_IP_INPUT_FILTER = [
-    bpf(0x30, 0, 0, 0),  # ldb [0] (version, IHL)
-    bpf(0x54, 0, 0, 0xF0),  # and #0xf0
-    bpf(0x15, 0, 3, 0x40),  # IPv4 ? next : drop
-    bpf(0x30, 0, 0, 16),  # ldb [16] (the destination's first byte)
-    bpf(0x54, 0, 0, 0xF0),
-    bpf(0x15, 1, 0, 0xE0),  # 224.0.0.0/4 -> accept
-    bpf(0x06, 0, 0, 0),  # drop
-    bpf(0x06, 0, 0, 0x40000),  # accept whole packet
+    bpf(0x30, 0, 0, 0),  # 0: ldb [0] (version, IHL)
+    bpf(0x54, 0, 0, 0xF0),  # 1: and #0xf0
+    bpf(0x15, 0, 5, 0x40),  # 2: IPv4 ? next : drop
+    bpf(0x30, 0, 0, 16),  # 3: ldb [16] (the destination's first byte)
+    bpf(0x54, 0, 0, 0xF0),  # 4
+    bpf(0x15, 3, 0, 0xE0),  # 5: 224.0.0.0/4 -> accept
+    bpf(0x30, 0, 0, 9),  # 6: ldb [9] (IP protocol)
+    bpf(0x15, 1, 0, 17),  # 7: UDP -> accept
+    bpf(0x06, 0, 0, 0),  # 8: drop
+    bpf(0x06, 0, 0, 0x40000),  # 9: accept whole packet
 ]
 
 ARPHRD_ETHER = 1
@@ -191,3 +200,45 @@ def interface_address(ifname: str) -> str:
         except OSError as error:
             raise OSError(error.errno, f"interface {ifname} has no IPv4 address for a source-specific join") from None
     return socket.inet_ntoa(raw[20:24])
+
+
+class PortClaims:
+    """UDP sockets bound to the (address, port) of unicast inputs, that drop
+    everything they get. The relay reads a unicast input through its packet
+    socket; without a socket bound to that port the host's own UDP stack would
+    also answer every datagram with ICMP port unreachable, and senders that
+    read ICMP errors (or a connected socket) would stop. The kernel counts what
+    these sockets drop as UDP InErrors. Counted per (address, port), so rules
+    sharing one share the socket."""
+
+    def __init__(self) -> None:
+        self._claims: dict[tuple[str, int], list] = {}
+
+    def claim(self, address: str, port: int) -> None:
+        """Call inside the interface's network namespace."""
+        key = (address, port)
+        if key in self._claims:
+            self._claims[key][1] += 1
+            return
+        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        try:
+            attach_filter(sock, [bpf(0x06, 0, 0, 0)])  # drop all: never queued, never read
+            sock.bind(key)
+        except OSError:
+            sock.close()
+            raise
+        self._claims[key] = [sock, 1]
+
+    def release(self, address: str, port: int) -> None:
+        entry = self._claims.get((address, port))
+        if entry is None:
+            return
+        entry[1] -= 1
+        if entry[1] == 0:
+            entry[0].close()
+            del self._claims[(address, port)]
+
+    def close(self) -> None:
+        for sock, _ in self._claims.values():
+            sock.close()
+        self._claims.clear()

@@ -53,6 +53,7 @@ class Supervisor:
         self.rules: dict[int, Rule] = {}
         self._next_id = 1
         self._membership = MembershipService()
+        self._claims = sockets.PortClaims()
         self._stopping = asyncio.Event()
         self._tasks: list[asyncio.Task] = []
         self._fanout_salt = os.getpid() << 8
@@ -99,6 +100,7 @@ class Supervisor:
             task.cancel()
         await asyncio.gather(*(w.stop() for w in self.pool), return_exceptions=True)
         self._membership.close()
+        self._claims.close()
 
     def _initial_rules(self) -> tuple[Rule, ...]:
         """Rules from the saved state if there is one (run-time changes survive restarts), else the config."""
@@ -276,10 +278,16 @@ class Supervisor:
         return sorted(self.rules.items())
 
     def _join(self, rule: Rule) -> None:
-        self._membership.join(rule.input_interface, rule.group, rule.source)
+        if rule.is_unicast_input:
+            self._claims.claim(rule.group, rule.port)
+        else:
+            self._membership.join(rule.input_interface, rule.group, rule.source)
 
     def _leave(self, rule: Rule) -> None:
-        self._membership.leave(rule.input_interface, rule.group, rule.source)
+        if rule.is_unicast_input:
+            self._claims.release(rule.group, rule.port)
+        else:
+            self._membership.leave(rule.input_interface, rule.group, rule.source)
 
     async def _set_rules(self, wanted: tuple[Rule, ...]) -> dict:
         """Make the rule set equal `wanted`, all or nothing; unchanged rules keep their id and traffic."""
