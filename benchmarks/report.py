@@ -98,8 +98,9 @@ def latency_table(summary: dict, placements) -> list[str]:
 
 
 def fanout_table(summary: dict, placements, fanout) -> list[str]:
-    lines = ["| placement | system | outputs | no-drop input pps | total output pps | output vs 1 output |",
-             "|---|---|---|---|---|---|"]
+    lines = ["| placement | system | outputs | no-drop input pps | total output pps | output vs 1 output "
+             "| frames past a full TX ring |",
+             "|---|---|---|---|---|---|---|"]
     for pl in placements:
         for s in SYSTEMS:
             one = _get(summary, "fanout", pl, s, 64, "", 1).get("delivered_pps")
@@ -107,7 +108,7 @@ def fanout_table(summary: dict, placements, fanout) -> list[str]:
                 e = _get(summary, "fanout", pl, s, 64, "", n)
                 if e:
                     lines.append(f"| {pl} | {s} | {n} | {_num(e['offered_pps'])} | {_num(e['delivered_pps'])} | "
-                                 f"{_ratio(e['delivered_pps'], one)} |")
+                                 f"{_ratio(e['delivered_pps'], one)} | {_num(e.get('tx_ring_full'))} |")
     return lines
 
 

@@ -175,8 +175,13 @@ class Bench:
                     best, tried = self.search(setup, relay, 64, outputs=n, count_links=True)
                 finally:
                     relay.stop()
+                # MCR's frames that found their TX ring full and took the
+                # sendmsg path, over the whole search (every trial, at and
+                # above the no-drop rate): 0 means the watermark flush kept up.
+                counters = getattr(relay, "last_stats", None) or {}
                 self.record("fanout", placement, system, repeat, best, size=64, outputs=n,
-                            output_pps=best.delivered_pps if best else 0.0, tried=[t.as_dict() for t in tried])
+                            output_pps=best.delivered_pps if best else 0.0, tried=[t.as_dict() for t in tried],
+                            tx_ring_full=counters.get("events", {}).get("tx_ring_full"))
 
     def log(self, text: str) -> None:
         print(f"[{time.monotonic() - self.started:6.1f} s] {text}", flush=True)
@@ -300,6 +305,7 @@ def summarise(rows: list[dict]) -> dict:
             "p999_us": median_range([r and r["latency_us"].get("p999") for r in results]),
             "ratio": median_range([r.get("ratio") for r in group]),
             "generator_limited": any(r.get("generator_limited") for r in group),
+            "tx_ring_full": median_range([r.get("tx_ring_full") for r in group]),
         }
     return summary
 
