@@ -80,7 +80,7 @@ def wait_quiet(ns: str, ifnames: list[str], quiet: float = 0.05, timeout: float 
 
 
 def trial(setup, relay, rate: float, size: int, duration: float, relay_core: int = 1,
-          count_links: bool = False) -> Trial:
+          count_links: bool = False, raw: bool = True) -> Trial:
     """Send `rate` pps of `size`-byte payloads to `relay`'s inputs for `duration` seconds.
 
     Only packets delivered by GRACE after the generator stopped count: a
@@ -89,7 +89,9 @@ def trial(setup, relay, rate: float, size: int, duration: float, relay_core: int
     small packets, enough to hide a large deficit in a short trial). CPU is
     read over the same window. `count_links` counts delivery on the relay's
     output links instead of with sinks (fan-out: fifty sinks would need
-    more CPU than the relay under test).
+    more CPU than the relay under test). `raw` False sends from a kernel UDP
+    socket instead of prebuilt frames: on veth its frames reach the relay
+    with a partial checksum, as an application's do.
     """
     wait_quiet(setup.relay_ns, relay.out_ifs)
     sinks = [] if count_links else [Sink(ns, ifname, relay.outputs, duration=duration + 30, idle=duration + 30)
@@ -98,7 +100,7 @@ def trial(setup, relay, rate: float, size: int, duration: float, relay_core: int
         links_before = link_tx_packets(setup.relay_ns, relay.out_ifs) if count_links else 0
         cpu_before, relay_before = cpu_times(), relay.cpu_ns()
         sent = generate(setup.source_ns, setup.source_if, relay.inputs, size=size, rate=rate, duration=duration,
-                        raw=True)
+                        raw=raw)
         for s in sinks:
             s.end_window(time.monotonic_ns() + int(GRACE * 1e9))
         time.sleep(GRACE)

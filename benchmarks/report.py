@@ -112,6 +112,20 @@ def fanout_table(summary: dict, placements, fanout) -> list[str]:
     return lines
 
 
+def senders_table(summary: dict, placements) -> list[str]:
+    lines = ["| placement | sender | checksum MCR receives | no-drop pps (64 B) | relay CPU ns/pkt | CPU vs raw |",
+             "|---|---|---|---|---|---|"]
+    for pl in placements:
+        raw = _get(summary, "senders", pl, "mcr", 64, "raw", 1)
+        for sender, checksum in (("raw", "full (updated incrementally)"), ("udp-socket", "partial (offloaded)")):
+            e = _get(summary, "senders", pl, "mcr", 64, sender, 1)
+            if e:
+                limited = ">= " if e.get("generator_limited") else ""
+                lines.append(f"| {pl} | {sender} | {checksum} | {limited}{_num(e['offered_pps'])} | "
+                             f"{_num(e['relay_cpu_ns'])} | {_ratio(e['relay_cpu_ns'], raw.get('relay_cpu_ns'))} |")
+    return lines
+
+
 def workers_table(summary: dict, placements, workers) -> list[str]:
     lines = ["| placement | workers | no-drop pps (100 streams, 64 B) | relay CPU ns/pkt | vs 1 worker |",
              "|---|---|---|---|---|"]
@@ -151,6 +165,8 @@ def write(results: dict, out: Path) -> None:
             lines += [f"## No-drop rate, {n} streams (64 B)", *ndr_table(s, st["placements"], [64], n), ""]
     lines += ["## Fan-out (64 B; delivery counted on the relay's output links)",
               *fanout_table(s, st["fanout_placements"], st["fanout"]), ""]
+    lines += ["## Senders: prebuilt frames against a kernel UDP socket (partial checksums), MCR only",
+              *senders_table(s, st["fanout_placements"]), ""]
     if st.get("workers"):
         lines += ["## Workers: `mcr daemon` sharing one input through PACKET_FANOUT (hashed by flow)",
                   *workers_table(s, st["fanout_placements"], st["workers"]), ""]

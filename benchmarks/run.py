@@ -128,15 +128,16 @@ class Bench:
         self.rows.append({"test": test, "placement": placement, "system": system, "repeat": repeat, **key,
                           "result": result.as_dict() if hasattr(result, "as_dict") else result})
 
-    def record_search(self, placement: str, system: str, repeat: int, found, relay, **key) -> None:
+    def record_search(self, placement: str, system: str, repeat: int, found, relay, test: str = "ndr",
+                      **key) -> None:
         """A no-drop-rate search; generator_limited: even the first trial, at full speed, passed."""
         best, tried = found
-        self.record("ndr", placement, system, repeat, best, **key, tried=[t.as_dict() for t in tried],
+        self.record(test, placement, system, repeat, best, **key, tried=[t.as_dict() for t in tried],
                     generator_limited=best is tried[0], relay_counters=getattr(relay, "last_stats", None))
 
-    def search(self, setup, relay, size: int, outputs: int = 1, count_links: bool = False):
+    def search(self, setup, relay, size: int, outputs: int = 1, count_links: bool = False, raw: bool = True):
         p = self.profile
-        return no_drop_rate(lambda rate: trial(setup, relay, rate, size, p.trial, RELAY_CORE, count_links),
+        return no_drop_rate(lambda rate: trial(setup, relay, rate, size, p.trial, RELAY_CORE, count_links, raw),
                             p.ceiling / max(1, outputs if count_links else 1), p.steps, outputs)
 
     def payload_tests(self, setup, placement: str, system: str, repeat: int) -> None:
@@ -246,6 +247,24 @@ def run_workers(bench: Bench) -> None:
                     bench.record_search(placement, system, repeat, found, relay, size=64, streams=100, outputs=1)
 
 
+def run_senders(bench: Bench) -> None:
+    """What partial checksums cost MCR: the same no-drop search with a kernel
+    UDP-socket sender (CHECKSUM_PARTIAL frames, relayed with checksum offload)
+    and with prebuilt frames (full checksum, updated incrementally)."""
+    p = bench.profile
+    with chain(n_sinks=1, prefix="mcrs") as setup:
+        prepare(setup)
+        for repeat in range(p.repeats):
+            for placement in p.fanout_placements:
+                set_placement(setup.relay_ns, setup.relay_in, placement)
+                bench.log(f"repeat {repeat + 1}/{p.repeats}, placement {placement}, mcr, raw and UDP-socket senders")
+                with bench.relay(setup, "mcr", streams()) as relay:
+                    for sender, raw in (("raw", True), ("udp-socket", False)):
+                        found = bench.search(setup, relay, 64, raw=raw)
+                        bench.record_search(placement, "mcr", repeat, found, relay, size=64, streams=sender,
+                                            outputs=1, test="senders")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="benchmarks.run", description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="the quick profile (under 5 minutes)")
@@ -266,6 +285,7 @@ def main(argv: list[str] | None = None) -> int:
     run_main(bench)
     run_fanout(bench)
     run_workers(bench)
+    run_senders(bench)
     results = {"profile": name, "settings": asdict(bench.profile) | settings(), "machine": report.machine(),
                "started": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(started)),
                "duration_s": round(time.time() - started, 1), "rows": bench.rows,

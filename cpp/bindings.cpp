@@ -192,6 +192,7 @@ PYBIND11_MODULE(_engine, m) {
         "The hash an engine reports for this rule set (rules as encode_sync_rules takes them)");
   m.def("decode_reply", &decode_reply);
   m.attr("DROP_REASONS") = py::cast(std::vector<std::string>(kDropNames.begin(), kDropNames.end()));
+  m.attr("EVENTS") = py::cast(std::vector<std::string>(kEventNames.begin(), kEventNames.end()));
   m.attr("MAX_MESSAGE") = wire::kMaxMessage;
   traffic::bind_traffic(m);  // mcr._engine.Generator and TrafficSink
 }

@@ -84,7 +84,9 @@ constexpr uint16_t kUdpChecksumOffset = 6;
 // which the device completes, or the kernel in software before a device
 // without it, the same as for the kernel's own UDP sends.
 void fill_header(uint8_t* h, const Output& out, const ParsedPacket& packet) {
-  std::memcpy(h, out.frame, out.header_len());
+  // A constant-size copy (the tagged size) is a few moves; the payload,
+  // written right after the real header, overwrites what is past it.
+  std::memcpy(h, out.frame, kMaxFrameHeader);
   uint16_t frame_len = static_cast<uint16_t>(out.header_len() - kVnetHeader + packet.payload_len);
   std::memcpy(h + 2, &frame_len, 2);  // host order: what a legacy virtio header holds
   uint8_t* ip = h + kVnetHeader + out.link_len;

@@ -156,9 +156,9 @@ def test_rules_verbs_and_the_mcrctl_form(server, capsys):
 def test_rules_add_refuses_half_given_rules_before_calling(server, capsys):
     status, _, err = run_cli(capsys, server, "add", "--input-interface", "eth0", "--input-group", "239.1.1.1")
     assert status == 1 and "are all needed" in err
-    status, _, err = run_cli(capsys, server, "add", "--input-interface", "eth0", "--input-group", "10.0.0.1",
+    status, _, err = run_cli(capsys, server, "add", "--input-interface", "eth0", "--input-group", "0.0.0.0",
                              "--input-port", "1", "--outputs", "239.2.2.2:1:eth1")
-    assert status == 1 and "not a multicast address" in err
+    assert status == 1 and "neither a multicast group nor a unicast address" in err
     assert server.sup.rules == {}
 
 

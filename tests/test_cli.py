@@ -25,7 +25,7 @@ def test_version_from_module_and_script_agree():
 
 
 @pytest.mark.parametrize("args, message", [
-    (["--rule", "in=eth0 group=10.1.1.1:5000 out=239.2.2.2:5000:eth1"], "not a multicast address"),
+    (["--rule", "in=eth0 group=0.0.0.0:5000 out=239.2.2.2:5000:eth1"], "neither a multicast group nor a unicast"),
     (["--rule", "in=eth0 group=239.1.1.1:5000"], "missing out="),
     (["--rule", "in=eth0 group=239.1.1.1:5000 out=239.2.2.2:5000:eth1:ttl=0"], "outside 1-255"),
     (["--rule", "in=eth0 group=239.1.1.1:5000 out=239.1.1.1:5000:eth0"], "would loop"),

@@ -89,7 +89,7 @@ def with_rule(**changes) -> dict:
     ({"rules": ["in=eth0"]}, "rules[0]: must be an object"),
     (with_rule(colour="red"), "rules[0].colour: unknown key"),
     (with_rule(group=...), "rules[0]: missing group"),
-    (with_rule(group="10.1.1.1"), "rules[0].group: '10.1.1.1' is not a multicast address"),
+    (with_rule(group="127.0.0.1"), "rules[0].group: '127.0.0.1' is neither a multicast group nor a unicast"),
     (with_rule(group="239.1.1"), "rules[0].group: '239.1.1' is not an IPv4 address"),
     (with_rule(input_interface="a-very-long-interface"), "rules[0].input_interface: 'a-very-long-interface' is not"),
     (with_rule(input_interface="eth 0"), "rules[0].input_interface"),

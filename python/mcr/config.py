@@ -23,7 +23,7 @@ names, two rules for the same input (interface, group, port, source), two
 rules with one name, a rule that would send back onto its own input, and a
 bad worker, core or log level setting are all refused. A `ConfigError`
 names each problem with its key path, e.g.
-`rules[2].group: '10.1.1.1' is not a multicast address`; all problems in a
+`rules[2].group: '0.0.0.0' is neither a multicast group nor a unicast address of the input`; all problems in a
 file are reported at once, one per line.
 """
 

@@ -99,11 +99,49 @@ def payload_intact(payload: bytes) -> bool:
     return payload[HEADER.size:] == _pattern(seq, len(payload) - HEADER.size)
 
 
+BURST_INTERVAL = 0.001  # seconds of traffic sent back-to-back per burst
+RETRIES = 50  # bounded retries per packet when the device queue or send buffer is full
+
+
+def send_paced(items: list[bytes], send_one, rate_pps: float | None, timeout: float) -> int:
+    """Call `send_one(item)` for each item, paced to `rate_pps` in short bursts
+    and bounded by `timeout` seconds; returns how many were sent."""
+    start = time.monotonic()
+    deadline = start + timeout
+    burst = max(1, math.ceil(rate_pps * BURST_INTERVAL)) if rate_pps else 1
+    sent = 0
+    for index, item in enumerate(items):
+        if rate_pps and index % burst == 0:
+            # Sleep until this burst is due instead of spinning on the clock.
+            due = start + index / rate_pps
+            if due >= deadline:
+                break
+            time.sleep(max(0.0, due - time.monotonic()))
+        if time.monotonic() >= deadline or not _send_retrying(send_one, item, deadline):
+            break
+        sent += 1
+    return sent
+
+
+def _send_retrying(send_one, item: bytes, deadline: float) -> bool:
+    """One send; a full queue (ENOBUFS, EAGAIN) is retried with backoff, boundedly."""
+    delay = 0.0005
+    for _ in range(RETRIES):
+        try:
+            send_one(item)
+            return True
+        except OSError as exc:
+            if exc.errno not in (errno.ENOBUFS, errno.EAGAIN):
+                raise
+        if time.monotonic() + delay >= deadline:
+            return False
+        time.sleep(delay)
+        delay = min(delay * 2, 0.05)
+    raise OSError(errno.ENOBUFS, "device queue or send buffer stayed full while sending")
+
+
 class FrameSender:
     """Injects raw Ethernet frames on an interface inside a lab namespace."""
-
-    BURST_INTERVAL = 0.001  # seconds of traffic sent back-to-back per burst
-    RETRIES = 50  # bounded retries per frame when the device queue is full
 
     def __init__(self, ns: str, ifname: str) -> None:
         # Protocol 0: this socket only sends and never queues received frames.
@@ -126,36 +164,7 @@ class FrameSender:
 
     def send(self, frames: list[bytes], rate_pps: float | None = None, timeout: float = 30) -> int:
         """Send each frame once, paced to `rate_pps`; returns how many went out."""
-        start = time.monotonic()
-        deadline = start + timeout
-        burst = max(1, math.ceil(rate_pps * self.BURST_INTERVAL)) if rate_pps else 1
-        sent = 0
-        for index, frame in enumerate(frames):
-            if rate_pps and index % burst == 0:
-                # Sleep until this burst is due instead of spinning on the clock.
-                due = start + index / rate_pps
-                if due >= deadline:
-                    break
-                time.sleep(max(0.0, due - time.monotonic()))
-            if time.monotonic() >= deadline or not self._send_one(frame, deadline):
-                break
-            sent += 1
-        return sent
-
-    def _send_one(self, frame: bytes, deadline: float) -> bool:
-        delay = 0.0005
-        for _ in range(self.RETRIES):
-            try:
-                self.sock.send(frame)
-                return True
-            except OSError as exc:
-                if exc.errno not in (errno.ENOBUFS, errno.EAGAIN):
-                    raise
-            if time.monotonic() + delay >= deadline:
-                return False
-            time.sleep(delay)
-            delay = min(delay * 2, 0.05)
-        raise OSError(errno.ENOBUFS, "device queue stayed full while sending")
+        return send_paced(frames, self.sock.send, rate_pps, timeout)
 
 
 class UdpSender:
@@ -173,9 +182,6 @@ class UdpSender:
     receives its own datagrams. `source_port` None lets the kernel pick one;
     `self.port` is the port in use either way.
     """
-
-    BURST_INTERVAL = FrameSender.BURST_INTERVAL
-    RETRIES = FrameSender.RETRIES
 
     def __init__(self, ns: str, ifname: str, *, ttl: int = 64, tos: int = 0,
                  source_port: int | None = None) -> None:
@@ -215,36 +221,7 @@ class UdpSender:
         Bounded by `timeout` seconds like FrameSender.send; returns how many
         datagrams the kernel accepted.
         """
-        destination = (group, port)
-        start = time.monotonic()
-        deadline = start + timeout
-        burst = max(1, math.ceil(rate_pps * self.BURST_INTERVAL)) if rate_pps else 1
-        sent = 0
-        for index, payload in enumerate(payloads):
-            if rate_pps and index % burst == 0:
-                due = start + index / rate_pps
-                if due >= deadline:
-                    break
-                time.sleep(max(0.0, due - time.monotonic()))
-            if time.monotonic() >= deadline or not self._send_one(payload, destination, deadline):
-                break
-            sent += 1
-        return sent
-
-    def _send_one(self, payload: bytes, destination: tuple[str, int], deadline: float) -> bool:
-        delay = 0.0005
-        for _ in range(self.RETRIES):
-            try:
-                self.sock.sendto(payload, destination)
-                return True
-            except OSError as exc:
-                if exc.errno not in (errno.ENOBUFS, errno.EAGAIN):
-                    raise
-            if time.monotonic() + delay >= deadline:
-                return False
-            time.sleep(delay)
-            delay = min(delay * 2, 0.05)
-        raise OSError(errno.ENOBUFS, "send buffer or device queue stayed full while sending")
+        return send_paced(payloads, lambda payload: self.sock.sendto(payload, (group, port)), rate_pps, timeout)
 
 
 def udp_counters(ns: str) -> dict[str, int]:

@@ -203,6 +203,7 @@ class Supervisor:
         raw = (await worker.call(_engine.encode_get_stats))["stats"]
         worker.last = {
             "drops": raw["drops"],
+            "events": raw["events"],
             "inputs": {i.pop("ifindex"): i for i in raw["inputs"]},
             "rules": {r["id"]: {"packets": r["packets"], "bytes": r["bytes"],
                                 "outputs": dict(enumerate(r["outputs"]))} for r in raw["rules"]},
@@ -366,7 +367,9 @@ class Supervisor:
         names = {index: name for index, name in socket.if_nameindex()}
         inputs = {names.get(i, str(i)): c for i, c in total.get("inputs", {}).items()}
         drops = total.get("drops", {reason: 0 for reason in _engine.DROP_REASONS})
-        return {"time": time.time(), "rules": rules, "drops": drops, "inputs": inputs, "resyncs": self.resyncs}
+        events = total.get("events", {event: 0 for event in _engine.EVENTS})
+        return {"time": time.time(), "rules": rules, "drops": drops, "events": events, "inputs": inputs,
+                "resyncs": self.resyncs}
 
     def workers(self) -> list[dict]:
         return [w.describe() for w in self.pool]
