@@ -109,6 +109,13 @@ def fanout_table(summary: dict, placements, fanout) -> list[str]:
                 if e:
                     lines.append(f"| {pl} | {s} | {n} | {_num(e['offered_pps'])} | {_num(e['delivered_pps'])} | "
                                  f"{_ratio(e['delivered_pps'], one)} | {_num(e.get('tx_ring_full'))} |")
+        one = _get(summary, "fanout", pl, "mcr", 64, "", 1).get("delivered_pps")
+        n = max(fanout)
+        e = _get(summary, "fanout", pl, "mcr-one-link", 64, "", n)
+        if e:
+            lines.append(f"| {pl} | mcr, all on one link | {n} | {_num(e['offered_pps'])} | "
+                         f"{_num(e['delivered_pps'])} | {_ratio(e['delivered_pps'], one)} | "
+                         f"{_num(e.get('tx_ring_full'))} |")
     return lines
 
 

@@ -183,6 +183,20 @@ class Bench:
                 self.record("fanout", placement, system, repeat, best, size=64, outputs=n,
                             output_pps=best.delivered_pps if best else 0.0, tried=[t.as_dict() for t in tried],
                             tx_ring_full=counters.get("events", {}).get("tx_ring_full"))
+        if "mcr" in self.profile.systems:
+            self.fanout_one_link(setup, placement, repeat, max(self.profile.fanout))
+
+    def fanout_one_link(self, setup, placement: str, repeat: int, n: int) -> None:
+        """MCR with `n` outputs on one interface: every frame of a packet goes
+        into the same TX ring, the case a per-pass flush alone overflows."""
+        relay = RELAYS["mcr"](setup.relay_ns, setup.relay_in, [setup.relay_out[0]] * n, streams(),
+                              source=setup.source_addr, out_addrs=[setup.relay_out_addr[0]] * n, cpu=RELAY_CORE)
+        with relay:
+            best, tried = self.search(setup, relay, 64, outputs=n, count_links=True)
+            counters = getattr(relay, "last_stats", None) or {}
+        self.record("fanout", placement, "mcr-one-link", repeat, best, size=64, outputs=n,
+                    output_pps=best.delivered_pps if best else 0.0, tried=[t.as_dict() for t in tried],
+                    tx_ring_full=counters.get("events", {}).get("tx_ring_full"))
 
     def log(self, text: str) -> None:
         print(f"[{time.monotonic() - self.started:6.1f} s] {text}", flush=True)

@@ -202,6 +202,15 @@ class MembershipService:
             if interface in self._links and not self.state.has_group(interface, group):
                 self._link_filter(interface, group, PACKET_DROP_MEMBERSHIP)
 
+    def forget(self, interface: str) -> None:
+        """The interface is gone: close its sockets (bound to an index that no
+        longer exists); a later join on a new interface of that name opens new ones."""
+        with self._lock:
+            for table in (self._igmp, self._links):
+                sock = table.pop(interface, None)
+                if sock is not None:
+                    sock.close()
+
     def close(self) -> None:
         """Leave every group, then release the sockets."""
         self._stop.set()

@@ -117,7 +117,9 @@ class McrRelay(_Relay):
         self.outputs = output_groups(len(self.inputs))
         rules = []
         for (group, port), (out_group, out_port) in zip(self.inputs, self.outputs):
-            outs = ",".join(f"{out_group}:{out_port}:{ifname}" for ifname in self.out_ifs)
+            # An interface named more than once gets one output per port (fan-out on one link).
+            outs = ",".join(f"{out_group}:{out_port + k if self.out_ifs.count(ifname) > 1 else out_port}:{ifname}"
+                            for k, ifname in enumerate(self.out_ifs))
             rules += ["--rule", f"in={self.in_if} group={group}:{port} out={outs}"]
         # Counter lines every half second: the first one says the rules are in.
         cmd = [*self._pin(), sys.executable, "-m", "mcr", "relay", "--netns", self.ns, "--json", "--interval", "0.5",

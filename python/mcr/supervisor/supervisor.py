@@ -25,6 +25,7 @@ from .commands import CommandError
 from .workers import Worker, WorkerError, add_counters
 
 HEALTH_INTERVAL = 1.0
+TASK_RESTART_DELAY = 1.0  # after a background task failed, before it runs again
 DEFAULT_LIMITS = {"max_rules": 4096, "rx_frames": 2048, "send_slots": 8192}
 
 log = logging.getLogger("mcr.supervisor")
@@ -58,6 +59,7 @@ class Supervisor:
         self._tasks: list[asyncio.Task] = []
         self._fanout_salt = os.getpid() << 8
         self.resyncs = 0
+        self.task_faults: dict[str, int] = {}  # background task -> failures survived
         # The control server runs requests concurrently; rule-set changes and
         # worker (re)starts take turns, so no worker misses a change.
         self._changing = asyncio.Lock()
@@ -71,12 +73,12 @@ class Supervisor:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self._stopping.set)
-        loop.add_signal_handler(signal.SIGHUP, lambda: self._spawn(self.reload()))
+        loop.add_signal_handler(signal.SIGHUP, lambda: self._spawn("reload", self.reload, forever=False))
         await self._set_rules(self._initial_rules())
         for worker in self.pool:
             await self._bring_up(worker)
-            self._spawn(self._watch(worker))
-        self._spawn(self._health())
+            self._spawn(f"watch worker {worker.id}", lambda w=worker: self._watch(w))
+        self._spawn("health", self._health)
         server = await serve_control(self, self.socket_path)
         log.info("supervisor ready: %d workers, %d rules, control socket %s",
                  len(self.pool), len(self.rules), self.socket_path)
@@ -90,10 +92,28 @@ class Supervisor:
     def stop(self) -> None:
         self._stopping.set()
 
-    def _spawn(self, coro) -> None:
-        task = asyncio.get_running_loop().create_task(coro)
+    def _spawn(self, name: str, run, forever: bool = True) -> None:
+        """Run the coroutine function `run` as a background task that no error
+        ends silently: a failure is logged with its reason and counted in
+        stats (task_faults), and a `forever` task runs again after a pause."""
+        task = asyncio.get_running_loop().create_task(self._survive(name, run, forever), name=name)
         self._tasks.append(task)
         task.add_done_callback(self._tasks.remove)
+
+    async def _survive(self, name: str, run, forever: bool) -> None:
+        while not self._stopping.is_set():
+            try:
+                await run()
+                return
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                self.task_faults[name] = self.task_faults.get(name, 0) + 1
+                log.exception("background task '%s' failed (%d so far)%s", name, self.task_faults[name],
+                              f"; running it again in {TASK_RESTART_DELAY:.0f} s" if forever else "")
+                if not forever:
+                    return
+                await asyncio.sleep(TASK_RESTART_DELAY)
 
     async def _shutdown(self) -> None:
         for task in list(self._tasks):
@@ -369,7 +389,7 @@ class Supervisor:
         drops = total.get("drops", {reason: 0 for reason in _engine.DROP_REASONS})
         events = total.get("events", {event: 0 for event in _engine.EVENTS})
         return {"time": time.time(), "rules": rules, "drops": drops, "events": events, "inputs": inputs,
-                "resyncs": self.resyncs}
+                "resyncs": self.resyncs, "task_faults": dict(self.task_faults)}
 
     def workers(self) -> list[dict]:
         return [w.describe() for w in self.pool]
