@@ -42,6 +42,9 @@ class FakeSupervisor:
     def list_rules(self) -> list[tuple[int, Rule]]:
         return sorted(self.rules.items())
 
+    def rule_state(self, rule_id: int) -> dict:
+        return {"state": "active"}
+
     async def stats(self) -> dict:
         return {"time": time.time(), "drops": {"no_rule": 3, "truncated": 0},
                 "inputs": {"eth0": {"frames": 10, "bytes": 1000, "kernel_packets": 10, "kernel_drops": 0}},

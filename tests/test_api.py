@@ -144,8 +144,9 @@ def test_rules_verbs_and_the_mcrctl_form(server, capsys):
     assert json.loads(out) == {"id": 2}
     _, out, _ = run_cli(capsys, server, "rules", "list")
     header, first, second = out.splitlines()
-    assert header.split() == ["ID", "NAME", "INPUT", "GROUP", "SOURCE", "OUTPUTS"]
-    assert first.split() == ["1", "feed-a", "eth0", "239.1.1.1:5000", "-", "239.2.2.2:5000:eth1,239.3.3.3:5000:eth2"]
+    assert header.split() == ["ID", "NAME", "INPUT", "GROUP", "SOURCE", "OUTPUTS", "STATE"]
+    assert first.split() == ["1", "feed-a", "eth0", "239.1.1.1:5000", "-", "239.2.2.2:5000:eth1,239.3.3.3:5000:eth2",
+                             "active"]
     assert second.split()[4] == "10.1.1.1"
     assert run_cli(capsys, server, "remove", "feed-a")[0] == 0
     assert [r["id"] for r in json.loads(run_cli(capsys, server, "list", "--json")[1])["rules"]] == [2]

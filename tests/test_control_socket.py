@@ -117,7 +117,7 @@ def test_unknown_command_lists_the_commands(conn):
     ({"cmd": "ping", "args": {"x": 1}}, "unknown argument 'x'"),
     ({"cmd": "rules.add"}, "missing argument 'rule'"),
     ({"cmd": "rules.add", "args": {"rule": "in=eth0"}}, "wrong type"),
-    ({"cmd": "rules.add", "args": {"rule": {**RULE, "group": "10.1.1.1"}}}, "rule.group: '10.1.1.1' is not a multicast"),
+    ({"cmd": "rules.add", "args": {"rule": {**RULE, "group": "0.0.0.0"}}}, "rule.group: '0.0.0.0' is neither a multicast"),
     ({"cmd": "rules.add", "args": {"rule": {**RULE, "outputs": ["239.1.1.1:5000:eth0"]}}}, "loop"),
     ({"cmd": "rules.add", "args": {"rule": {**RULE, "colour": "red"}}}, "rule.colour: unknown key"),
     ({"cmd": "rules.remove", "args": {"rule": True}}, "wrong type"),
@@ -136,7 +136,7 @@ def test_rule_commands(server, conn):
     assert conn.ask({"cmd": "rules.add", "args": {"rule": RULE}}) == {"ok": True, "result": {"id": 1}}
     assert error_code(conn.ask({"cmd": "rules.add", "args": {"rule": RULE}})) == "conflict"
     listed = conn.ask({"cmd": "rules.list"})["result"]["rules"]
-    assert listed == [{"id": 1, **RULE}]
+    assert listed == [{"id": 1, **RULE, "state": "active"}]
     assert error_code(conn.ask({"cmd": "rules.remove", "args": {"rule": 99}})) == "not_found"
     assert conn.ask({"cmd": "rules.remove", "args": {"rule": "feed-a"}}) == {"ok": True, "result": {}}
     assert server.sup.rules == {}

@@ -67,8 +67,7 @@ def test_bad_requests_change_nothing(tmp_path):
         d.mcr("rules", "add", "--rule", good)
         for bad, reason in [
             (good, "already relays"),
-            (f"in=nosuch0 group=239.1.1.2:5000 out=239.2.2.2:6000:{lab.relay_out[0]}", "no interface named 'nosuch0'"),
-            (f"in={lab.relay_in} group=239.1.1.3:5000 out=239.2.2.2:6000:nosuch1", "no interface named 'nosuch1'"),
+            (f"in={lab.relay_in} group=0.0.0.0:5000 out=239.2.2.2:6000:{lab.relay_out[0]}", "neither a multicast"),
         ]:
             result = d.mcr("rules", "add", "--rule", bad, check=False)
             assert result.returncode == 1 and reason in result.stderr, result.stderr

@@ -146,7 +146,11 @@ class Client:
 
     def rules(self) -> dict[int, Rule]:
         """The daemon's rules by id (as mcr.engine.Engine.rules())."""
-        return {entry.pop("id"): rule_from_dict(entry) for entry in self.call("rules.list")["rules"]}
+        entries = self.call("rules.list")["rules"]
+        for entry in entries:  # what the daemon made of the rule, not part of it
+            entry.pop("state", None)
+            entry.pop("waiting_for", None)
+        return {entry.pop("id"): rule_from_dict(entry) for entry in entries}
 
     def stats(self) -> dict:
         return self.call("stats")

@@ -94,9 +94,14 @@ def list_rules(args: argparse.Namespace) -> int:
         return 0
     rules = result["rules"]
     rows = [[r["id"], r.get("name"), r["input_interface"], f"{r['group']}:{r['port']}", r.get("source"),
-             ",".join(r["outputs"])] for r in rules]
-    print("\n".join(table(["ID", "NAME", "INPUT", "GROUP", "SOURCE", "OUTPUTS"], rows, right=[0])))
+             ",".join(r["outputs"]), _state(r)] for r in rules]
+    print("\n".join(table(["ID", "NAME", "INPUT", "GROUP", "SOURCE", "OUTPUTS", "STATE"], rows, right=[0])))
     return 0
+
+
+def _state(rule: dict) -> str:
+    waiting = rule.get("waiting_for")
+    return f"waiting for {','.join(waiting)}" if waiting else rule.get("state", "")
 
 
 ADD = Action(add, _add_arguments)

@@ -72,7 +72,8 @@ async def rules_remove(sup: Any, args: dict) -> dict:
 
 async def rules_list(sup: Any, args: dict) -> dict:
     _args(args)
-    return {"rules": [{"id": rule_id, **rule_to_dict(rule)} for rule_id, rule in sup.list_rules()]}
+    return {"rules": [{"id": rule_id, **rule_to_dict(rule), **sup.rule_state(rule_id)}
+                      for rule_id, rule in sup.list_rules()]}
 
 
 async def stats(sup: Any, args: dict) -> dict:

@@ -17,7 +17,7 @@ import socket
 import time
 from pathlib import Path
 
-from .. import __version__, _engine, logs, sockets
+from .. import __version__, _engine, logs, mrib, sockets
 from ..config import Config, ConfigError
 from ..membership import MembershipService
 from ..rules import Rule
@@ -29,13 +29,6 @@ TASK_RESTART_DELAY = 1.0  # after a background task failed, before it runs again
 DEFAULT_LIMITS = {"max_rules": 4096, "rx_frames": 2048, "send_slots": 8192}
 
 log = logging.getLogger("mcr.supervisor")
-
-
-def _ifindex(name: str) -> int:
-    try:
-        return socket.if_nametoindex(name)
-    except OSError:
-        raise CommandError("bad_request", f"no interface named '{name}'") from None
 
 
 class Supervisor:
@@ -51,7 +44,8 @@ class Supervisor:
         count = config.workers or os.cpu_count() or 1
         cores = config.pin_cores or (None,) * count
         self.pool = [Worker(i, cores[i] if i < len(cores) else None) for i in range(count)]
-        self.rules: dict[int, Rule] = {}
+        self.rules: dict[int, Rule] = {}  # what the user asked for (static rules), by id
+        self.routes: dict[int, mrib.Route] = {}  # what the MRIB made of them with today's interfaces
         self._next_id = 1
         self._membership = MembershipService()
         self._claims = sockets.PortClaims()
@@ -158,10 +152,10 @@ class Supervisor:
                 worker.process.kill()  # the watcher restarts it with backoff
 
     async def _sync_worker(self, worker: Worker) -> None:
-        """Give `worker` every socket the rule set needs, then the whole rule set."""
-        for rule in self.rules.values():
-            await self._give_sockets(worker, rule)
-        await worker.call(_engine.encode_sync_rules, self._engine_rules())
+        """Give `worker` every socket the active routes need, then the whole rule set."""
+        for route in self.routes.values():
+            await self._give_sockets(worker, route)
+        await worker.call(_engine.encode_sync_rules, mrib.engine_rules(self.routes))
 
     async def _watch(self, worker: Worker) -> None:
         while not self._stopping.is_set():
@@ -176,14 +170,18 @@ class Supervisor:
             if not self._stopping.is_set():
                 await self._bring_up(worker)
 
-    async def _give_sockets(self, worker: Worker, rule: Rule) -> None:
-        """Pass the worker the input and egress sockets `rule` needs, once per interface."""
+    async def _give_sockets(self, worker: Worker, route: mrib.Route) -> None:
+        """Pass the worker the input and egress sockets an active route needs,
+        once per interface (by index: a re-created interface gets new ones)."""
+        if route.state != mrib.ACTIVE:
+            return
         have = worker.interfaces
-        wanted = [("in", rule.input_interface)] + [("out", o.interface) for o in rule.outputs]
-        for kind, name in wanted:
-            if (kind, name) in have:
+        rule = route.rule
+        wanted = [("in", rule.input_interface, route.input_ifindex)]
+        wanted += [("out", o.interface, i) for o, i in zip(rule.outputs, route.output_ifindexes)]
+        for kind, name, ifindex in wanted:
+            if (kind, ifindex) in have:
                 continue
-            ifindex = _ifindex(name)
             if kind == "in":
                 with sockets.open_input_socket(name, self._fanout_salt + ifindex) as sock:
                     await worker.call(_engine.encode_add_input, ifindex, fd=sock.fileno())
@@ -191,24 +189,25 @@ class Supervisor:
                 for sock, encode, args in sockets.open_output_sockets(name):
                     with sock:
                         await worker.call(encode, ifindex, *args, fd=sock.fileno())
-            have.add((kind, name))
+            have.add((kind, ifindex))
 
     def _running(self) -> list[Worker]:
         return [w for w in self.pool if w.state == "running"]
 
-    def _engine_rules(self) -> list[tuple]:
-        return [self._engine_rule(rule_id, rule) for rule_id, rule in self.rules.items()]
+    def _interface_table(self) -> dict[str, int]:
+        """The interfaces that exist now, name -> index."""
+        return {name: index for index, name in socket.if_nameindex()}
 
-    @staticmethod
-    def _engine_rule(rule_id: int, rule: Rule) -> tuple:
-        return rule.engine_tuple(rule_id, _ifindex(rule.input_interface), _ifindex)
+    def _routes_for(self, rules: dict[int, Rule]) -> dict[int, mrib.Route]:
+        return mrib.compute(rules, self._interface_table())
 
     async def _health(self) -> None:
         """Keep counters fresh and repair any worker whose rule set drifted from ours."""
         while True:
             await asyncio.sleep(HEALTH_INTERVAL)
             async with self._changing:
-                expected = _engine.ruleset_hash(self._engine_rules())
+                await self._follow_interfaces()
+                expected = _engine.ruleset_hash(mrib.engine_rules(self.routes))
                 for worker in self._running():
                     try:
                         raw = await self._poll(worker)
@@ -233,9 +232,8 @@ class Supervisor:
     # Rules ----------------------------------------------------------------------
 
     def _check_new(self, rule: Rule, ignore: set[int] = frozenset()) -> None:
-        """Refuse a rule whose interfaces are unknown or that clashes with one we hold."""
-        for name in [rule.input_interface] + [o.interface for o in rule.outputs]:
-            _ifindex(name)
+        """Refuse a rule that clashes with one we hold. Interfaces that do not
+        exist (yet) are fine: the rule waits for them (see mrib.py)."""
         for rule_id, held in self.rules.items():
             if rule_id in ignore:
                 continue
@@ -254,20 +252,23 @@ class Supervisor:
         self._check_new(rule)
         rule_id = self._next_id
         self._next_id += 1
+        route = self._routes_for({rule_id: rule})[rule_id]
         done: list[Worker] = []
         try:
-            for worker in self._running():
-                await self._give_sockets(worker, rule)
-                await worker.call(_engine.encode_add_rule, *self._engine_rule(rule_id, rule))
-                done.append(worker)
-            self._join(rule)
+            if route.state == mrib.ACTIVE:
+                for worker in self._running():
+                    await self._give_sockets(worker, route)
+                    await worker.call(_engine.encode_add_rule, *route.engine_tuple())
+                    done.append(worker)
+                self._join(route)
         except (WorkerError, OSError) as error:
             for worker in done:  # never half-applied
                 await worker.call(_engine.encode_remove_rule, rule_id)
             raise CommandError("engine", str(error)) from None
         self.rules[rule_id] = rule
+        self.routes[rule_id] = route
         self._persist()
-        log.info("rule %d added: %s", rule_id, rule)
+        log.info("rule %d added (%s): %s", rule_id, route.state, rule)
         return rule_id
 
     def _find(self, key: int | str) -> int:
@@ -290,25 +291,64 @@ class Supervisor:
                 await worker.call(_engine.encode_remove_rule, rule_id)
             except WorkerError as error:  # the health check re-syncs it
                 log.warning("removing rule %d: %s", rule_id, error)
-        rule = self.rules.pop(rule_id)
-        self._leave(rule)
+        self.rules.pop(rule_id)
+        self._leave(self.routes.pop(rule_id))
         self._persist()
         log.info("rule %d removed", rule_id)
 
     def list_rules(self) -> list[tuple[int, Rule]]:
         return sorted(self.rules.items())
 
-    def _join(self, rule: Rule) -> None:
+    def rule_state(self, rule_id: int) -> dict:
+        """Whether the rule forwards now ("active") or waits for interfaces that do not exist."""
+        route = self.routes[rule_id]
+        return {"state": route.state, **({"waiting_for": list(route.waiting_for)} if route.waiting_for else {})}
+
+    def _join(self, route: mrib.Route) -> None:
+        """Membership (or the unicast port) on the input, for an active route only."""
+        rule = route.rule
+        if route.state != mrib.ACTIVE:
+            return
         if rule.is_unicast_input:
             self._claims.claim(rule.group, rule.port)
         else:
             self._membership.join(rule.input_interface, rule.group, rule.source)
 
-    def _leave(self, rule: Rule) -> None:
+    def _leave(self, route: mrib.Route) -> None:
+        rule = route.rule
+        if route.state != mrib.ACTIVE:
+            return
         if rule.is_unicast_input:
             self._claims.release(rule.group, rule.port)
         else:
             self._membership.leave(rule.input_interface, rule.group, rule.source)
+
+    async def _follow_interfaces(self) -> None:
+        """Recompute the routes for the interfaces that exist now and apply what
+        changed: workers get sockets for new indexes and the new rule set (the
+        engine leaves unchanged rules and their traffic alone), memberships
+        follow the routes that became active or waiting."""
+        new = self._routes_for(self.rules)
+        changed = [i for i in new if new[i] != self.routes.get(i)]
+        if not changed:
+            return
+        gone = {r.input_ifindex for r in self.routes.values()} | {
+            i for r in self.routes.values() for i in r.output_ifindexes}
+        gone -= set(self._interface_table().values())
+        for rule_id in changed:
+            old = self.routes[rule_id]
+            if old.state == mrib.ACTIVE and old.input_ifindex in gone:
+                self._membership.forget(old.rule.input_interface)
+            self._leave(old)
+        for worker in self.pool:  # sockets of vanished indexes are useless; never matched again
+            worker.interfaces = {(kind, i) for kind, i in worker.interfaces if i not in gone}
+        self.routes = new
+        for rule_id in changed:
+            self._join(new[rule_id])
+            log.info("rule %d is %s%s", rule_id, new[rule_id].state,
+                     f" (waiting for {', '.join(new[rule_id].waiting_for)})" if new[rule_id].waiting_for else "")
+        for worker in self._running():
+            await self._sync_worker(worker)
 
     async def _set_rules(self, wanted: tuple[Rule, ...]) -> dict:
         """Make the rule set equal `wanted`, all or nothing; unchanged rules keep their id and traffic."""
@@ -326,22 +366,24 @@ class Supervisor:
         for rule in added:
             new_rules[self._next_id] = rule
             self._next_id += 1
-        old, self.rules = self.rules, new_rules
+        old_rules, old_routes = self.rules, self.routes
+        self.rules, self.routes = new_rules, self._routes_for(new_rules)
+        joined = [i for i in self.routes if old_routes.get(i) != self.routes[i]]
         try:
             for worker in self._running():
                 await self._sync_worker(worker)
-            for rule in added:
-                self._join(rule)
+            for rule_id in joined:
+                self._join(self.routes[rule_id])
         except (WorkerError, OSError) as error:
-            self.rules = old
+            self.rules, self.routes = old_rules, old_routes
             for worker in self._running():  # put back what some workers already took
                 await self._sync_worker(worker)
             raise CommandError("engine", str(error)) from None
-        for rule in old.values():
-            if rule not in new_rules.values():
-                self._leave(rule)
+        for rule_id, route in old_routes.items():
+            if rule_id not in new_rules or rule_id in joined:
+                self._leave(route)
         self._persist()
-        return {"added": len(added), "removed": len(old) - len(kept), "unchanged": len(kept)}
+        return {"added": len(added), "removed": len(old_rules) - len(kept), "unchanged": len(kept)}
 
     async def load_config(self, config: Config, replace: bool) -> dict:
         async with self._changing:
@@ -380,7 +422,7 @@ class Supervisor:
             counters = total.get("rules", {}).get(rule_id, {})
             outputs = counters.get("outputs", {})
             rules[str(rule_id)] = {
-                "name": rule.name, "rule": str(rule),
+                "name": rule.name, "rule": str(rule), **self.rule_state(rule_id),
                 "packets": counters.get("packets", 0), "bytes": counters.get("bytes", 0),
                 "outputs": {str(o): {k: outputs.get(i, {}).get(k, 0) for k in ("packets", "bytes", "errors")}
                             for i, o in enumerate(rule.outputs)}}

@@ -47,7 +47,7 @@ class Worker:
     channel: socket.socket | None = None
     started: float = 0.0
     crash_times: list[float] = field(default_factory=list)
-    interfaces: set[tuple[str, str]] = field(default_factory=set)  # (in|out, name) it has sockets for
+    interfaces: set[tuple[str, int]] = field(default_factory=set)  # (in|out, ifindex) it has sockets for
     # Counters of earlier incarnations, so what users see never goes backwards.
     base: dict = field(default_factory=dict)
     last: dict = field(default_factory=dict)

@@ -1,0 +1,86 @@
+"""`mcr daemon` follows interfaces that appear late, vanish and come back.
+
+A rule may name an interface that does not exist yet (a VPN or container
+link): it is accepted and waits; when an interface of that name appears it
+forwards, and when that interface is deleted and created again (same name,
+new index) forwarding resumes, without restarting a worker or costing the
+other rules a packet. Traffic comes from an ordinary UDP socket and is
+counted exactly by ordinary receivers.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import subprocess
+import time
+
+from daemon_support import daemon, wait_for
+
+from mcr.lab import UdpSender, UdpSink, chain, numbered_payloads, payload_seq
+
+GROUP, PORT = "239.1.1.1", 5000
+LATE_GROUP, LATE_PORT = "239.4.4.4", 6400
+COUNT, SIZE = 300, 200
+
+
+def ip(*args: str) -> None:
+    subprocess.run(["ip", *args], check=True, timeout=30)
+
+
+def create_late_link(lab, name: str, peer: str) -> None:
+    """A veth pair: `name` in the relay namespace, `peer` in sink 0's, addressed and up."""
+    ip("-n", lab.relay_ns, "link", "add", name, "type", "veth", "peer", "name", peer, "netns", lab.sink_ns[0])
+    ip("-n", lab.relay_ns, "addr", "add", "10.220.0.1/24", "dev", name)
+    ip("-n", lab.sink_ns[0], "addr", "add", "10.220.0.2/24", "dev", peer)
+    ip("-n", lab.relay_ns, "link", "set", name, "up")
+    ip("-n", lab.sink_ns[0], "link", "set", peer, "up")
+
+
+def rule_states(d) -> dict[int, str]:
+    return {r["id"]: r["state"] for r in json.loads(d.mcr("rules", "list", "--json").stdout)["rules"]}
+
+
+def relayed(sink: UdpSink, count: int, sender: UdpSender, stream: int) -> list[int]:
+    """Send `count` datagrams of `stream` and return the sequence numbers `sink` got."""
+    assert sender.send(numbered_payloads(count, SIZE, stream=stream), GROUP, PORT, rate_pps=2000) == count
+    return sorted(payload_seq(r.payload)[1] for r in sink.receive(count + 1, timeout=3, idle=0.5)
+                  if payload_seq(r.payload)[0] == stream)
+
+
+def test_rule_waits_for_its_interface_and_follows_it(tmp_path) -> None:
+    late, peer = f"mcrl{secrets.token_hex(3)}", f"mcrp{secrets.token_hex(3)}"
+    with chain(n_sinks=1) as lab, daemon(lab, tmp_path) as d:
+        steady = f"in={lab.relay_in} group={GROUP}:{PORT} out=239.2.2.2:6000:{lab.relay_out[0]}"
+        waiting = f"in={lab.relay_in} group={GROUP}:{PORT} source={lab.source_addr} out={LATE_GROUP}:{LATE_PORT}:{late}"
+        d.mcr("rules", "add", "--rule", steady)
+        d.mcr("rules", "add", "--rule", waiting)
+        assert rule_states(d) == {1: "active", 2: "waiting"}
+        listed = d.mcr("rules", "list").stdout
+        assert f"waiting for {late}" in listed, listed
+        pids = d.worker_pids()
+
+        with UdpSender(lab.source_ns, lab.source_if, ttl=8) as sender, \
+                UdpSink(lab.sink_ns[0], "239.2.2.2", 6000, lab.sink_if[0]) as steady_sink:
+            # The (S,G) rule waits, so its traffic takes the (*,G) rule meanwhile.
+            assert relayed(steady_sink, COUNT, sender, 0) == list(range(COUNT))
+
+            create_late_link(lab, late, peer)
+            appeared = time.monotonic()
+            wait_for(lambda: rule_states(d)[2] == "active", 5, "the rule to see its interface")
+            assert time.monotonic() - appeared < 2.5, "the rule took more than 2.5 s to follow its interface"
+            with UdpSink(lab.sink_ns[0], LATE_GROUP, LATE_PORT, peer) as late_sink:
+                assert relayed(late_sink, COUNT, sender, 1) == list(range(COUNT))
+
+                # Deleted: the rule waits again; then the same name with a new index.
+                ip("-n", lab.relay_ns, "link", "del", late)
+                wait_for(lambda: rule_states(d)[2] == "waiting", 5, "the rule to wait again")
+                assert relayed(steady_sink, COUNT, sender, 2) == list(range(COUNT))
+            create_late_link(lab, late, peer)
+            wait_for(lambda: rule_states(d)[2] == "active", 5, "the rule to follow the new interface")
+            with UdpSink(lab.sink_ns[0], LATE_GROUP, LATE_PORT, peer) as late_sink:
+                assert relayed(late_sink, COUNT, sender, 3) == list(range(COUNT))
+
+        assert d.worker_pids() == pids, "a worker was restarted"
+        stats = json.loads(d.mcr("stats", "--json").stdout)
+        assert stats.get("task_faults", {}) == {}, stats.get("task_faults")
