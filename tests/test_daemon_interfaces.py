@@ -84,3 +84,35 @@ def test_rule_waits_for_its_interface_and_follows_it(tmp_path) -> None:
         assert d.worker_pids() == pids, "a worker was restarted"
         stats = json.loads(d.mcr("stats", "--json").stdout)
         assert stats.get("task_faults", {}) == {}, stats.get("task_faults")
+
+
+def test_address_mtu_and_rename_under_traffic(tmp_path) -> None:
+    with chain(n_sinks=1, mtu=9000) as lab, daemon(lab, tmp_path) as d:
+        out = lab.relay_out[0]
+        d.mcr("rules", "add", "--rule", f"in={lab.relay_in} group={GROUP}:{PORT} out=239.2.2.2:6000:{out}")
+        with UdpSender(lab.source_ns, lab.source_if, ttl=8) as sender, \
+                UdpSink(lab.sink_ns[0], "239.2.2.2", 6000, lab.sink_if[0]) as sink:
+            def round_trip(stream: int, size: int = SIZE) -> list:
+                assert sender.send(numbered_payloads(COUNT, size, stream=stream), GROUP, PORT, rate_pps=2000) == COUNT
+                got = [r for r in sink.receive(COUNT + 1, timeout=3, idle=0.5) if payload_seq(r.payload)[0] == stream]
+                assert sorted(payload_seq(r.payload)[1] for r in got) == list(range(COUNT)), f"stream {stream}"
+                return got
+
+            assert {r.src[0] for r in round_trip(0)} == {"10.200.1.1"}
+            # A new address: frames leave with it (the templates are rewritten in place).
+            ip("-n", lab.relay_ns, "addr", "del", "10.200.1.1/24", "dev", out)
+            ip("-n", lab.relay_ns, "addr", "add", "10.200.1.9/24", "dev", out)
+            wait_for(lambda: "now 10.200.1.9" in d.log.read_text(), 5, "the daemon to update the output's address")
+            assert {r.src[0] for r in round_trip(1)} == {"10.200.1.9"}
+            # A lower MTU: 4000-byte payloads no longer fit one frame, and arrive whole all the same.
+            ip("-n", lab.relay_ns, "link", "set", out, "mtu", "1500")
+            wait_for(lambda: "MTU 1500" in d.log.read_text(), 5, "the daemon to update the output's MTU")
+            round_trip(2, size=4000)
+            # Renamed away: the rule keeps the name it was given, so it waits.
+            ip("-n", lab.relay_ns, "link", "set", out, "name", "mcrrenamed0")
+            wait_for(lambda: rule_states(d)[1] == "waiting", 5, "the rule to wait for its interface name")
+            ip("-n", lab.relay_ns, "link", "set", "mcrrenamed0", "name", out)
+            wait_for(lambda: rule_states(d)[1] == "active", 5, "the rule to take the name back")
+            round_trip(3)
+        stats = json.loads(d.mcr("stats", "--json").stdout)
+        assert stats.get("task_faults", {}) == {}, stats.get("task_faults")

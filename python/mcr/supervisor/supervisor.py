@@ -13,13 +13,13 @@ import asyncio
 import logging
 import os
 import signal
-import socket
 import time
 from pathlib import Path
 
 from .. import __version__, _engine, logs, mrib, sockets
 from ..config import Config, ConfigError
 from ..membership import MembershipService
+from ..netlink import Change, NetworkMonitor
 from ..rules import Rule
 from .commands import CommandError
 from .workers import Worker, WorkerError, add_counters
@@ -49,6 +49,7 @@ class Supervisor:
         self._next_id = 1
         self._membership = MembershipService()
         self._claims = sockets.PortClaims()
+        self.network = NetworkMonitor()  # started on the loop in run()
         self._stopping = asyncio.Event()
         self._tasks: list[asyncio.Task] = []
         self._fanout_salt = os.getpid() << 8
@@ -68,6 +69,8 @@ class Supervisor:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self._stopping.set)
         loop.add_signal_handler(signal.SIGHUP, lambda: self._spawn("reload", self.reload, forever=False))
+        await self.network.start()
+        self._spawn("network", self._follow_network)
         await self._set_rules(self._initial_rules())
         for worker in self.pool:
             await self._bring_up(worker)
@@ -113,6 +116,7 @@ class Supervisor:
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*(w.stop() for w in self.pool), return_exceptions=True)
+        self.network.close()
         self._membership.close()
         self._claims.close()
 
@@ -195,8 +199,36 @@ class Supervisor:
         return [w for w in self.pool if w.state == "running"]
 
     def _interface_table(self) -> dict[str, int]:
-        """The interfaces that exist now, name -> index."""
-        return {name: index for index, name in socket.if_nameindex()}
+        """The interfaces that exist now, name -> index, as netlink told us."""
+        return {i.name: i.index for i in self.network.interfaces().values()}
+
+    async def _follow_network(self) -> None:
+        """Apply each batch of link and address changes as it arrives."""
+        async for batch in self.network.changes():
+            async with self._changing:
+                await self._update_links(batch)
+                await self._follow_interfaces()
+
+    async def _update_links(self, batch: list[Change]) -> None:
+        """An output interface's address, MTU or MAC changed: every worker
+        rewrites its header templates in place (no rule is rebuilt)."""
+        for change in batch:
+            if change.kind != "changed" or not change.what & {"addresses", "mtu", "mac"}:
+                continue
+            iface = change.after
+            if not iface.ethernet or not iface.addresses or not iface.mac:
+                continue  # no packet path there: the UDP socket follows by itself
+            source = iface.addresses[0].split("/")[0]
+            mac = bytes.fromhex(iface.mac.replace(":", ""))
+            for worker in self._running():
+                if ("out", iface.index) not in worker.interfaces:
+                    continue
+                try:
+                    await worker.call(_engine.encode_update_link, iface.index, source, iface.mtu, mac)
+                    log.info("worker %d: %s now %s, MTU %d, MAC %s", worker.id, iface.name, source, iface.mtu,
+                             iface.mac)
+                except WorkerError as error:  # e.g. it had no address, so no packet socket, when opened
+                    log.warning("worker %d: cannot update %s: %s", worker.id, iface.name, error)
 
     def _routes_for(self, rules: dict[int, Rule]) -> dict[int, mrib.Route]:
         return mrib.compute(rules, self._interface_table())
@@ -328,18 +360,20 @@ class Supervisor:
         changed: workers get sockets for new indexes and the new rule set (the
         engine leaves unchanged rules and their traffic alone), memberships
         follow the routes that became active or waiting."""
-        new = self._routes_for(self.rules)
+        table = self._interface_table()
+        new = mrib.compute(self.rules, table)
         changed = [i for i in new if new[i] != self.routes.get(i)]
         if not changed:
             return
         gone = {r.input_ifindex for r in self.routes.values()} | {
             i for r in self.routes.values() for i in r.output_ifindexes}
-        gone -= set(self._interface_table().values())
+        gone -= set(table.values())
         for rule_id in changed:
             old = self.routes[rule_id]
-            if old.state == mrib.ACTIVE and old.input_ifindex in gone:
-                self._membership.forget(old.rule.input_interface)
             self._leave(old)
+            if old.state == mrib.ACTIVE and table.get(old.rule.input_interface) != old.input_ifindex:
+                # Deleted or renamed away: its membership sockets belong to another index now.
+                self._membership.forget(old.rule.input_interface)
         for worker in self.pool:  # sockets of vanished indexes are useless; never matched again
             worker.interfaces = {(kind, i) for kind, i in worker.interfaces if i not in gone}
         self.routes = new
@@ -426,7 +460,7 @@ class Supervisor:
                 "packets": counters.get("packets", 0), "bytes": counters.get("bytes", 0),
                 "outputs": {str(o): {k: outputs.get(i, {}).get(k, 0) for k in ("packets", "bytes", "errors")}
                             for i, o in enumerate(rule.outputs)}}
-        names = {index: name for index, name in socket.if_nameindex()}
+        names = {i.index: i.name for i in self.network.interfaces().values()}
         inputs = {names.get(i, str(i)): c for i, c in total.get("inputs", {}).items()}
         drops = total.get("drops", {reason: 0 for reason in _engine.DROP_REASONS})
         events = total.get("events", {event: 0 for event in _engine.EVENTS})
