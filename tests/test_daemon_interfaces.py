@@ -116,3 +116,26 @@ def test_address_mtu_and_rename_under_traffic(tmp_path) -> None:
             round_trip(3)
         stats = json.loads(d.mcr("stats", "--json").stdout)
         assert stats.get("task_faults", {}) == {}, stats.get("task_faults")
+
+
+def test_interfaces_and_mroute_show_what_is_forwarded_and_why(tmp_path) -> None:
+    with chain(n_sinks=1) as lab, daemon(lab, tmp_path) as d:
+        d.mcr("rules", "add", "--rule", f"in={lab.relay_in} group={GROUP}:{PORT} out=239.2.2.2:6000:{lab.relay_out[0]}")
+        d.mcr("rules", "add", "--rule", f"in={lab.relay_in} group=239.1.1.2:{PORT} out=239.2.2.2:6000:mcrnothere0")
+        with UdpSender(lab.source_ns, lab.source_if, ttl=8) as sender, \
+                UdpSink(lab.sink_ns[0], "239.2.2.2", 6000, lab.sink_if[0]) as sink:
+            assert relayed(sink, COUNT, sender, 0) == list(range(COUNT))
+
+        interfaces = {i["name"]: i for i in json.loads(d.mcr("interfaces", "--json").stdout)["interfaces"]}
+        relay_in = interfaces[lab.relay_in]
+        assert relay_in["up"] and relay_in["carrier"] and relay_in["mtu"] == 1500
+        assert relay_in["addresses"] == ["10.200.0.1/24"] and relay_in["rules"] == [1, 2]
+        assert interfaces["mcrnothere0"] == {"name": "mcrnothere0", "index": None, "rules": [2]}
+        text = d.mcr("interfaces").stdout
+        assert "missing" in text and lab.relay_out[0] in text
+
+        routes = {r["id"]: r for r in json.loads(d.mcr("mroute", "--json").stdout)["routes"]}
+        assert (routes[1]["origin"], routes[1]["state"], routes[1]["packets"]) == ("static", "active", COUNT)
+        assert (routes[2]["state"], routes[2]["waiting_for"], routes[2]["packets"]) == \
+            ("waiting", ["mcrnothere0"], 0)
+        assert "waiting (mcrnothere0)" in d.mcr("mroute").stdout

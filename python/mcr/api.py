@@ -158,6 +158,14 @@ class Client:
     def workers(self) -> list[dict]:
         return self.call("workers")["workers"]
 
+    def interfaces(self) -> list[dict]:
+        """Interfaces as the daemon's netlink view has them, with the rules that name each."""
+        return self.call("interfaces")["interfaces"]
+
+    def mroute(self) -> list[dict]:
+        """The multicast RIB: each route's origin, state (active/waiting) and packets."""
+        return self.call("mroute")["routes"]
+
     def log_levels(self) -> dict[str, str]:
         return self.call("log-level.get")["levels"]
 

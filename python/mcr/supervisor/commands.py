@@ -86,6 +86,16 @@ async def workers(sup: Any, args: dict) -> dict:
     return {"workers": sup.workers()}
 
 
+async def interfaces(sup: Any, args: dict) -> dict:
+    _args(args)
+    return {"interfaces": sup.interfaces()}
+
+
+async def mroute(sup: Any, args: dict) -> dict:
+    _args(args)
+    return {"routes": await sup.mroute()}
+
+
 async def log_level_get(sup: Any, args: dict) -> dict:
     _args(args)
     return {"levels": sup.log_levels()}
@@ -141,6 +151,10 @@ COMMANDS: dict[str, Command] = {
     "rules.list": Command(rules_list, "the rules with their ids", '{"cmd": "rules.list"}'),
     "stats": Command(stats, "counters per rule, output and input, drops by reason", '{"cmd": "stats"}'),
     "workers": Command(workers, "worker processes: pid, core, state, restarts, uptime", '{"cmd": "workers"}'),
+    "interfaces": Command(interfaces, "interfaces as netlink reports them, with the rules that use each",
+                          '{"cmd": "interfaces"}'),
+    "mroute": Command(mroute, "what the data plane forwards and why: origin, state, counters",
+                      '{"cmd": "mroute"}'),
     "log-level.get": Command(log_level_get, "log level per facility", '{"cmd": "log-level.get"}'),
     "log-level.set": Command(log_level_set, "set the log level, of one facility or of all",
                              '{"cmd": "log-level.set", "args": {"level": "debug", "facility": "worker"}}'),

@@ -467,6 +467,29 @@ class Supervisor:
         return {"time": time.time(), "rules": rules, "drops": drops, "events": events, "inputs": inputs,
                 "resyncs": self.resyncs, "task_faults": dict(self.task_faults)}
 
+    def interfaces(self) -> list[dict]:
+        """Every interface netlink knows, with the rules that name it."""
+        users: dict[str, list[int]] = {}
+        for rule_id, rule in self.list_rules():
+            for name in mrib.interfaces_of(rule):
+                users.setdefault(name, []).append(rule_id)
+        listed = [{"name": i.name, "index": i.index, "up": i.up, "carrier": i.carrier, "mtu": i.mtu, "mac": i.mac,
+                   "addresses": list(i.addresses), "rules": users.pop(i.name, [])}
+                  for i in sorted(self.network.interfaces().values(), key=lambda i: i.index)]
+        # Names rules wait for: not there, but worth seeing.
+        return listed + [{"name": name, "index": None, "rules": ids} for name, ids in sorted(users.items())]
+
+    async def mroute(self) -> list[dict]:
+        """The MRIB's routes with their packet counters."""
+        counters = (await self.stats())["rules"]
+        routes = []
+        for rule_id, route in sorted(self.routes.items()):
+            entry = route.describe()
+            entry["packets"] = counters.get(str(rule_id), {}).get("packets", 0)
+            entry["name"] = self.rules[rule_id].name
+            routes.append(entry)
+        return routes
+
     def workers(self) -> list[dict]:
         return [w.describe() for w in self.pool]
 
