@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 from mcr.config import Config
+from mcr.events import EventBus
 from mcr.rules import Rule
 from mcr.supervisor.control import CommandError, ControlServer, serve_control
 
@@ -22,6 +23,7 @@ class FakeSupervisor:
         self.levels = {"default": "info"}
         self.next_id = 1
         self.saved: list[str | None] = []
+        self.events = EventBus(queue_size=16)
 
     async def add_rule(self, rule: Rule) -> int:
         for rule_id, other in self.rules.items():
@@ -44,6 +46,14 @@ class FakeSupervisor:
 
     def rule_state(self, rule_id: int) -> dict:
         return {"state": "active"}
+
+    def interfaces(self) -> list[dict]:
+        return [{"name": "eth0", "index": 2, "up": True, "carrier": True, "mtu": 1500, "mac": "02:00:00:00:00:01",
+                 "addresses": ["10.0.0.1/24"], "rules": sorted(self.rules)}]
+
+    async def mroute(self) -> list[dict]:
+        return [{"id": i, "rule": str(r), "origin": "static", "state": "active", "packets": 5}
+                for i, r in sorted(self.rules.items())]
 
     async def stats(self) -> dict:
         return {"time": time.time(), "drops": {"no_rule": 3, "truncated": 0},
@@ -85,6 +95,10 @@ class ServerThread:
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
         self.thread.start()
         self.server: ControlServer = self._run(serve_control(self.sup, self.path, **options))
+
+    def publish(self, kind: str, **data) -> None:
+        """Publish an event from the server's own loop, as the supervisor would."""
+        self.loop.call_soon_threadsafe(lambda: self.sup.events.publish(kind, **data))
 
     def _run(self, coro):
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout=10)

@@ -83,6 +83,9 @@ def test_rule_waits_for_its_interface_and_follows_it(tmp_path) -> None:
 
         assert d.worker_pids() == pids, "a worker was restarted"
         stats = json.loads(d.mcr("stats", "--json").stdout)
+        # The (S,G) rule relayed streams 1 and 3, on two interfaces of one name: its counter carried on.
+        assert stats["rules"]["2"]["packets"] == 2 * COUNT, stats["rules"]["2"]
+        assert stats["rules"]["1"]["packets"] == 2 * COUNT, stats["rules"]["1"]
         assert stats.get("task_faults", {}) == {}, stats.get("task_faults")
 
 

@@ -21,6 +21,7 @@ import itertools
 import json
 import os
 import socket
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -157,6 +158,25 @@ class Client:
 
     def workers(self) -> list[dict]:
         return self.call("workers")["workers"]
+
+    def events(self, count: int | None = None, timeout: float | None = None) -> Iterator[dict]:
+        """The daemon's events as they happen, on a connection of their own;
+        stops after `count` events or when none came for `timeout` seconds."""
+        with Client(self.path, timeout=timeout or self.timeout) as stream:
+            reply = stream._exchange({"cmd": "events", "id": 0})
+            if not reply["ok"]:
+                raise ApiError(reply["error"]["code"], reply["error"]["message"])
+            stream._sock.settimeout(timeout)
+            seen = 0
+            while count is None or seen < count:
+                try:
+                    line = stream._reader.readline()
+                except TimeoutError:
+                    return
+                if not line:
+                    return
+                seen += 1
+                yield json.loads(line)
 
     def interfaces(self) -> list[dict]:
         """Interfaces as the daemon's netlink view has them, with the rules that name each."""

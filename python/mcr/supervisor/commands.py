@@ -96,6 +96,11 @@ async def mroute(sup: Any, args: dict) -> dict:
     return {"routes": await sup.mroute()}
 
 
+async def events(sup: Any, args: dict) -> dict:
+    _args(args)
+    return {"subscribed": True}
+
+
 async def log_level_get(sup: Any, args: dict) -> dict:
     _args(args)
     return {"levels": sup.log_levels()}
@@ -138,6 +143,9 @@ class Command:
     # Arguments only root or the daemon's own user may pass: a member of the
     # socket's group must not get the daemon to write files where it likes.
     owner_only: tuple[str, ...] = ()
+    # After its reply the connection carries the daemon's events, one JSON
+    # line each, until the client closes it (control.py).
+    streams: bool = False
 
 
 COMMANDS: dict[str, Command] = {
@@ -155,6 +163,8 @@ COMMANDS: dict[str, Command] = {
                           '{"cmd": "interfaces"}'),
     "mroute": Command(mroute, "what the data plane forwards and why: origin, state, counters",
                       '{"cmd": "mroute"}'),
+    "events": Command(events, "stream what changes (links, addresses, rules, workers) as JSON lines",
+                      '{"cmd": "events"}', streams=True),
     "log-level.get": Command(log_level_get, "log level per facility", '{"cmd": "log-level.get"}'),
     "log-level.set": Command(log_level_set, "set the log level, of one facility or of all",
                              '{"cmd": "log-level.set", "args": {"level": "debug", "facility": "worker"}}'),

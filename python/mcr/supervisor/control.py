@@ -24,6 +24,12 @@ Wire protocol (the one description of it):
   last reply gets `timeout` and is closed; clients simply reconnect. Such
   unsolicited replies carry no "id".
 - The commands and their arguments are the table in commands.py.
+- `events` is the one streaming command: after its reply the connection
+  carries one JSON object per line, `{"time": T, "event": KIND, ...}`, until
+  the client closes it. A subscriber that reads too slowly misses events
+  (they are counted and reported as `{"event": "missed", "count": N}`)
+  rather than holding up the daemon; one that stops reading for
+  `request_timeout` seconds while events wait is disconnected.
 """
 
 from __future__ import annotations
@@ -192,8 +198,32 @@ class ControlServer:
             return False
         if not line:
             return False
-        await self._send(writer, await self._handle(line, peer))
+        reply, command = await self._handle(line, peer)
+        await self._send(writer, reply)
+        if reply["ok"] and command is not None and command.streams:
+            await self._stream_events(reader, writer)
+            return False
         return True
+
+    async def _stream_events(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        """Write every event to this client until it closes the connection."""
+        subscription = self.sup.events.subscribe()
+
+        async def forward() -> None:
+            async for event in subscription:
+                await self._send(writer, event)
+
+        sender = asyncio.ensure_future(forward())
+        closed = asyncio.ensure_future(reader.read())  # b"" at EOF; a subscriber sends nothing more
+        try:
+            done, _ = await asyncio.wait({sender, closed}, return_when=asyncio.FIRST_COMPLETED)
+            if sender in done:
+                sender.result()  # a write that failed or timed out ends the stream
+        finally:
+            sender.cancel()
+            closed.cancel()
+            await asyncio.gather(sender, closed, return_exceptions=True)
+            self.sup.events.unsubscribe(subscription)
 
     async def _send(self, writer: asyncio.StreamWriter, reply: dict) -> None:
         try:
@@ -207,8 +237,10 @@ class ControlServer:
         writer.write(data.encode() + b"\n")
         await asyncio.wait_for(writer.drain(), self.request_timeout)
 
-    async def _handle(self, line: bytes, peer: Peer) -> dict:
+    async def _handle(self, line: bytes, peer: Peer) -> tuple[dict, Any]:
+        """The reply to one request line, and the command it named (None if none)."""
         request: Any = None
+        command = None
         try:
             request = _parse(line)
             _check(request)
@@ -228,7 +260,7 @@ class ControlServer:
             reply = _error("internal", f"{type(error).__name__}: {error}")
         if isinstance(request, dict) and "id" in request:
             reply["id"] = request["id"]
-        return reply
+        return reply, command
 
 
 def _parse(line: bytes) -> Any:

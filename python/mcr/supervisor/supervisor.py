@@ -18,6 +18,7 @@ from pathlib import Path
 
 from .. import __version__, _engine, logs, mrib, sockets
 from ..config import Config, ConfigError
+from ..events import EventBus
 from ..membership import MembershipService
 from ..netlink import Change, NetworkMonitor
 from ..rules import Rule
@@ -50,6 +51,7 @@ class Supervisor:
         self._membership = MembershipService()
         self._claims = sockets.PortClaims()
         self.network = NetworkMonitor()  # started on the loop in run()
+        self.events = EventBus()  # `mcr events`
         self._stopping = asyncio.Event()
         self._tasks: list[asyncio.Task] = []
         self._fanout_salt = os.getpid() << 8
@@ -151,6 +153,7 @@ class Supervisor:
                 await self._sync_worker(worker)
                 worker.state = "running"
                 log.info("worker %d running (pid %d)", worker.id, worker.pid)
+                self.events.publish("worker", change="running", id=worker.id, pid=worker.pid)
             except (WorkerError, CommandError, OSError) as error:
                 log.error("worker %d failed to start: %s", worker.id, error)
                 worker.process.kill()  # the watcher restarts it with backoff
@@ -168,6 +171,8 @@ class Supervisor:
                 return
             delay = worker.crashed(time.monotonic())
             worker.restarts += 1
+            self.events.publish("worker", change="exited", id=worker.id, pid=worker.pid, status=code,
+                                restart_in=delay)
             log.error("worker %d (pid %d) exited with %s; restart %d in %.1f s%s", worker.id, worker.pid, code,
                       worker.restarts, delay, " (crash-looping)" if worker.state == "crash-looping" else "")
             await asyncio.sleep(delay)
@@ -205,6 +210,11 @@ class Supervisor:
     async def _follow_network(self) -> None:
         """Apply each batch of link and address changes as it arrives."""
         async for batch in self.network.changes():
+            for change in batch:
+                iface = change.after or change.before
+                self.events.publish("link", change=change.kind, name=iface.name, index=iface.index,
+                                    what=sorted(change.what), up=iface.up, carrier=iface.carrier, mtu=iface.mtu,
+                                    addresses=list(iface.addresses))
             async with self._changing:
                 await self._update_links(batch)
                 await self._follow_interfaces()
@@ -249,6 +259,22 @@ class Supervisor:
                             await self._sync_worker(worker)
                     except (WorkerError, CommandError, OSError) as error:
                         log.warning("health check of worker %d: %s", worker.id, error)
+
+    async def _carry_counters(self, rule_ids: list[int]) -> None:
+        """The engine is about to drop these rules (or rebuild them for a new
+        interface index, from zero): keep what they counted so far in each
+        worker's base, so the totals users see carry on."""
+        if not rule_ids:
+            return
+        for worker in self._running():
+            try:
+                await self._poll(worker)
+            except WorkerError as error:
+                log.warning("counters of worker %d before a change: %s", worker.id, error)
+                continue
+            rules = worker.last.get("rules", {})
+            carried = {i: rules.pop(i) for i in rule_ids if i in rules}
+            worker.base = add_counters(worker.base, {"rules": carried})
 
     async def _poll(self, worker: Worker) -> dict:
         raw = (await worker.call(_engine.encode_get_stats))["stats"]
@@ -301,6 +327,7 @@ class Supervisor:
         self.routes[rule_id] = route
         self._persist()
         log.info("rule %d added (%s): %s", rule_id, route.state, rule)
+        self.events.publish("rule", change="added", id=rule_id, rule=str(rule), **self.rule_state(rule_id))
         return rule_id
 
     def _find(self, key: int | str) -> int:
@@ -327,6 +354,7 @@ class Supervisor:
         self._leave(self.routes.pop(rule_id))
         self._persist()
         log.info("rule %d removed", rule_id)
+        self.events.publish("rule", change="removed", id=rule_id)
 
     def list_rules(self) -> list[tuple[int, Rule]]:
         return sorted(self.rules.items())
@@ -368,6 +396,7 @@ class Supervisor:
         gone = {r.input_ifindex for r in self.routes.values()} | {
             i for r in self.routes.values() for i in r.output_ifindexes}
         gone -= set(table.values())
+        await self._carry_counters([i for i in changed if self.routes[i].state == mrib.ACTIVE])
         for rule_id in changed:
             old = self.routes[rule_id]
             self._leave(old)
@@ -381,6 +410,7 @@ class Supervisor:
             self._join(new[rule_id])
             log.info("rule %d is %s%s", rule_id, new[rule_id].state,
                      f" (waiting for {', '.join(new[rule_id].waiting_for)})" if new[rule_id].waiting_for else "")
+            self.events.publish("rule", change="state", id=rule_id, **self.rule_state(rule_id))
         for worker in self._running():
             await self._sync_worker(worker)
 
