@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import secrets
 import subprocess
+import threading
 import time
 
 from daemon_support import daemon, wait_for
@@ -37,6 +38,30 @@ def create_late_link(lab, name: str, peer: str) -> None:
     ip("-n", lab.sink_ns[0], "link", "set", peer, "up")
 
 
+class Bystander(threading.Thread):
+    """An ordinary sender feeding a rule no change touches, all along: it
+    must not lose a packet to what happens to the other rules."""
+
+    GROUP = "239.1.1.7"
+
+    def __init__(self, lab) -> None:
+        super().__init__(daemon=True)
+        self.lab, self.sent = lab, 0
+        self.stop = threading.Event()
+
+    def run(self) -> None:
+        payloads = numbered_payloads(30_000, 100, stream=9)
+        with UdpSender(self.lab.source_ns, self.lab.source_if, ttl=8) as sender:
+            while not self.stop.is_set() and self.sent < len(payloads):
+                self.sent += sender.send(payloads[self.sent:self.sent + 50], self.GROUP, PORT, rate_pps=1000)
+
+    def finish(self, sink: UdpSink) -> list[int]:
+        """Stop sending; the sequence numbers `sink` got."""
+        self.stop.set()
+        self.join(10)
+        return sorted(payload_seq(r.payload)[1] for r in sink.receive(self.sent + 1, timeout=3, idle=0.5))
+
+
 def rule_states(d) -> dict[int, str]:
     return {r["id"]: r["state"] for r in json.loads(d.mcr("rules", "list", "--json").stdout)["rules"]}
 
@@ -55,7 +80,12 @@ def test_rule_waits_for_its_interface_and_follows_it(tmp_path) -> None:
         waiting = f"in={lab.relay_in} group={GROUP}:{PORT} source={lab.source_addr} out={LATE_GROUP}:{LATE_PORT}:{late}"
         d.mcr("rules", "add", "--rule", steady)
         d.mcr("rules", "add", "--rule", waiting)
-        assert rule_states(d) == {1: "active", 2: "waiting"}
+        d.mcr("rules", "add", "--rule", f"in={lab.relay_in} group={Bystander.GROUP}:{PORT} "
+                                        f"out=239.2.2.7:6007:{lab.relay_out[0]}")
+        assert rule_states(d) == {1: "active", 2: "waiting", 3: "active"}
+        bystander_sink = UdpSink(lab.sink_ns[0], "239.2.2.7", 6007, lab.sink_if[0])
+        bystander = Bystander(lab)
+        bystander.start()
         listed = d.mcr("rules", "list").stdout
         assert f"waiting for {late}" in listed, listed
         pids = d.worker_pids()
@@ -81,6 +111,10 @@ def test_rule_waits_for_its_interface_and_follows_it(tmp_path) -> None:
             with UdpSink(lab.sink_ns[0], LATE_GROUP, LATE_PORT, peer) as late_sink:
                 assert relayed(late_sink, COUNT, sender, 3) == list(range(COUNT))
 
+        with bystander_sink:
+            got = bystander.finish(bystander_sink)
+        assert bystander.sent > 1000 and got == list(range(bystander.sent)), \
+            f"the untouched rule got {len(got)} of {bystander.sent} while the others changed"
         assert d.worker_pids() == pids, "a worker was restarted"
         stats = json.loads(d.mcr("stats", "--json").stdout)
         # The (S,G) rule relayed streams 1 and 3, on two interfaces of one name: its counter carried on.

@@ -20,8 +20,9 @@ from .. import __version__, _engine, logs, mrib, sockets
 from ..config import Config, ConfigError
 from ..events import EventBus
 from ..membership import MembershipService
-from ..netlink import Change, NetworkMonitor
+from ..netlink import NetworkMonitor
 from ..rules import Rule
+from . import following
 from .commands import CommandError
 from .workers import Worker, WorkerError, add_counters
 
@@ -72,7 +73,7 @@ class Supervisor:
             loop.add_signal_handler(sig, self._stopping.set)
         loop.add_signal_handler(signal.SIGHUP, lambda: self._spawn("reload", self.reload, forever=False))
         await self.network.start()
-        self._spawn("network", self._follow_network)
+        self._spawn("network", lambda: following.follow(self))
         await self._set_rules(self._initial_rules())
         for worker in self.pool:
             await self._bring_up(worker)
@@ -207,39 +208,6 @@ class Supervisor:
         """The interfaces that exist now, name -> index, as netlink told us."""
         return {i.name: i.index for i in self.network.interfaces().values()}
 
-    async def _follow_network(self) -> None:
-        """Apply each batch of link and address changes as it arrives."""
-        async for batch in self.network.changes():
-            for change in batch:
-                iface = change.after or change.before
-                self.events.publish("link", change=change.kind, name=iface.name, index=iface.index,
-                                    what=sorted(change.what), up=iface.up, carrier=iface.carrier, mtu=iface.mtu,
-                                    addresses=list(iface.addresses))
-            async with self._changing:
-                await self._update_links(batch)
-                await self._follow_interfaces()
-
-    async def _update_links(self, batch: list[Change]) -> None:
-        """An output interface's address, MTU or MAC changed: every worker
-        rewrites its header templates in place (no rule is rebuilt)."""
-        for change in batch:
-            if change.kind != "changed" or not change.what & {"addresses", "mtu", "mac"}:
-                continue
-            iface = change.after
-            if not iface.ethernet or not iface.addresses or not iface.mac:
-                continue  # no packet path there: the UDP socket follows by itself
-            source = iface.addresses[0].split("/")[0]
-            mac = bytes.fromhex(iface.mac.replace(":", ""))
-            for worker in self._running():
-                if ("out", iface.index) not in worker.interfaces:
-                    continue
-                try:
-                    await worker.call(_engine.encode_update_link, iface.index, source, iface.mtu, mac)
-                    log.info("worker %d: %s now %s, MTU %d, MAC %s", worker.id, iface.name, source, iface.mtu,
-                             iface.mac)
-                except WorkerError as error:  # e.g. it had no address, so no packet socket, when opened
-                    log.warning("worker %d: cannot update %s: %s", worker.id, iface.name, error)
-
     def _routes_for(self, rules: dict[int, Rule]) -> dict[int, mrib.Route]:
         return mrib.compute(rules, self._interface_table())
 
@@ -248,7 +216,7 @@ class Supervisor:
         while True:
             await asyncio.sleep(HEALTH_INTERVAL)
             async with self._changing:
-                await self._follow_interfaces()
+                await following.follow_interfaces(self)
                 expected = _engine.ruleset_hash(mrib.engine_rules(self.routes))
                 for worker in self._running():
                     try:
@@ -259,22 +227,6 @@ class Supervisor:
                             await self._sync_worker(worker)
                     except (WorkerError, CommandError, OSError) as error:
                         log.warning("health check of worker %d: %s", worker.id, error)
-
-    async def _carry_counters(self, rule_ids: list[int]) -> None:
-        """The engine is about to drop these rules (or rebuild them for a new
-        interface index, from zero): keep what they counted so far in each
-        worker's base, so the totals users see carry on."""
-        if not rule_ids:
-            return
-        for worker in self._running():
-            try:
-                await self._poll(worker)
-            except WorkerError as error:
-                log.warning("counters of worker %d before a change: %s", worker.id, error)
-                continue
-            rules = worker.last.get("rules", {})
-            carried = {i: rules.pop(i) for i in rule_ids if i in rules}
-            worker.base = add_counters(worker.base, {"rules": carried})
 
     async def _poll(self, worker: Worker) -> dict:
         raw = (await worker.call(_engine.encode_get_stats))["stats"]
@@ -383,37 +335,6 @@ class Supervisor:
         else:
             self._membership.leave(rule.input_interface, rule.group, rule.source)
 
-    async def _follow_interfaces(self) -> None:
-        """Recompute the routes for the interfaces that exist now and apply what
-        changed: workers get sockets for new indexes and the new rule set (the
-        engine leaves unchanged rules and their traffic alone), memberships
-        follow the routes that became active or waiting."""
-        table = self._interface_table()
-        new = mrib.compute(self.rules, table)
-        changed = [i for i in new if new[i] != self.routes.get(i)]
-        if not changed:
-            return
-        gone = {r.input_ifindex for r in self.routes.values()} | {
-            i for r in self.routes.values() for i in r.output_ifindexes}
-        gone -= set(table.values())
-        await self._carry_counters([i for i in changed if self.routes[i].state == mrib.ACTIVE])
-        for rule_id in changed:
-            old = self.routes[rule_id]
-            self._leave(old)
-            if old.state == mrib.ACTIVE and table.get(old.rule.input_interface) != old.input_ifindex:
-                # Deleted or renamed away: its membership sockets belong to another index now.
-                self._membership.forget(old.rule.input_interface)
-        for worker in self.pool:  # sockets of vanished indexes are useless; never matched again
-            worker.interfaces = {(kind, i) for kind, i in worker.interfaces if i not in gone}
-        self.routes = new
-        for rule_id in changed:
-            self._join(new[rule_id])
-            log.info("rule %d is %s%s", rule_id, new[rule_id].state,
-                     f" (waiting for {', '.join(new[rule_id].waiting_for)})" if new[rule_id].waiting_for else "")
-            self.events.publish("rule", change="state", id=rule_id, **self.rule_state(rule_id))
-        for worker in self._running():
-            await self._sync_worker(worker)
-
     async def _set_rules(self, wanted: tuple[Rule, ...]) -> dict:
         """Make the rule set equal `wanted`, all or nothing; unchanged rules keep their id and traffic."""
         kept: dict[int, Rule] = {}
@@ -498,16 +419,7 @@ class Supervisor:
                 "resyncs": self.resyncs, "task_faults": dict(self.task_faults)}
 
     def interfaces(self) -> list[dict]:
-        """Every interface netlink knows, with the rules that name it."""
-        users: dict[str, list[int]] = {}
-        for rule_id, rule in self.list_rules():
-            for name in mrib.interfaces_of(rule):
-                users.setdefault(name, []).append(rule_id)
-        listed = [{"name": i.name, "index": i.index, "up": i.up, "carrier": i.carrier, "mtu": i.mtu, "mac": i.mac,
-                   "addresses": list(i.addresses), "rules": users.pop(i.name, [])}
-                  for i in sorted(self.network.interfaces().values(), key=lambda i: i.index)]
-        # Names rules wait for: not there, but worth seeing.
-        return listed + [{"name": name, "index": None, "rules": ids} for name, ids in sorted(users.items())]
+        return following.describe_interfaces(self)
 
     async def mroute(self) -> list[dict]:
         """The MRIB's routes with their packet counters."""

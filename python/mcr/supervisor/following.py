@@ -1,0 +1,117 @@
+"""How the supervisor follows the network: netlink's changes in, the MRIB
+recomputed, and only the difference applied to the workers.
+
+Link and address changes arrive from mcr.netlink on the supervisor's loop.
+An output whose address, MTU or MAC changed gets its header templates
+rewritten in place (UpdateLink); a change in which interfaces exist under
+which names recomputes the routes (mcr.mrib) and syncs the workers, with
+memberships and counters following the routes. These functions work on
+the Supervisor's state and are its part, kept in a file of their own.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from .. import _engine, mrib
+from ..netlink import Change
+from .workers import WorkerError, add_counters
+
+log = logging.getLogger("mcr.supervisor")
+
+
+async def follow(sup) -> None:
+    """Apply each batch of link and address changes as it arrives."""
+    async for batch in sup.network.changes():
+        for change in batch:
+            iface = change.after or change.before
+            sup.events.publish("link", change=change.kind, name=iface.name, index=iface.index,
+                               what=sorted(change.what), up=iface.up, carrier=iface.carrier, mtu=iface.mtu,
+                               addresses=list(iface.addresses))
+        async with sup._changing:
+            await update_links(sup, batch)
+            await follow_interfaces(sup)
+
+
+async def update_links(sup, batch: list[Change]) -> None:
+    """An output interface's address, MTU or MAC changed: every worker
+    rewrites its header templates in place (no rule is rebuilt)."""
+    for change in batch:
+        if change.kind != "changed" or not change.what & {"addresses", "mtu", "mac"}:
+            continue
+        iface = change.after
+        if not iface.ethernet or not iface.addresses or not iface.mac:
+            continue  # no packet path there: the UDP socket follows by itself
+        source = iface.addresses[0].split("/")[0]
+        mac = bytes.fromhex(iface.mac.replace(":", ""))
+        for worker in sup._running():
+            if ("out", iface.index) not in worker.interfaces:
+                continue
+            try:
+                await worker.call(_engine.encode_update_link, iface.index, source, iface.mtu, mac)
+                log.info("worker %d: %s now %s, MTU %d, MAC %s", worker.id, iface.name, source, iface.mtu,
+                         iface.mac)
+            except WorkerError as error:  # e.g. it had no address, so no packet socket, when opened
+                log.warning("worker %d: cannot update %s: %s", worker.id, iface.name, error)
+
+
+async def follow_interfaces(sup) -> None:
+    """Recompute the routes for the interfaces that exist now and apply what
+    changed: workers get sockets for new indexes and the new rule set (the
+    engine leaves unchanged rules and their traffic alone), memberships
+    follow the routes that became active or waiting."""
+    table = sup._interface_table()
+    new = mrib.compute(sup.rules, table)
+    changed = [i for i in new if new[i] != sup.routes.get(i)]
+    if not changed:
+        return
+    gone = {r.input_ifindex for r in sup.routes.values()} | {
+        i for r in sup.routes.values() for i in r.output_ifindexes}
+    gone -= set(table.values())
+    await carry_counters(sup, [i for i in changed if sup.routes[i].state == mrib.ACTIVE])
+    for rule_id in changed:
+        old = sup.routes[rule_id]
+        sup._leave(old)
+        if old.state == mrib.ACTIVE and table.get(old.rule.input_interface) != old.input_ifindex:
+            # Deleted or renamed away: its membership sockets belong to another index now.
+            sup._membership.forget(old.rule.input_interface)
+    for worker in sup.pool:  # sockets of vanished indexes are useless; never matched again
+        worker.interfaces = {(kind, i) for kind, i in worker.interfaces if i not in gone}
+    sup.routes = new
+    for rule_id in changed:
+        sup._join(new[rule_id])
+        log.info("rule %d is %s%s", rule_id, new[rule_id].state,
+                 f" (waiting for {', '.join(new[rule_id].waiting_for)})" if new[rule_id].waiting_for else "")
+        sup.events.publish("rule", change="state", id=rule_id, **sup.rule_state(rule_id))
+    for worker in sup._running():
+        await sup._sync_worker(worker)
+
+
+async def carry_counters(sup, rule_ids: list[int]) -> None:
+    """The engine is about to drop these rules (or rebuild them for a new
+    interface index, from zero): keep what they counted so far in each
+    worker's base, so the totals users see carry on."""
+    if not rule_ids:
+        return
+    for worker in sup._running():
+        try:
+            await sup._poll(worker)
+        except WorkerError as error:
+            log.warning("counters of worker %d before a change: %s", worker.id, error)
+            continue
+        rules = worker.last.get("rules", {})
+        carried = {i: rules.pop(i) for i in rule_ids if i in rules}
+        worker.base = add_counters(worker.base, {"rules": carried})
+
+
+def describe_interfaces(sup) -> list[dict]:
+    """Every interface netlink knows, with the rules that name it."""
+    users: dict[str, list[int]] = {}
+    for rule_id, rule in sup.list_rules():
+        for name in mrib.interfaces_of(rule):
+            users.setdefault(name, []).append(rule_id)
+    listed = [{"name": i.name, "index": i.index, "up": i.up, "carrier": i.carrier, "mtu": i.mtu, "mac": i.mac,
+               "addresses": list(i.addresses), "rules": users.pop(i.name, [])}
+              for i in sorted(sup.network.interfaces().values(), key=lambda i: i.index)]
+    # Names rules wait for: not there, but worth seeing.
+    return listed + [{"name": name, "index": None, "rules": ids} for name, ids in sorted(users.items())]
