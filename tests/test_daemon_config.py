@@ -88,3 +88,16 @@ def test_config_errors_name_key_and_reason(tmp_path):
                             capture_output=True, text=True, timeout=30)
     assert result.returncode == 1
     assert "wokers" in result.stderr and "loop" in result.stderr
+
+
+def test_config_naming_a_missing_interface_starts_with_that_rule_waiting(tmp_path):
+    with chain(n_sinks=1) as lab:
+        config = tmp_path / "mcr.json"
+        missing = {**rule(lab), "outputs": ["239.2.2.2:6000:mcrvpn0"], "group": "239.1.1.9"}
+        write_config(config, [rule(lab), missing])
+        with daemon(lab, tmp_path, config=config) as d:
+            listed = json.loads(d.mcr("rules", "list", "--json").stdout)["rules"]
+            assert [(r["state"], r.get("waiting_for")) for r in listed] == [("active", None), ("waiting", ["mcrvpn0"])]
+            with sink(lab) as s:
+                assert send(lab, frames(lab, 500)) == 500
+                assert sorted(seqs(s.receive(500, timeout=10))) == list(range(500))

@@ -121,6 +121,10 @@ def test_rule_waits_for_its_interface_and_follows_it(tmp_path) -> None:
         assert stats["rules"]["2"]["packets"] == 2 * COUNT, stats["rules"]["2"]
         assert stats["rules"]["1"]["packets"] == 2 * COUNT, stats["rules"]["1"]
         assert stats.get("task_faults", {}) == {}, stats.get("task_faults")
+        # The health/drift loop outlived every change (it died here once: "no interface named ...").
+        passes = stats["health_passes"]
+        wait_for(lambda: json.loads(d.mcr("stats", "--json").stdout)["health_passes"] >= passes + 2, 5,
+                 "the health loop to keep running")
 
 
 def test_address_mtu_and_rename_under_traffic(tmp_path) -> None:

@@ -58,6 +58,7 @@ class Supervisor:
         self._fanout_salt = os.getpid() << 8
         self.resyncs = 0
         self.task_faults: dict[str, int] = {}  # background task -> failures survived
+        self.health_passes = 0  # health/drift loop passes completed: it is alive
         # The control server runs requests concurrently; rule-set changes and
         # worker (re)starts take turns, so no worker misses a change.
         self._changing = asyncio.Lock()
@@ -227,6 +228,7 @@ class Supervisor:
                             await self._sync_worker(worker)
                     except (WorkerError, CommandError, OSError) as error:
                         log.warning("health check of worker %d: %s", worker.id, error)
+            self.health_passes += 1
 
     async def _poll(self, worker: Worker) -> dict:
         raw = (await worker.call(_engine.encode_get_stats))["stats"]
@@ -416,7 +418,7 @@ class Supervisor:
         drops = total.get("drops", {reason: 0 for reason in _engine.DROP_REASONS})
         events = total.get("events", {event: 0 for event in _engine.EVENTS})
         return {"time": time.time(), "rules": rules, "drops": drops, "events": events, "inputs": inputs,
-                "resyncs": self.resyncs, "task_faults": dict(self.task_faults)}
+                "resyncs": self.resyncs, "task_faults": dict(self.task_faults), "health_passes": self.health_passes}
 
     def interfaces(self) -> list[dict]:
         return following.describe_interfaces(self)
