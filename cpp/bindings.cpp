@@ -154,6 +154,8 @@ PYBIND11_MODULE(_engine, m) {
 
   m.def("encode_add_input", [](uint32_t seq, uint32_t ifindex) { return encode(wire::Type::AddInput, seq, ifindex); });
   m.def("encode_add_egress", [](uint32_t seq, uint32_t ifindex) { return encode(wire::Type::AddEgress, seq, ifindex); });
+  m.def("encode_remove_interface",
+        [](uint32_t seq, uint32_t ifindex) { return encode(wire::Type::RemoveInterface, seq, ifindex); });
   m.def("encode_add_rule", &encode_add_rule, py::arg("seq"), py::arg("id"), py::arg("ifindex"), py::arg("group"),
         py::arg("port"), py::arg("source"), py::arg("outputs"), py::arg("vlan") = 0);
   m.def("encode_remove_rule", [](uint32_t seq, uint32_t id) { return encode(wire::Type::RemoveRule, seq, 0, id); });

@@ -38,9 +38,11 @@ Engine::Engine(int command_fd, const EngineConfig& config)
 
 Engine::~Engine() {
   if (ring_ready_) io_uring_queue_exit(&ring_);
-  for (const Input& in : inputs_) close(in.fd);
+  for (const Input& in : inputs_)
+    if (in.fd >= 0) close(in.fd);
   for (const EgressSocket& e : egress_sockets_) close(e.fd);
-  for (const PacketEgressSocket& e : packet_egress_) close(e.fd);
+  for (const PacketEgressSocket& e : packet_egress_)
+    if (e.fd >= 0) close(e.fd);
   close(command_fd_);
 }
 
@@ -73,7 +75,7 @@ void Engine::arm_command() {
 // does the kernel wake anyone per received frame.
 void Engine::poll_idle_inputs() {
   for (uint32_t i = 0; i < inputs_.size(); ++i) {
-    if (inputs_[i].polling) continue;
+    if (inputs_[i].polling || inputs_[i].fd < 0) continue;
     io_uring_sqe* sqe = next_sqe(&ring_);
     io_uring_prep_poll_add(sqe, inputs_[i].fd, POLLIN);
     io_uring_sqe_set_data64(sqe, make_tag(Op::InputReady, i));
@@ -142,6 +144,7 @@ void Engine::execute(const wire::Command& command, int fd) {
     case wire::Type::AddEgress: error = add_egress(command.ifindex, fd); break;
     case wire::Type::AddPacketEgress: error = add_packet_egress(command.packet_egress, fd); break;
     case wire::Type::UpdateLink: error = update_link(command.packet_egress); break;
+    case wire::Type::RemoveInterface: error = remove_interface(command.ifindex); break;
     case wire::Type::AddRule: error = add_rule(command.rule); break;
     case wire::Type::RemoveRule: error = rules_.remove(command.rule_id); break;
     case wire::Type::SyncRules: error = sync_rules(command.rules); break;
@@ -161,13 +164,15 @@ void Engine::execute(const wire::Command& command, int fd) {
 }
 
 std::string Engine::add_input(uint32_t ifindex, int fd) {
+  uint32_t open = 0;
   for (const Input& in : inputs_) {
-    if (in.ifindex == ifindex) {
+    if (in.fd >= 0 && in.ifindex == ifindex) {
       close(fd);
       return "input interface " + std::to_string(ifindex) + " already has a socket";
     }
+    open += in.fd >= 0;
   }
-  if (inputs_.size() >= config_.max_inputs) {
+  if (open >= config_.max_inputs) {
     close(fd);
     return "too many input interfaces (at most " + std::to_string(config_.max_inputs) + ")";
   }
@@ -198,7 +203,7 @@ std::string Engine::add_egress(uint32_t ifindex, int fd) {
 // Validates `spec` against the engine's sockets and builds the rule; no change.
 std::string Engine::build_rule(const RuleSpec& spec, Rule& rule) const {
   bool has_input = false;
-  for (const Input& in : inputs_) has_input |= in.ifindex == spec.key.ifindex;
+  for (const Input& in : inputs_) has_input |= in.fd >= 0 && in.ifindex == spec.key.ifindex;
   if (!has_input) return "no input socket for interface " + std::to_string(spec.key.ifindex);
   rule.id = spec.id;
   rule.key = spec.key;
@@ -223,7 +228,7 @@ std::string Engine::build_rule(const RuleSpec& spec, Rule& rule) const {
 
 std::string Engine::add_packet_egress(const wire::PacketEgress& link, int fd) {
   for (const PacketEgressSocket& e : packet_egress_) {
-    if (e.link.ifindex == link.ifindex) {
+    if (e.fd >= 0 && e.link.ifindex == link.ifindex) {
       close(fd);
       return "output interface " + std::to_string(link.ifindex) + " already has a packet socket";
     }
@@ -244,7 +249,7 @@ std::string Engine::add_packet_egress(const wire::PacketEgress& link, int fd) {
 // capped by them (bigger payloads take the UDP socket, which fragments).
 std::string Engine::update_link(const wire::PacketEgress& link) {
   for (PacketEgressSocket& e : packet_egress_) {
-    if (e.link.ifindex != link.ifindex) continue;
+    if (e.fd < 0 || e.link.ifindex != link.ifindex) continue;
     e.link = link;
     for (Rule& rule : rules_.mutable_rules()) {
       if (!rule.live) continue;
@@ -256,12 +261,56 @@ std::string Engine::update_link(const wire::PacketEgress& link) {
   return "output interface " + std::to_string(link.ifindex) + " has no packet socket";
 }
 
+// Closes every socket of an interface no rule uses any more and unmaps its
+// rings. A readiness poll still queued on the input is cancelled first (it
+// holds the socket open); its completion, and any flush completion still in
+// flight, find the slot empty and are ignored.
+std::string Engine::remove_interface(uint32_t ifindex) {
+  for (const Rule& rule : rules_.rules()) {
+    if (!rule.live) continue;
+    bool uses = rule.key.ifindex == ifindex;
+    for (const Output& o : rule.outputs) uses |= o.spec.ifindex == ifindex;
+    if (uses) return "interface " + std::to_string(ifindex) + " is still used by rule " + std::to_string(rule.id);
+  }
+  bool found = false;
+  for (uint32_t i = 0; i < inputs_.size(); ++i) {
+    Input& in = inputs_[i];
+    if (in.fd < 0 || in.ifindex != ifindex) continue;
+    if (in.polling) {
+      io_uring_sqe* sqe = next_sqe(&ring_);
+      io_uring_prep_cancel64(sqe, make_tag(Op::InputReady, i), 0);
+      io_uring_sqe_set_data64(sqe, make_tag(Op::Cancel, i));
+    }
+    close(in.fd);
+    in = Input{0, -1, nullptr};
+    found = true;
+  }
+  for (PacketEgressSocket& e : packet_egress_) {
+    if (e.fd < 0 || e.link.ifindex != ifindex) continue;
+    close(e.fd);
+    e.fd = -1;
+    e.ring.reset();
+    found = true;
+  }
+  for (auto it = egress_sockets_.begin(); it != egress_sockets_.end();) {
+    if (it->ifindex != ifindex) {
+      ++it;
+      continue;
+    }
+    close(it->fd);
+    it = egress_sockets_.erase(it);
+    found = true;
+  }
+  return found ? std::string() : "no socket for interface " + std::to_string(ifindex);
+}
+
 // Multicast outputs take the packet path on an interface with a packet
 // socket (and an IPv4 address for the frames' source).
 void Engine::use_packet_egress(Output& out) const {
   if ((ntohl(out.spec.destination) >> 28) != 0xe) return;
   for (const PacketEgressSocket& e : packet_egress_)
-    if (e.link.ifindex == out.spec.ifindex && e.link.source != 0) Egress::use_packet_socket(out, e.link, e.fd, e.ring.get());
+    if (e.fd >= 0 && e.link.ifindex == out.spec.ifindex && e.link.source != 0)
+      Egress::use_packet_socket(out, e.link, e.fd, e.ring.get());
 }
 
 std::string Engine::add_rule(const RuleSpec& spec) {
@@ -303,6 +352,7 @@ wire::Stats Engine::snapshot() {
   stats.drops = drops_;
   stats.events = egress_.events();
   for (Input& in : inputs_) {
+    if (in.fd < 0) continue;
     tpacket_stats kernel{};  // reading resets the kernel's counters: accumulate
     socklen_t len = sizeof(kernel);
     if (getsockopt(in.fd, SOL_PACKET, PACKET_STATISTICS, &kernel, &len) == 0) {

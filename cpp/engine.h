@@ -42,6 +42,8 @@ class Engine {
   std::string run();
 
  private:
+  // Removed inputs and packet egress sockets keep their slot (fd -1, no
+  // ring): completions still in flight name slots by index.
   struct Input {
     uint32_t ifindex;
     int fd;
@@ -70,6 +72,7 @@ class Engine {
   std::string add_egress(uint32_t ifindex, int fd);
   std::string add_packet_egress(const wire::PacketEgress& link, int fd);
   std::string update_link(const wire::PacketEgress& link);
+  std::string remove_interface(uint32_t ifindex);
   void use_packet_egress(Output& out) const;
   std::string build_rule(const RuleSpec& spec, Rule& rule) const;
   std::string add_rule(const RuleSpec& spec);

@@ -26,7 +26,8 @@ std::string Engine::run() {
   arm_command();
   while (running_) {
     bool busy = false;
-    for (uint32_t i = 0; i < inputs_.size(); ++i) busy |= drain(i);
+    for (uint32_t i = 0; i < inputs_.size(); ++i)
+      if (inputs_[i].fd >= 0) busy |= drain(i);
     flush_rings();
     // Busy: hand this pass's sends over and collect completions without
     // sleeping. Idle: sleep until a frame, a completion or a command.
@@ -100,6 +101,7 @@ void Engine::dispatch(const io_uring_cqe* cqe) {
     case Op::Send: on_send(cqe); break;
     case Op::Command: on_command_ready(cqe); break;
     case Op::Flush: on_flush(cqe); break;
+    case Op::Cancel: break;  // a removed input's poll, cancelled
     default: count(drops_, DropReason::UnknownCompletion); break;
   }
 }
@@ -110,6 +112,7 @@ void Engine::dispatch(const io_uring_cqe* cqe) {
 void Engine::on_input_ready(const io_uring_cqe* cqe) {
   Input& input = inputs_[tag_index(cqe->user_data)];
   input.polling = false;
+  if (input.fd < 0) return;  // removed (this is its cancelled poll)
   if (cqe->res < 0 || (cqe->res & POLLERR)) {
     count(drops_, DropReason::RxError);
     int error = 0;
@@ -127,6 +130,7 @@ void Engine::on_send(const io_uring_cqe* cqe) { egress_.complete(tag_index(cqe->
 // link that is down costs one failed send per pass with traffic and none
 // without, and nothing from the outage is sent late.
 void Engine::on_flush(const io_uring_cqe* cqe) {
+  if (packet_egress_[tag_index(cqe->user_data)].ring == nullptr) return;  // removed since
   TxRing& ring = *packet_egress_[tag_index(cqe->user_data)].ring;
   if (cqe->res >= 0) {
     ring.sent();

@@ -8,7 +8,7 @@
 
 namespace mcr {
 
-enum class Op : uint8_t { Command = 1, InputReady = 2, Send = 3, Flush = 4 };
+enum class Op : uint8_t { Command = 1, InputReady = 2, Send = 3, Flush = 4, Cancel = 5 };
 
 inline uint64_t make_tag(Op op, uint32_t index) { return static_cast<uint64_t>(op) << 56 | index; }
 inline Op tag_op(uint64_t tag) { return static_cast<Op>(tag >> 56); }

@@ -140,8 +140,10 @@ std::string decode_command(const uint8_t* data, size_t len, Command& out) {
   switch (out.type) {
     case Type::AddInput:
     case Type::AddEgress:
+    case Type::RemoveInterface:
       out.ifindex = r.get<uint32_t>();
-      return finish(r, out.type == Type::AddInput ? "AddInput" : "AddEgress");
+      return finish(r, out.type == Type::AddInput ? "AddInput" : out.type == Type::AddEgress ? "AddEgress"
+                                                                                              : "RemoveInterface");
     case Type::AddRule:
       return decode_rule(r, out.rule);
     case Type::RemoveRule:
@@ -181,6 +183,7 @@ std::vector<uint8_t> encode_command(const Command& c) {
   switch (c.type) {
     case Type::AddInput:
     case Type::AddEgress:
+    case Type::RemoveInterface:
       w.put(c.ifindex);
       break;
     case Type::AddRule:

@@ -22,6 +22,8 @@
 //                  + fd: AF_PACKET socket bound to ifindex, for multicast outputs
 //   UpdateLink {same body as AddPacketEgress}   the interface's address, MTU or
 //                  MAC changed: every output's header template on it follows
+//   RemoveInterface {u32 ifindex}   no rule uses it any more: close its sockets
+//                  and unmap its rings (refused while a rule still does)
 // Replies echo the seq: Ok {}, Error {utf-8 message}, Stats {snapshot}.
 // The stats snapshot carries the ruleset hash (FNV-1a over the rules' wire
 // bodies in id order), so a supervisor can detect drift and re-sync.
@@ -48,6 +50,7 @@ enum class Type : uint16_t {
   SetLogLevel = 9,
   AddPacketEgress = 10,
   UpdateLink = 11,
+  RemoveInterface = 12,
   ReplyOk = 100,
   ReplyError = 101,
   ReplyStats = 102,

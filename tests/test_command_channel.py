@@ -62,6 +62,7 @@ def test_semantic_errors_name_the_problem(channel):
     reply = call(channel, _engine.encode_add_rule(2, 1, 2, "239.1.1.1", 5000, "", outputs))
     assert "no input socket for interface 2" in reply["error"]
     assert "needs a socket" in call(channel, _engine.encode_add_input(3, 2))["error"]
+    assert "no socket for interface 9" in call(channel, _engine.encode_remove_interface(4, 9))["error"]
 
 
 def test_socket_passed_with_wrong_command_is_closed(channel):

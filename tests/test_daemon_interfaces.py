@@ -180,3 +180,33 @@ def test_interfaces_and_mroute_show_what_is_forwarded_and_why(tmp_path) -> None:
         assert (routes[2]["state"], routes[2]["waiting_for"], routes[2]["packets"]) == \
             ("waiting", ["mcrnothere0"], 0)
         assert "waiting (mcrnothere0)" in d.mcr("mroute").stdout
+
+
+def packet_sockets(ns: str, ifindex: int, pid: int) -> tuple[int, int]:
+    """(packet sockets on `ifindex` in `ns`, ring mappings of process `pid`)."""
+    rows = subprocess.run(["ip", "netns", "exec", ns, "cat", "/proc/net/packet"], capture_output=True, text=True,
+                          check=True, timeout=10).stdout.splitlines()[1:]
+    sockets = sum(1 for row in rows if int(row.split()[4]) == ifindex)
+    with open(f"/proc/{pid}/maps") as maps:
+        rings = sum(1 for line in maps if "socket:" in line or "packet" in line)
+    return sockets, rings
+
+
+def test_sockets_and_rings_follow_use(tmp_path) -> None:
+    from mcr.lab import interface_index
+
+    with chain(n_sinks=2) as lab, daemon(lab, tmp_path) as d:
+        (pid,) = d.worker_pids()
+        out1 = interface_index(lab.relay_ns, lab.relay_out[1])
+        d.mcr("rules", "add", "--rule", f"in={lab.relay_in} group={GROUP}:{PORT} out=239.2.2.2:6000:{lab.relay_out[0]}")
+        before = packet_sockets(lab.relay_ns, out1, pid)
+        d.mcr("rules", "add", "--rule", f"in={lab.relay_in} group=239.1.1.3:{PORT} out=239.2.2.3:6000:{lab.relay_out[1]}")
+        with_rule = packet_sockets(lab.relay_ns, out1, pid)
+        assert with_rule[0] == before[0] + 1 and with_rule[1] > before[1], (before, with_rule)
+        d.mcr("rules", "remove", "2")
+        assert packet_sockets(lab.relay_ns, out1, pid) == before, "the output's packet socket or its ring stayed"
+        with UdpSender(lab.source_ns, lab.source_if, ttl=8) as sender, \
+                UdpSink(lab.sink_ns[0], "239.2.2.2", 6000, lab.sink_if[0]) as sink:
+            assert relayed(sink, COUNT, sender, 0) == list(range(COUNT)), "the other rule stopped"
+        d.mcr("rules", "add", "--rule", f"in={lab.relay_in} group=239.1.1.3:{PORT} out=239.2.2.3:6000:{lab.relay_out[1]}")
+        assert packet_sockets(lab.relay_ns, out1, pid) == with_rule

@@ -162,6 +162,15 @@ class Engine:
         self._call(_engine.encode_remove_rule, rule_id)
         rule = self._rules.pop(rule_id)
         self._leave(rule)
+        self._release_unused()
+
+    def _release_unused(self) -> None:
+        """Close the sockets (and unmap the rings) of interfaces no rule uses any more."""
+        used = {name for r in self._rules.values() for name in (r.input_interface, *(o.interface for o in r.outputs))}
+        for name in sorted((set(self._inputs) | set(self._egress)) - used):
+            ifindex = self._inputs.pop(name, None) or self._egress.pop(name)
+            self._egress.pop(name, None)
+            self._call(_engine.encode_remove_interface, ifindex)
 
     def rules(self) -> dict[int, Rule]:
         return dict(self._rules)

@@ -59,15 +59,13 @@ async def follow_interfaces(sup) -> None:
     """Recompute the routes for the interfaces that exist now and apply what
     changed: workers get sockets for new indexes and the new rule set (the
     engine leaves unchanged rules and their traffic alone), memberships
-    follow the routes that became active or waiting."""
+    follow the routes that became active or waiting, and sockets of
+    interfaces no route uses (deleted ones included) are closed."""
     table = sup._interface_table()
     new = mrib.compute(sup.rules, table)
     changed = [i for i in new if new[i] != sup.routes.get(i)]
     if not changed:
         return
-    gone = {r.input_ifindex for r in sup.routes.values()} | {
-        i for r in sup.routes.values() for i in r.output_ifindexes}
-    gone -= set(table.values())
     await carry_counters(sup, [i for i in changed if sup.routes[i].state == mrib.ACTIVE])
     for rule_id in changed:
         old = sup.routes[rule_id]
@@ -75,8 +73,6 @@ async def follow_interfaces(sup) -> None:
         if old.state == mrib.ACTIVE and table.get(old.rule.input_interface) != old.input_ifindex:
             # Deleted or renamed away: its membership sockets belong to another index now.
             sup._membership.forget(old.rule.input_interface)
-    for worker in sup.pool:  # sockets of vanished indexes are useless; never matched again
-        worker.interfaces = {(kind, i) for kind, i in worker.interfaces if i not in gone}
     sup.routes = new
     for rule_id in changed:
         sup._join(new[rule_id])

@@ -165,6 +165,16 @@ class Supervisor:
         for route in self.routes.values():
             await self._give_sockets(worker, route)
         await worker.call(_engine.encode_sync_rules, mrib.engine_rules(self.routes))
+        await self._release_unused(worker)
+
+    async def _release_unused(self, worker: Worker) -> None:
+        """Close the worker's sockets (and unmap its rings) for interfaces no
+        active route uses any more (its rules are synced first)."""
+        used = {r.input_ifindex for r in self.routes.values()} | {
+            i for r in self.routes.values() for i in r.output_ifindexes}
+        for ifindex in sorted({i for _, i in worker.interfaces} - used):
+            await worker.call(_engine.encode_remove_interface, ifindex)
+            worker.interfaces = {(kind, i) for kind, i in worker.interfaces if i != ifindex}
 
     async def _watch(self, worker: Worker) -> None:
         while not self._stopping.is_set():
@@ -306,6 +316,11 @@ class Supervisor:
                 log.warning("removing rule %d: %s", rule_id, error)
         self.rules.pop(rule_id)
         self._leave(self.routes.pop(rule_id))
+        for worker in self._running():
+            try:
+                await self._release_unused(worker)
+            except WorkerError as error:
+                log.warning("releasing sockets of worker %d: %s", worker.id, error)
         self._persist()
         log.info("rule %d removed", rule_id)
         self.events.publish("rule", change="removed", id=rule_id)
