@@ -210,3 +210,31 @@ def test_sockets_and_rings_follow_use(tmp_path) -> None:
             assert relayed(sink, COUNT, sender, 0) == list(range(COUNT)), "the other rule stopped"
         d.mcr("rules", "add", "--rule", f"in={lab.relay_in} group=239.1.1.3:{PORT} out=239.2.2.3:6000:{lab.relay_out[1]}")
         assert packet_sockets(lab.relay_ns, out1, pid) == with_rule
+
+
+def test_the_supervisor_runs_on_one_thread(tmp_path) -> None:
+    """One asyncio loop does everything: netlink, IGMP membership, the control
+    socket, the workers' channels. No helper thread bridges anything."""
+    import os
+
+    from scapy.contrib.igmpv3 import IGMPv3
+    from scapy.layers.inet import IP
+    from scapy.layers.l2 import Ether
+
+    from mcr.lab import Capture
+
+    with chain(n_sinks=1) as lab, daemon(lab, tmp_path) as d:
+        capture = Capture(lab.source_ns, lab.source_if, max_seconds=10)
+        d.mcr("rules", "add", "--rule", f"in={lab.relay_in} group={GROUP}:{PORT} out=239.2.2.2:6000:{lab.relay_out[0]}")
+        with UdpSender(lab.source_ns, lab.source_if, ttl=8) as sender, \
+                UdpSink(lab.sink_ns[0], "239.2.2.2", 6000, lab.sink_if[0]) as sink:
+            assert relayed(sink, COUNT, sender, 0) == list(range(COUNT))
+        reports = [Ether(f)[IP] for f in capture.stop() if IP in Ether(f) and Ether(f)[IP].proto == 2]
+        groups = {r.maddr for p in reports if IGMPv3 in p for r in IGMPv3(bytes(p[IP].payload)).records}
+        assert GROUP in groups, f"the relay sent no IGMPv3 report for {GROUP}: {reports}"
+        threads = os.listdir(f"/proc/{d.process.pid}/task")
+        assert len(threads) == 1, f"the supervisor has {len(threads)} threads"
+        # It still joins the group the rule needs (IGMP on that loop).
+        maddr = subprocess.run(["ip", "-n", lab.relay_ns, "maddr", "show", "dev", lab.relay_in],
+                               capture_output=True, text=True, check=True, timeout=10).stdout
+        assert "01:00:5e:01:01:01" in maddr, maddr

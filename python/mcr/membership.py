@@ -21,6 +21,7 @@ it on a thread with one raw IGMP socket per interface.
 
 from __future__ import annotations
 
+import asyncio
 import heapq
 import random
 import select
@@ -172,10 +173,12 @@ class Membership:
         return (MODE_IS_INCLUDE, group, sorted(s for s in sources if s is not None))
 
 
-class MembershipService:
-    """Runs `Membership` on a thread. Per interface: a raw IGMP socket that sends
-    (kernel-built IP header with Router Alert) and a packet socket that holds
-    the link-layer filter and reads queries."""
+class _MembershipSockets:
+    """`Membership` and its sockets, without a driver. Per interface: a raw
+    IGMP socket that sends (kernel-built IP header with Router Alert) and a
+    packet socket that holds the link-layer filter and reads queries. A
+    driver reads the query sockets and sends what comes due: a thread
+    (MembershipService) or an asyncio loop (AsyncMembershipService)."""
 
     def __init__(self) -> None:
         self.state = Membership()
@@ -184,9 +187,12 @@ class MembershipService:
         self._links: dict[str, socket.socket] = {}
         self._timers: list[tuple[float, int, Send]] = []
         self._order = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="mcr-igmp", daemon=True)
-        self._thread.start()
+
+    def _opened(self, interface: str, link: socket.socket) -> None:
+        """A query socket to read from now on (the driver's business)."""
+
+    def _closing(self, link: socket.socket) -> None:
+        """A query socket about to be closed."""
 
     def join(self, interface: str, group: str, source: str | None) -> None:
         """Call inside the interface's network namespace (it may open sockets there)."""
@@ -206,19 +212,22 @@ class MembershipService:
         """The interface is gone: close its sockets (bound to an index that no
         longer exists); a later join on a new interface of that name opens new ones."""
         with self._lock:
-            for table in (self._igmp, self._links):
-                sock = table.pop(interface, None)
-                if sock is not None:
-                    sock.close()
+            link = self._links.pop(interface, None)
+            if link is not None:
+                self._closing(link)
+                link.close()
+            igmp = self._igmp.pop(interface, None)
+            if igmp is not None:
+                igmp.close()
 
     def close(self) -> None:
         """Leave every group, then release the sockets."""
-        self._stop.set()
-        self._thread.join(2.0)
         with self._lock:
             self._timers.clear()
             self._schedule(self.state.leave_all(time.monotonic()))
             self._send_due(time.monotonic())
+            for link in self._links.values():
+                self._closing(link)
             for sock in [*self._igmp.values(), *self._links.values()]:
                 sock.close()
             self._igmp.clear()
@@ -246,6 +255,7 @@ class MembershipService:
         link.bind((interface, ETH_P_ALL))
         link.setblocking(False)
         self._links[interface] = link
+        self._opened(interface, link)
 
     def _link_filter(self, interface: str, group: str, action: int) -> None:
         if not has_ethernet_header(interface):
@@ -260,17 +270,6 @@ class MembershipService:
         for send in sends:
             self._order += 1
             heapq.heappush(self._timers, (now + send.delay, self._order, send))
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            with self._lock:
-                self._send_due(time.monotonic())
-                sockets = dict(self._links)
-                wait = min(0.2, max(0.0, self._timers[0][0] - time.monotonic())) if self._timers else 0.2
-            readable = select.select(list(sockets.values()), [], [], wait)[0] if sockets else time.sleep(wait)
-            for interface, sock in sockets.items():
-                if readable and sock in readable:
-                    self._receive(interface, sock)
 
     def _send_due(self, now: float) -> None:
         while self._timers and self._timers[0][0] <= now:
@@ -293,3 +292,64 @@ class MembershipService:
         if query is not None:
             with self._lock:
                 self._schedule(self.state.on_query(interface, query, time.monotonic()))
+
+
+class MembershipService(_MembershipSockets):
+    """Membership on a thread of its own, for callers without an event loop
+    (the in-process Engine behind `mcr relay` and notebooks)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="mcr-igmp", daemon=True)
+        self._thread.start()
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(2.0)
+        super().close()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            with self._lock:
+                self._send_due(time.monotonic())
+                sockets = dict(self._links)
+                wait = min(0.2, max(0.0, self._timers[0][0] - time.monotonic())) if self._timers else 0.2
+            readable = select.select(list(sockets.values()), [], [], wait)[0] if sockets else time.sleep(wait)
+            for interface, sock in sockets.items():
+                if readable and sock in readable:
+                    self._receive(interface, sock)
+
+
+class AsyncMembershipService(_MembershipSockets):
+    """Membership on the caller's asyncio loop (the daemon's one loop): a
+    reader per query socket, one timer for the next report due."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._loop = asyncio.get_running_loop()
+        self._timer: asyncio.TimerHandle | None = None
+
+    def _opened(self, interface: str, link: socket.socket) -> None:
+        self._loop.add_reader(link.fileno(), self._receive, interface, link)
+
+    def _closing(self, link: socket.socket) -> None:
+        self._loop.remove_reader(link.fileno())
+
+    def _schedule(self, sends: list[Send]) -> None:
+        super()._schedule(sends)
+        if self._timer is not None:
+            self._timer.cancel()
+        # The loop's clock is time.monotonic(), the timers' too.
+        self._timer = self._loop.call_at(self._timers[0][0], self._fire) if self._timers else None
+
+    def _fire(self) -> None:
+        with self._lock:
+            self._send_due(time.monotonic())
+            self._schedule([])
+
+    def close(self) -> None:
+        super().close()
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None

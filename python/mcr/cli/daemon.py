@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import sys
 
 from .. import logs
 from ..config import Config
@@ -47,6 +48,10 @@ def run(args: argparse.Namespace) -> int:
     config = config_from(args)
     logs.setup(config.log_level)
     supervisor = Supervisor(config, config_path=args.config, state_path=args.state or None, socket_path=args.socket)
+    if sys.version_info < (3, 12):
+        # Before 3.12 asyncio waits for each worker process on a thread of its
+        # own (ThreadedChildWatcher); a pidfd keeps that on the one loop too.
+        asyncio.get_event_loop_policy().set_child_watcher(asyncio.PidfdChildWatcher())
     try:
         asyncio.run(supervisor.run())
     except CommandError as error:  # e.g. a configured rule names a missing interface

@@ -19,7 +19,7 @@ from pathlib import Path
 from .. import __version__, _engine, logs, mrib, sockets
 from ..config import Config, ConfigError
 from ..events import EventBus
-from ..membership import MembershipService
+from ..membership import AsyncMembershipService
 from ..netlink import NetworkMonitor
 from ..rules import Rule
 from . import following
@@ -49,7 +49,7 @@ class Supervisor:
         self.rules: dict[int, Rule] = {}  # what the user asked for (static rules), by id
         self.routes: dict[int, mrib.Route] = {}  # what the MRIB made of them with today's interfaces
         self._next_id = 1
-        self._membership = MembershipService()
+        self._membership: AsyncMembershipService | None = None  # on the loop, from run()
         self._claims = sockets.PortClaims()
         self.network = NetworkMonitor()  # started on the loop in run()
         self.events = EventBus()  # `mcr events`
@@ -73,6 +73,7 @@ class Supervisor:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self._stopping.set)
         loop.add_signal_handler(signal.SIGHUP, lambda: self._spawn("reload", self.reload, forever=False))
+        self._membership = AsyncMembershipService()
         await self.network.start()
         self._spawn("network", lambda: following.follow(self))
         await self._set_rules(self._initial_rules())
