@@ -53,6 +53,7 @@ ERROR_CODES = ("bad_json", "bad_request", "unknown_command", "not_found", "confl
 REQUEST_KEYS = ("cmd", "args", "id")
 SO_PEERGROUPS = getattr(socket, "SO_PEERGROUPS", 59)  # Linux 4.13+; Python 3.11 lacks the name
 PEERGROUPS_BUFFER = 1024  # the most getsockopt() reads from Python: 256 groups
+CLOSE_TIMEOUT = 2.0  # seconds close() waits for connections it could not cancel
 log = logging.getLogger("mcr.control")
 
 
@@ -147,8 +148,15 @@ class ControlServer:
         self._server.close()
         for task in list(self._clients):
             task.cancel()
-        await asyncio.gather(*self._clients, return_exceptions=True)
-        await self._server.wait_closed()
+        if self._clients:
+            await asyncio.wait(list(self._clients), timeout=CLOSE_TIMEOUT)
+        try:
+            # A connection accepted a moment ago may not have started its task
+            # yet, so nothing here cancels it: it ends on its request timeout.
+            # Shutdown does not wait that long for it.
+            await asyncio.wait_for(self._server.wait_closed(), CLOSE_TIMEOUT)
+        except asyncio.TimeoutError:
+            log.warning("control: a client connection was still open at shutdown")
         self._server = None
         try:
             info = os.stat(self.path)
