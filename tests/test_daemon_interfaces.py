@@ -238,3 +238,17 @@ def test_the_supervisor_runs_on_one_thread(tmp_path) -> None:
         maddr = subprocess.run(["ip", "-n", lab.relay_ns, "maddr", "show", "dev", lab.relay_in],
                                capture_output=True, text=True, check=True, timeout=10).stdout
         assert "01:00:5e:01:01:01" in maddr, maddr
+
+
+def test_an_input_interface_deleted_leaves_its_rule_waiting(tmp_path) -> None:
+    late, peer = f"mcri{secrets.token_hex(3)}", f"mcrq{secrets.token_hex(3)}"
+    with chain(n_sinks=1) as lab, daemon(lab, tmp_path) as d:
+        create_late_link(lab, late, peer)
+        d.mcr("rules", "add", "--rule", f"in={late} group={GROUP}:{PORT} out=239.2.2.2:6000:{lab.relay_out[0]}")
+        assert rule_states(d) == {1: "active"}
+        ip("-n", lab.relay_ns, "link", "del", late)
+        wait_for(lambda: rule_states(d)[1] == "waiting", 5, "the rule to wait for its input")
+        create_late_link(lab, late, peer)
+        wait_for(lambda: rule_states(d)[1] == "active", 5, "the rule to take the new input")
+        stats = json.loads(d.mcr("stats", "--json").stdout)
+        assert stats.get("task_faults", {}) == {}, stats.get("task_faults")

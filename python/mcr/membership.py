@@ -258,8 +258,13 @@ class _MembershipSockets:
         self._opened(interface, link)
 
     def _link_filter(self, interface: str, group: str, action: int) -> None:
-        if not has_ethernet_header(interface):
-            return  # tun, WireGuard, GRE: no link-layer address filter to program
+        try:
+            if not has_ethernet_header(interface):
+                return  # tun, WireGuard, GRE: no link-layer address filter to program
+        except OSError:
+            if action == PACKET_DROP_MEMBERSHIP:
+                return  # the interface is gone, and its filter with it
+            raise
         g = socket.inet_aton(group)
         mac = bytes([0x01, 0x00, 0x5E, g[1] & 0x7F, g[2], g[3]])  # RFC 1112 6.4
         mreq = struct.pack("iHH8s", socket.if_nametoindex(interface), PACKET_MR_MULTICAST, 6, mac)

@@ -69,10 +69,11 @@ async def follow_interfaces(sup) -> None:
     await carry_counters(sup, [i for i in changed if sup.routes[i].state == mrib.ACTIVE])
     for rule_id in changed:
         old = sup.routes[rule_id]
-        sup._leave(old)
         if old.state == mrib.ACTIVE and table.get(old.rule.input_interface) != old.input_ifindex:
-            # Deleted or renamed away: its membership sockets belong to another index now.
+            # Deleted or renamed away: its membership sockets belong to an index
+            # that is gone or another interface's, so they go before the leave.
             sup._membership.forget(old.rule.input_interface)
+        sup._leave(old)
     sup.routes = new
     for rule_id in changed:
         sup._join(new[rule_id])
