@@ -104,30 +104,23 @@ class MarkingReceiver:
     the output's ttl= and dscp= without a capture."""
 
     def __init__(self, sink) -> None:
-        self.sock = sink.sock
-        self.sock.setsockopt(socket.IPPROTO_IP, IP_RECVTTL, 1)
-        self.sock.setsockopt(socket.IPPROTO_IP, socket.IP_RECVTOS, 1)
+        self.sink = sink
+        sink.sock.setsockopt(socket.IPPROTO_IP, IP_RECVTTL, 1)
+        sink.sock.setsockopt(socket.IPPROTO_IP, socket.IP_RECVTOS, 1)
 
     def receive(self, count: int, timeout: float, idle: float = 1.0) -> list[Marked]:
-        deadline = time.monotonic() + timeout
-        received: list[Marked] = []
-        while len(received) < count:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                break
-            self.sock.settimeout(min(remaining, idle) if received else remaining)
-            try:
-                data, ancillary, _, src = self.sock.recvmsg(65535, 2 * socket.CMSG_SPACE(4))
-            except TimeoutError:
-                break
-            ttl = tos = -1
-            for level, kind, value in ancillary:
-                if (level, kind) == (socket.IPPROTO_IP, socket.IP_TTL):
-                    (ttl,) = struct.unpack("i", value[:4])
-                elif (level, kind) == (socket.IPPROTO_IP, socket.IP_TOS):
-                    tos = value[0]
-            received.append(Marked(data, src, ttl, tos))
-        return received
+        return self.sink.receive(count, timeout, idle, read=self._read)
+
+    @staticmethod
+    def _read(sock: socket.socket) -> Marked:
+        data, ancillary, _, src = sock.recvmsg(65535, 2 * socket.CMSG_SPACE(4))
+        ttl = tos = -1
+        for level, kind, value in ancillary:
+            if (level, kind) == (socket.IPPROTO_IP, socket.IP_TTL):
+                (ttl,) = struct.unpack("i", value[:4])
+            elif (level, kind) == (socket.IPPROTO_IP, socket.IP_TOS):
+                tos = value[0]
+        return Marked(data, src, ttl, tos)
 
 
 def feed_paced(stream, payloads: list[bytes], rate_pps: float, timeout: float = 30) -> int:

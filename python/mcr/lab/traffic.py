@@ -285,23 +285,25 @@ class UdpSink:
     def close(self) -> None:
         self.sock.close()
 
-    def receive(self, count: int, timeout: float, idle: float = 1.0) -> list[Received]:
+    def receive(self, count: int, timeout: float, idle: float = 1.0, read=None) -> list:
         """Collect up to `count` datagrams within `timeout` seconds.
 
         Stops early once traffic has started and then paused for `idle` seconds.
+        `read(sock)` reads one datagram (default: a Received from recvfrom);
+        tests that want ancillary data pass their own.
         """
+        read = read or (lambda sock: Received(*sock.recvfrom(65535)))
         deadline = time.monotonic() + timeout
-        received: list[Received] = []
+        received: list = []
         while len(received) < count:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 break
             self.sock.settimeout(min(remaining, idle) if received else remaining)
             try:
-                data, src = self.sock.recvfrom(65535)
+                received.append(read(self.sock))
             except TimeoutError:
                 break
-            received.append(Received(data, src))
         return received
 
 

@@ -336,22 +336,20 @@ class Supervisor:
 
     def _join(self, route: mrib.Route) -> None:
         """Membership (or the unicast port) on the input, for an active route only."""
-        rule = route.rule
-        if route.state != mrib.ACTIVE:
-            return
-        if rule.is_unicast_input:
-            self._claims.claim(rule.group, rule.port)
-        else:
-            self._membership.join(rule.input_interface, rule.group, rule.source)
+        self._hold_input(route, take=True)
 
     def _leave(self, route: mrib.Route) -> None:
-        rule = route.rule
+        self._hold_input(route, take=False)
+
+    def _hold_input(self, route: mrib.Route, take: bool) -> None:
         if route.state != mrib.ACTIVE:
             return
+        rule = route.rule
         if rule.is_unicast_input:
-            self._claims.release(rule.group, rule.port)
+            (self._claims.claim if take else self._claims.release)(rule.group, rule.port)
         else:
-            self._membership.leave(rule.input_interface, rule.group, rule.source)
+            membership = self._membership.join if take else self._membership.leave
+            membership(rule.input_interface, rule.group, rule.source)
 
     async def _set_rules(self, wanted: tuple[Rule, ...]) -> dict:
         """Make the rule set equal `wanted`, all or nothing; unchanged rules keep their id and traffic."""
