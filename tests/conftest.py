@@ -197,7 +197,7 @@ class RelayLab:
         """Wait until each rule id's output counters reach their expected packet count."""
         def done(stats: dict) -> bool:
             for rule_id, packets in expected.items():
-                rule = stats["rules"].get(rule_id)
+                rule = stats["rules"].get(str(rule_id))
                 if rule is None or rule["packets"] < packets:
                     return False
                 if any(o["packets"] + o["errors"] < packets for o in rule["outputs"].values()):

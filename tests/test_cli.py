@@ -75,4 +75,8 @@ def test_relay_verb_forwards_and_prints_totals_on_interrupt():
     totals = json.loads(out.strip().splitlines()[-1])
     (rule,) = totals["rules"].values()
     assert rule["packets"] == packets
+    # The same shape as the daemon's `mcr stats --json` (tests/test_daemon_cli.py).
+    assert {"time", "rules", "drops", "events", "inputs"} <= set(totals)
+    assert set(rule) == {"name", "rule", "state", "packets", "bytes", "outputs"}
+    assert set(list(rule["outputs"].values())[0]) == {"packets", "bytes", "errors"}
     assert list(rule["outputs"].values())[0]["packets"] == packets

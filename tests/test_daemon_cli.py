@@ -27,6 +27,10 @@ def test_rule_add_traffic_stats_remove(tmp_path):
         stats = json.loads(d.mcr("stats", "--json").stdout)
         (entry,) = stats["rules"].values()
         assert entry["name"] == "feed" and entry["packets"] == 1000
+        # The same shape as `mcr relay --json` (tests/test_cli.py).
+        assert {"time", "rules", "drops", "events", "inputs"} <= set(stats)
+        assert set(entry) == {"name", "rule", "state", "packets", "bytes", "outputs"}
+        assert set(list(entry["outputs"].values())[0]) == {"packets", "bytes", "errors"}
         assert list(entry["outputs"].values())[0]["packets"] == 1000
         human = d.mcr("stats").stdout
         assert "feed" in human and "1000" in human

@@ -114,7 +114,7 @@ def test_kernel_sender_group_rewritten(relay_lab, size: int) -> None:
     expect_delivered(lab, counters, c.sink_ns[0], received, COUNT, size, what=f"{out}")
     assert {r.src[0] for r in received} == {c.relay_out_addr[0]}
     stats = lab.wait_relayed({rule_id: COUNT})
-    assert stats["rules"][rule_id]["outputs"][str(out)] == {
+    assert stats["rules"][str(rule_id)]["outputs"][str(out)] == {
         "packets": COUNT, "bytes": COUNT * size, "errors": 0}, lab.describe(stats)
 
 
@@ -138,8 +138,8 @@ def test_kernel_sender_source_specific_rule(relay_lab) -> None:
     expect_delivered(lab, counters, c.sink_ns[0], received, COUNT, SIZE, what="(S,G) for the sender")
     assert stray == [], "the rule for source 10.200.0.99 relayed the sender's datagrams" + lab.describe()
     stats = lab.wait_relayed({ours_id: COUNT})
-    assert stats["rules"][ours_id]["packets"] == COUNT, lab.describe(stats)
-    assert stats["rules"][other_id]["packets"] == 0, lab.describe(stats)
+    assert stats["rules"][str(ours_id)]["packets"] == COUNT, lab.describe(stats)
+    assert stats["rules"][str(other_id)]["packets"] == 0, lab.describe(stats)
 
 
 def test_kernel_sender_fanout_to_three_links(relay_lab) -> None:
@@ -158,7 +158,7 @@ def test_kernel_sender_fanout_to_three_links(relay_lab) -> None:
         expect_delivered(lab, counters, c.sink_ns[i], received, COUNT, SIZE, what=f"sink {i} ({o})")
         assert {r.src[0] for r in received} == {c.relay_out_addr[i]}
     stats = lab.wait_relayed({rule_id: COUNT})
-    assert stats["rules"][rule_id]["packets"] == COUNT, lab.describe(stats)
+    assert stats["rules"][str(rule_id)]["packets"] == COUNT, lab.describe(stats)
 
 
 def test_kernel_sender_multicast_to_unicast(relay_lab) -> None:
@@ -194,7 +194,7 @@ def test_kernel_sender_keep_source(relay_lab) -> None:
     expect_delivered(lab, counters, c.sink_ns[0], received, COUNT, SIZE, what=f"keep-source {out}")
     assert {r.src for r in received} == {(c.source_addr, sport)}
     stats = lab.wait_relayed({rule_id: COUNT})
-    assert stats["rules"][rule_id]["outputs"][str(out)]["errors"] == 0, lab.describe(stats)
+    assert stats["rules"][str(rule_id)]["outputs"][str(out)]["errors"] == 0, lab.describe(stats)
 
 
 @pytest.mark.parametrize(
@@ -239,7 +239,7 @@ def test_kernel_sender_jumbo(relay_lab, size: int) -> None:
 
     expect_delivered(lab, counters, c.sink_ns[0], collector.result(), count, size, what=f"jumbo {out}")
     stats = lab.wait_relayed({rule_id: count})
-    assert stats["rules"][rule_id]["outputs"][str(out)] == {
+    assert stats["rules"][str(rule_id)]["outputs"][str(out)] == {
         "packets": count, "bytes": count * size, "errors": 0}, lab.describe(stats)
 
 
@@ -264,7 +264,7 @@ def test_kernel_sender_jumbo_to_1500_byte_output(relay_lab) -> None:
     frames = capture.stop()
     assert frames and max(len(f) for f in frames) <= 14 + 1500, "a frame above the sink link's MTU"
     stats = lab.wait_relayed({rule_id: count})
-    assert stats["rules"][rule_id]["outputs"][str(out)] == {
+    assert stats["rules"][str(rule_id)]["outputs"][str(out)] == {
         "packets": count, "bytes": count * size, "errors": 0}, lab.describe(stats)
 
 

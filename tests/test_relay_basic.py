@@ -28,7 +28,7 @@ def test_relay_10000_numbered_packets(relay_lab) -> None:
     assert len({r.src[1] for r in received}) == 1, "the egress socket's port changed mid-stream"
 
     stats = lab.wait_relayed({rule_id: COUNT})
-    rule = stats["rules"][rule_id]
+    rule = stats["rules"][str(rule_id)]
     assert (rule["packets"], rule["bytes"]) == (COUNT, COUNT * SIZE), lab.describe(stats)
     assert rule["outputs"] == {str(out): {"packets": COUNT, "bytes": COUNT * SIZE, "errors": 0}}, \
         lab.describe(stats)

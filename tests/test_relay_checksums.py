@@ -59,4 +59,4 @@ def test_partial_checksums_are_completed(relay_lab, offload: str) -> None:
             wrong = [p for p in packets if not correct_udp_checksum(p)]
             assert not wrong, f"{len(wrong)} frames for {o} left with a wrong UDP checksum"
     stats = lab.wait_relayed({rule_id: COUNT})
-    assert stats["rules"][rule_id]["packets"] == COUNT, lab.describe(stats)
+    assert stats["rules"][str(rule_id)]["packets"] == COUNT, lab.describe(stats)

@@ -25,7 +25,7 @@ def test_fanout_to_three_interfaces(relay_lab) -> None:
         lab.expect_stream(received, count, size, what=f"sink {i} ({outputs[i]})")
         assert {r.src[0] for r in received} == {c.relay_out_addr[i]}
     stats = lab.wait_relayed({rule_id: count})
-    rule = stats["rules"][rule_id]
+    rule = stats["rules"][str(rule_id)]
     assert rule["packets"] == count, lab.describe(stats)
     for o in outputs:
         assert rule["outputs"][str(o)] == {"packets": count, "bytes": count * size, "errors": 0}, \
@@ -51,7 +51,7 @@ def test_fanout_to_100_outputs(relay_lab) -> None:
     for o, sink in zip(outputs, sinks):
         lab.expect_stream(sink.receive(count, timeout=5, idle=0.5), count, size, what=f"output {o}")
     stats = lab.wait_relayed({rule_id: count})
-    rule = stats["rules"][rule_id]
+    rule = stats["rules"][str(rule_id)]
     assert rule["packets"] == count, lab.describe(stats)
     per_output = {name: (o["packets"], o["bytes"], o["errors"]) for name, o in rule["outputs"].items()}
     assert per_output == {str(o): (count, count * size, 0) for o in outputs}, lab.describe(stats)
@@ -74,7 +74,7 @@ def test_failing_output_does_not_affect_the_others(relay_lab) -> None:
 
     lab.expect_stream(collector.result(), count, size, what=f"live output {alive}")
     stats = lab.wait_relayed({rule_id: count})
-    outputs = stats["rules"][rule_id]["outputs"]
+    outputs = stats["rules"][str(rule_id)]["outputs"]
     assert outputs[str(alive)] == {"packets": count, "bytes": count * size, "errors": 0}, lab.describe(stats)
     assert outputs[str(dead)] == {"packets": 0, "bytes": 0, "errors": count}, lab.describe(stats)
     assert {k: v for k, v in stats["drops"].items() if v} == {"output_down": count}, lab.describe(stats)

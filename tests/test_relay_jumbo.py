@@ -33,7 +33,7 @@ def test_jumbo_payload_relayed_intact(relay_lab) -> None:
     relayed = [f for f in capture.stop() if len(f) > 1500]
     assert len(relayed) == COUNT and {len(f) for f in relayed} == {14 + MTU}
     stats = lab.wait_relayed({rule_id: COUNT})
-    assert stats["rules"][rule_id]["outputs"][str(out)] == {
+    assert stats["rules"][str(rule_id)]["outputs"][str(out)] == {
         "packets": COUNT, "bytes": COUNT * SIZE, "errors": 0}, lab.describe(stats)
     assert stats["inputs"][c.relay_in]["bytes"] == COUNT * (14 + MTU), lab.describe(stats)
     assert not any(stats["drops"].values()), lab.describe(stats)

@@ -31,7 +31,7 @@ def test_keep_source_output_sends_with_the_original_source(relay_lab) -> None:
     assert {r.src for r in kept_received} == {(c.source_addr, SPORT)}
     assert {r.src[0] for r in plain_received} == {c.relay_out_addr[0]}
     stats = lab.wait_relayed({rule_id: count})
-    assert stats["rules"][rule_id]["outputs"][str(kept)] == {
+    assert stats["rules"][str(rule_id)]["outputs"][str(kept)] == {
         "packets": count, "bytes": count * size, "errors": 0}, lab.describe(stats)
 
 
@@ -49,6 +49,6 @@ def test_keep_source_never_sends_with_another_source(relay_lab) -> None:
     lab.send(lab.frames([b"a" * 100, b"b" * 4000, b"c" * 100], GROUP, PORT), rate_pps=100)
 
     assert sorted(len(r.payload) for r in collector.result()) == [100, 100]
-    stats = lab.wait_stats(lambda s: s["rules"][rule_id]["outputs"][str(kept)]["errors"] >= 1)
-    assert stats["rules"][rule_id]["outputs"][str(kept)] == {"packets": 2, "bytes": 200, "errors": 1}, lab.describe(stats)
+    stats = lab.wait_stats(lambda s: s["rules"][str(rule_id)]["outputs"][str(kept)]["errors"] >= 1)
+    assert stats["rules"][str(rule_id)]["outputs"][str(kept)] == {"packets": 2, "bytes": 200, "errors": 1}, lab.describe(stats)
     assert stats["drops"]["too_big"] == 1, lab.describe(stats)

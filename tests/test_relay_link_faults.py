@@ -93,14 +93,14 @@ def test_link_outage_under_traffic(relay_lab, case: str) -> None:
         f"engine used {idle_share:.0%} of a core while {link[1]} was down and the input idle" + lab.describe())
 
     stats = lab.wait_relayed({rule_id: BEFORE + AFTER})
-    errors = stats["rules"][rule_id]["outputs"][str(out)]["errors"]
+    errors = stats["rules"][str(rule_id)]["outputs"][str(out)]["errors"]
     drops = {k: v for k, v in stats["drops"].items() if v}
     if side == "output":
         # Every datagram of the outage reached the relay and is counted once, by name.
         reason = "output_down" if whose == "own" else "tx_refused"
         assert errors == DURING, lab.describe(stats)
         assert drops == {reason: DURING}, lab.describe(stats)
-        assert stats["rules"][rule_id]["outputs"][str(out)]["packets"] == BEFORE + AFTER, lab.describe(stats)
+        assert stats["rules"][str(rule_id)]["outputs"][str(out)]["packets"] == BEFORE + AFTER, lab.describe(stats)
     else:
         # A down input hears nothing: the sender's own kernel dropped the outage.
         assert errors == 0, lab.describe(stats)

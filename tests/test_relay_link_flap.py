@@ -59,7 +59,7 @@ def test_relay_resumes_after_input_link_flap(relay_lab) -> None:
         f"(rx_error={stats['drops']['rx_error']})" + lab.describe(stats))
     lab.expect_stream(received, COUNT, SIZE, stream=1, what=f"after {c.relay_in} (input) went down and up")
     stats = lab.wait_relayed({rule_id: 2 * COUNT})
-    assert stats["rules"][rule_id]["packets"] == 2 * COUNT, lab.describe(stats)
+    assert stats["rules"][str(rule_id)]["packets"] == 2 * COUNT, lab.describe(stats)
 
 
 def test_relay_resumes_after_output_link_flap(relay_lab) -> None:
@@ -72,5 +72,5 @@ def test_relay_resumes_after_output_link_flap(relay_lab) -> None:
 
     lab.expect_stream(received, COUNT, SIZE, stream=1, what=f"after {c.relay_out[0]} (output) went down and up")
     stats = lab.wait_relayed({rule_id: 2 * COUNT})
-    assert stats["rules"][rule_id]["packets"] == 2 * COUNT, lab.describe(stats)
+    assert stats["rules"][str(rule_id)]["packets"] == 2 * COUNT, lab.describe(stats)
     assert not any(stats["drops"].values()), lab.describe(stats)

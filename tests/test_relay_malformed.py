@@ -126,7 +126,7 @@ def test_malformed_frames_counted_good_frames_relayed(relay_lab) -> None:
     per_kind = {kind: reason for kind, (_f, reason) in bad.items()}
     assert stats["drops"] == expected, f"expected per kind ({ROUNDS} each): {per_kind}" + lab.describe(stats)
     for vlan, n in per_vlan.items():
-        assert stats["rules"][rule_ids[vlan]]["packets"] == n, f"rule for VLAN {vlan}" + lab.describe(stats)
+        assert stats["rules"][str(rule_ids[vlan])]["packets"] == n, f"rule for VLAN {vlan}" + lab.describe(stats)
     # Every frame reached the engine (none filtered out before it), and the
     # tagged ones arrived without their outer tag.
     assert stats["inputs"][c.relay_in]["frames"] == len(frames), lab.describe(stats)

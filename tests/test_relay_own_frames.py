@@ -21,8 +21,8 @@ def test_own_transmissions_are_not_relayed_again():
                 sender.send(frames, rate_pps=5000)
             assert len(sink.receive(packets, timeout=10)) == packets
         stats = engine.stats()
-    assert stats["rules"][a]["packets"] == packets
-    assert stats["rules"][b]["packets"] == 0, stats
+    assert stats["rules"][str(a)]["packets"] == packets
+    assert stats["rules"][str(b)]["packets"] == 0, stats
     # Only the sink's IGMP reports arrive on relay_out[0] (counted as not_udp);
     # none of the relay's own 300 transmissions do.
     assert stats["inputs"][lab.relay_out[0]]["frames"] == stats["drops"]["not_udp"] < packets, stats

@@ -27,7 +27,7 @@ def test_multicast_to_unicast(relay_lab) -> None:
     lab.expect_stream(received, count, size, what=f"unicast sink {c.sink_addr[0]}:6200")
     assert {r.src[0] for r in received} == {c.relay_out_addr[0]}
     stats = lab.wait_relayed({rule_id: count})
-    assert stats["rules"][rule_id]["outputs"][str(out)] == {
+    assert stats["rules"][str(rule_id)]["outputs"][str(out)] == {
         "packets": count, "bytes": count * size, "errors": 0}, lab.describe(stats)
 
 
@@ -61,4 +61,4 @@ def test_group_and_port_rewrite(relay_lab) -> None:
     assert old_sink.receive(1, timeout=0.3) == []
     assert mixed_sink.receive(1, timeout=0.3) == []
     stats = lab.wait_relayed({rule_id: count})
-    assert stats["rules"][rule_id]["packets"] == count, lab.describe(stats)
+    assert stats["rules"][str(rule_id)]["packets"] == count, lab.describe(stats)

@@ -54,7 +54,7 @@ def test_unroutable_source_relayed_under_strict_rp_filter(relay_lab) -> None:
     # ...the relay forwards every packet of the unroutable source...
     lab.expect_stream(collector.result(), COUNT, SIZE, what="sink behind the relay")
     stats = lab.wait_relayed({rule_id: COUNT})
-    assert stats["rules"][rule_id]["packets"] == COUNT, lab.describe(stats)
+    assert stats["rules"][str(rule_id)]["packets"] == COUNT, lab.describe(stats)
     # ...while the kernel's IP layer in the relay namespace drops them all:
     # the setup really exercises rp_filter.
     leaked = local.receive(COUNT, timeout=1.0, idle=0.5)

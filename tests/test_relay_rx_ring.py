@@ -31,7 +31,7 @@ def test_ring_wraps_with_sendmsg_and_tx_ring_outputs(relay_lab) -> None:
     stats = lab.wait_relayed({rule_id: count})
     inp = stats["inputs"][c.relay_in]
     assert inp["frames"] == count and inp["kernel_drops"] == 0, lab.describe(stats)
-    assert stats["rules"][rule_id]["outputs"][str(unicast)]["packets"] == count, lab.describe(stats)
+    assert stats["rules"][str(rule_id)]["outputs"][str(unicast)]["packets"] == count, lab.describe(stats)
 
 
 def test_a_stalled_output_does_not_hold_up_the_input(relay_lab) -> None:
@@ -53,11 +53,11 @@ def test_a_stalled_output_does_not_hold_up_the_input(relay_lab) -> None:
 
     lab.expect_stream(by_fast.result(), count, size, stream=2, what="rule B beside a stalled output")
     stats = lab.stats()
-    slow_out = stats["rules"][slow]["outputs"]
+    slow_out = stats["rules"][str(slow)]["outputs"]
     assert sum(o["packets"] for o in slow_out.values()) < count, (
         "the shaper did not hold rule A's output back, so this test proved nothing" + lab.describe(stats))
     assert stats["inputs"][c.relay_in]["kernel_drops"] == 0, lab.describe(stats)
-    assert stats["rules"][fast]["packets"] == count, lab.describe(stats)
+    assert stats["rules"][str(fast)]["packets"] == count, lab.describe(stats)
 
 
 def test_frames_beyond_the_mtu_the_ring_was_sized_for_are_counted(relay_lab) -> None:
@@ -76,4 +76,4 @@ def test_frames_beyond_the_mtu_the_ring_was_sized_for_are_counted(relay_lab) -> 
     assert sorted(len(r.payload) for r in collector.result()) == [100, 100]
     stats = lab.wait_stats(lambda s: s["drops"]["truncated"] >= 1)
     assert stats["drops"]["truncated"] == 1 and stats["inputs"][c.relay_in]["frames"] == 3, lab.describe(stats)
-    assert stats["rules"][rule_id]["packets"] == 2, lab.describe(stats)
+    assert stats["rules"][str(rule_id)]["packets"] == 2, lab.describe(stats)

@@ -34,8 +34,8 @@ def test_source_rule_beats_any_source_rule(relay_lab) -> None:
     lab.expect_stream(got_a.result(), COUNT, SIZE, stream=1, what=f"(S,G) output {out_a}")
     lab.expect_stream(got_any.result(), COUNT, SIZE, stream=2, what=f"(*,G) output {out_any}")
     stats = lab.wait_relayed({a_id: COUNT, any_id: COUNT})
-    assert stats["rules"][a_id]["packets"] == COUNT, lab.describe(stats)
-    assert stats["rules"][any_id]["packets"] == COUNT, lab.describe(stats)
+    assert stats["rules"][str(a_id)]["packets"] == COUNT, lab.describe(stats)
+    assert stats["rules"][str(any_id)]["packets"] == COUNT, lab.describe(stats)
 
     # Without its (S,G) rule, source A falls back to the (*,G) rule.
     lab.engine.remove_rule(a_id)
@@ -64,6 +64,6 @@ def test_two_source_rules_split_sources(relay_lab) -> None:
     lab.expect_stream(got_a.result(), COUNT, SIZE, stream=1, what=f"source A output {out_a}")
     lab.expect_stream(got_b.result(), COUNT, SIZE, stream=2, what=f"source B output {out_b}")
     stats = lab.wait_relayed({a_id: COUNT, b_id: COUNT})
-    assert stats["rules"][a_id]["packets"] == COUNT, lab.describe(stats)
-    assert stats["rules"][b_id]["packets"] == COUNT, lab.describe(stats)
+    assert stats["rules"][str(a_id)]["packets"] == COUNT, lab.describe(stats)
+    assert stats["rules"][str(b_id)]["packets"] == COUNT, lab.describe(stats)
     assert stats["drops"]["no_rule"] == COUNT, lab.describe(stats)

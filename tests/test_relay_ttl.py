@@ -75,8 +75,8 @@ def test_ttl_and_dscp_on_the_wire(relay_lab) -> None:
 
     stats = lab.wait_relayed({rules["plain"]: 3 * N, rules["fixed"]: 2 * N, rules["ef"]: 3 * N})
     assert stats["drops"]["ttl_expired"] == 2 * N, lab.describe(stats)
-    counts = {name: stats["rules"][rid]["packets"] for name, rid in rules.items()}
+    counts = {name: stats["rules"][str(rid)]["packets"] for name, rid in rules.items()}
     assert counts == {"plain": 3 * N, "fixed": 2 * N, "ef": 3 * N, "mixed": 2 * N}, lab.describe(stats)
-    mixed = stats["rules"][rules["mixed"]]["outputs"]
+    mixed = stats["rules"][str(rules["mixed"])]["outputs"]
     assert (mixed[str(mixed_plain)]["packets"], mixed[str(mixed_fixed)]["packets"]) == (N, 2 * N), \
         lab.describe(stats)

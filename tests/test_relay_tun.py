@@ -112,4 +112,4 @@ def test_multicast_out_to_a_tun(relay_lab) -> None:
         seqs.append(payload_seq(payload)[1])
     assert sorted(seqs) == list(range(COUNT)), f"{len(packets)} packets out of the tun, expected {COUNT}"
     stats = lab.wait_relayed({rule_id: COUNT})
-    assert stats["rules"][rule_id]["packets"] == COUNT, lab.describe(stats)
+    assert stats["rules"][str(rule_id)]["packets"] == COUNT, lab.describe(stats)

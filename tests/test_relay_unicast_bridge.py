@@ -72,7 +72,7 @@ def test_multicast_to_unicast_to_multicast() -> None:
                                                       numbered_payloads(COUNT, SIZE)))
             assert udp_counters(ns)["InCsumErrors"] == before[ns]["InCsumErrors"]
         stats = engine_b.stats()
-        assert stats["rules"][rule_b]["packets"] == COUNT, stats
+        assert stats["rules"][str(rule_b)]["packets"] == COUNT, stats
         icmp = icmp_counters(b)
         assert icmp["OutDestUnreachs"] == icmp_before["OutDestUnreachs"], \
             "B's kernel answered the unicast stream with ICMP destination unreachable"

@@ -90,7 +90,7 @@ def test_untagged_rule_matches_untagged_frames_only(relay_lab) -> None:
     send_all(lab)
     assert streams_arriving(capture) == {(None, 0): COUNT}, lab.describe()
     stats = lab.wait_relayed({rule_id: COUNT})
-    assert stats["rules"][rule_id]["packets"] == COUNT, lab.describe(stats)
+    assert stats["rules"][str(rule_id)]["packets"] == COUNT, lab.describe(stats)
     assert stats["drops"]["no_rule"] == 2 * COUNT, lab.describe(stats)
 
 
@@ -108,5 +108,5 @@ def test_vlan_rule_matches_its_vlan_and_outputs_tag(relay_lab) -> None:
     # VLAN 10's stream, once tagged 30 and once untagged (to port 6001); nothing else.
     assert streams_arriving(capture) == {(30, 1): COUNT, (None, 1): COUNT}, lab.describe()
     stats = lab.wait_relayed({rule_id: COUNT})
-    assert stats["rules"][rule_id]["packets"] == COUNT, lab.describe(stats)
+    assert stats["rules"][str(rule_id)]["packets"] == COUNT, lab.describe(stats)
     assert stats["drops"]["no_rule"] == 2 * COUNT, lab.describe(stats)

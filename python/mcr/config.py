@@ -192,10 +192,11 @@ def _rules(value: Any, where: str) -> tuple[Rule, ...]:
     inputs: dict[tuple, int] = {}
     names: dict[str, int] = {}
     for index, rule in rules:
-        key = (rule.input_interface, rule.group, rule.port, rule.source)
+        key = (rule.input_interface, rule.group, rule.port, rule.source, rule.vlan)
         if key in inputs:
             problems.append(f"{where}[{index}]: same input as {where}[{inputs[key]}] "
-                            f"({rule.input_interface} {rule.group}:{rule.port} source {rule.source or 'any'})")
+                            f"({rule.input_interface} {rule.group}:{rule.port} source {rule.source or 'any'}"
+                            f"{f' VLAN {rule.vlan}' if rule.vlan else ''})")
         inputs.setdefault(key, index)
         if rule.name is None:
             continue

@@ -12,13 +12,12 @@ import itertools
 import socket
 import threading
 
-from . import _engine, sockets
+from . import _engine, channel, sockets
+from .channel import Channel
 from .netns import in_netns
-from .membership import MembershipService
+from .membership import InputHolds, MembershipService
 from .rules import Rule
-
-REPLY_TIMEOUT = 5.0
-CHANNEL_BUFFER = 4 << 20  # a stats reply for thousands of rules is one datagram
+from .stats import from_engine, snapshot
 
 
 class EngineError(RuntimeError):
@@ -31,19 +30,13 @@ class Engine:
     def __init__(self, netns: str | None = None, *, max_rules: int = 4096, rx_frames: int = 2048,
                  send_slots: int = 8192) -> None:
         self.netns = netns
-        self._channel, engine_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-        for end in (self._channel, engine_end):
-            sockets.force_buffer(end, sockets.SO_SNDBUFFORCE, socket.SO_SNDBUF, CHANNEL_BUFFER)
-            sockets.force_buffer(end, sockets.SO_RCVBUFFORCE, socket.SO_RCVBUF, CHANNEL_BUFFER)
-        self._channel.settimeout(REPLY_TIMEOUT)
+        ours, engine_end = channel.pair()
+        self._channel = Channel(ours, "engine", EngineError)
         self._core = _engine.Engine(engine_end.detach(), max_rules=max_rules, rx_frames=rx_frames,
                                     send_slots=send_slots)
-        self._lock = threading.Lock()  # one command in flight at a time
-        self._seq = itertools.count(1)
         self._ids = itertools.count(1)
         self._inputs: dict[str, int] = {}  # name -> ifindex
-        self._membership = MembershipService()
-        self._claims = sockets.PortClaims()
+        self._holds = InputHolds(MembershipService())
         self._egress: dict[str, int] = {}
         self._rules: dict[int, Rule] = {}
         self._ifnames: dict[int, str] = {}
@@ -66,23 +59,9 @@ class Engine:
     # Commands ---------------------------------------------------------------
 
     def _call(self, encode, *args, fd: int | None = None) -> dict:
-        with self._lock:
-            if not self._thread.is_alive():
-                raise EngineError(f"engine is not running: {self.error or 'stopped'}")
-            seq = next(self._seq)
-            message = encode(seq, *args)
-            ancillary = [(socket.SOL_SOCKET, socket.SCM_RIGHTS, fd.to_bytes(4, "little"))] if fd is not None else []
-            self._channel.sendmsg([message], ancillary)
-            while True:
-                try:
-                    reply = _engine.decode_reply(self._channel.recv(_engine.MAX_MESSAGE))
-                except TimeoutError:
-                    raise EngineError(f"engine did not answer within {REPLY_TIMEOUT} s") from None
-                if reply["seq"] == seq:  # older replies belong to calls that timed out
-                    break
-        if not reply["ok"]:
-            raise EngineError(reply["error"])
-        return reply
+        if not self._thread.is_alive():
+            raise EngineError(f"engine is not running: {self.error or 'stopped'}")
+        return self._channel.call(encode, *args, fd=fd)
 
     def _ifindex(self, ifname: str) -> int:
         with in_netns(self.netns):
@@ -129,17 +108,11 @@ class Engine:
 
     def _join(self, rule: Rule) -> None:
         with in_netns(self.netns):
-            if rule.is_unicast_input:
-                self._claims.claim(rule.group, rule.port)
-            else:
-                self._membership.join(rule.input_interface, rule.group, rule.source)
+            self._holds.take(rule)
 
     def _leave(self, rule: Rule) -> None:
         with in_netns(self.netns):
-            if rule.is_unicast_input:
-                self._claims.release(rule.group, rule.port)
-            else:
-                self._membership.leave(rule.input_interface, rule.group, rule.source)
+            self._holds.give_back(rule)
 
     def add_rule(self, rule: Rule) -> int:
         """Start relaying `rule`; returns its id. Nothing changes if it is refused."""
@@ -176,18 +149,10 @@ class Engine:
         return dict(self._rules)
 
     def stats(self) -> dict:
-        """Counters by name: drops by reason, per input interface, per rule and output."""
-        raw = self._call(_engine.encode_get_stats)["stats"]
-        inputs = {self._ifnames.get(i.pop("ifindex"), "?"): i for i in raw["inputs"]}
-        rules = {}
-        for entry in raw["rules"]:
-            rule = self._rules.get(entry["id"])
-            if rule is None:
-                continue
-            entry["outputs"] = {str(o): c for o, c in zip(rule.outputs, entry["outputs"])}
-            entry["rule"] = str(rule)
-            rules[entry.pop("id")] = entry
-        return {"drops": raw["drops"], "events": raw["events"], "inputs": inputs, "rules": rules}
+        """Counters per rule and output, per input interface, drops by reason:
+        the same shape as the daemon's (mcr.stats)."""
+        counters = from_engine(self._call(_engine.encode_get_stats)["stats"])
+        return snapshot(self._rules, {i: {"state": "active"} for i in self._rules}, counters, self._ifnames)
 
     def close(self) -> None:
         """Stop the engine thread and release every socket; safe to call twice."""
@@ -196,7 +161,6 @@ class Engine:
                 self._call(_engine.encode_shutdown)
             except (EngineError, OSError):
                 pass
-            self._thread.join(timeout=REPLY_TIMEOUT)
+            self._thread.join(timeout=channel.REPLY_TIMEOUT)
         self._channel.close()
-        self._membership.close()
-        self._claims.close()
+        self._holds.close()

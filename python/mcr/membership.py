@@ -31,7 +31,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 
-from .sockets import ETH_P_ALL, PACKET_IGNORE_OUTGOING, SOL_PACKET, attach_filter, bpf, has_ethernet_header
+from .sockets import ETH_P_ALL, PACKET_IGNORE_OUTGOING, SOL_PACKET, PortClaims, attach_filter, bpf, has_ethernet_header
 
 IGMP_QUERY, V2_REPORT, V2_LEAVE, V3_REPORT = 0x11, 0x16, 0x17, 0x22
 MODE_IS_INCLUDE, MODE_IS_EXCLUDE, TO_INCLUDE, TO_EXCLUDE, ALLOW_NEW, BLOCK_OLD = 1, 2, 3, 4, 5, 6
@@ -358,3 +358,30 @@ class AsyncMembershipService(_MembershipSockets):
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
+
+
+class InputHolds:
+    """What a rule's input needs besides its packet socket, taken and given
+    back per rule: membership of its group (multicast input) or a claim on
+    its port (unicast input, see sockets.PortClaims). Shared by the
+    in-process Engine and the supervisor, each with its membership service."""
+
+    def __init__(self, membership: _MembershipSockets) -> None:
+        self.membership = membership
+        self.claims = PortClaims()
+
+    def take(self, rule) -> None:
+        if rule.is_unicast_input:
+            self.claims.claim(rule.group, rule.port)
+        else:
+            self.membership.join(rule.input_interface, rule.group, rule.source)
+
+    def give_back(self, rule) -> None:
+        if rule.is_unicast_input:
+            self.claims.release(rule.group, rule.port)
+        else:
+            self.membership.leave(rule.input_interface, rule.group, rule.source)
+
+    def close(self) -> None:
+        self.membership.close()
+        self.claims.close()

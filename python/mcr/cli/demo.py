@@ -18,7 +18,7 @@ from ..engine import Engine
 from ..lab import chain, udp_counters
 from ..lab.gen import Generator, Sink
 from ..rules import Output, Rule
-from .counters import drops_line, rules_table
+from .stats import render
 
 GROUP, PORT = "239.1.1.1", 5000
 
@@ -46,18 +46,18 @@ def run(args: argparse.Namespace) -> int:
         sent: dict = {}
         sender = threading.Thread(target=lambda: sent.update(generator.run()))
         sender.start()
-        previous, last = None, time.monotonic()
+        previous = None
         while sender.is_alive():
             sender.join(1.0)
-            stats, now = engine.stats(), time.monotonic()
-            print("\n".join(rules_table(stats, previous, now - last)), flush=True)
-            previous, last = stats, now
+            stats = engine.stats()
+            print("\n".join(render(stats, previous, inputs=False)) + "\n", flush=True)
+            previous = stats
         reports = [sink.result(timeout=duration + 15) for sink in sinks]
         stats = engine.stats()
         for ns in lab.sink_ns:
             checksum_errors[ns] = udp_counters(ns)["InCsumErrors"] - checksum_errors[ns]
     relayed = next(iter(stats["rules"].values()))["packets"]
-    print(drops_line(stats))
+    print("\n".join(render(stats, None)))
     for i, report in enumerate(reports):
         latency = report["streams"][0]["latency_ns"] if report["streams"] else {}
         print(f"sink {i}: {report['unique']} unique, {report['lost']} lost, {report['duplicates']} duplicates, "

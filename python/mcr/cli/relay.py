@@ -19,7 +19,7 @@ import time
 
 from ..engine import Engine
 from ..rules import Rule, RuleError, parse_outputs
-from .counters import drops_line, rules_table
+from .stats import render
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -49,11 +49,9 @@ def rules_from(args: argparse.Namespace) -> list[Rule]:
     return rules
 
 
-def show(stats: dict, previous: dict | None, seconds: float, as_json: bool) -> None:
-    if as_json:
-        print(json.dumps({"time": time.time(), **stats}), flush=True)
-    else:
-        print("\n".join(rules_table(stats, previous, seconds) + [drops_line(stats)]), flush=True)
+def show(stats: dict, previous: dict | None, as_json: bool) -> None:
+    """The counters as `mcr stats` shows the daemon's (the same shape, mcr.stats)."""
+    print(json.dumps(stats) if as_json else "\n".join(render(stats, previous)) + "\n", flush=True)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -64,15 +62,15 @@ def run(args: argparse.Namespace) -> int:
         for rule in rules:
             engine.add_rule(rule)
         deadline = None if args.duration is None else time.monotonic() + args.duration
-        previous, last = None, time.monotonic()
+        previous = None
         try:
             while not stop.wait(args.interval) and (deadline is None or time.monotonic() < deadline):
-                stats, now = engine.stats(), time.monotonic()
-                show(stats, previous, now - last, args.json)
-                previous, last = stats, now
+                stats = engine.stats()
+                show(stats, previous, args.json)
+                previous = stats
         except KeyboardInterrupt:
             pass
         if not args.json:
             print("totals:")
-        show(engine.stats(), None, 0, args.json)
+        show(engine.stats(), None, args.json)
     return 0

@@ -61,15 +61,16 @@ def rules_rows(now: dict, before: dict | None) -> list[list]:
     return rows
 
 
-def render(now: dict, before: dict | None) -> list[str]:
+def render(now: dict, before: dict | None, inputs: bool = True) -> list[str]:
+    """Rules and outputs (with rates since `before`), drops, and per-input counters."""
     lines = table(["ID", "NAME", "RULE / OUTPUT", "PACKETS", "BYTES", "PPS", "BPS", "ERRORS"],
                   rules_rows(now, before), right=[0, 3, 4, 5, 6, 7])
     drops = {reason: n for reason, n in now.get("drops", {}).items() if n}
     lines += ["", "drops: " + (", ".join(f"{reason}={n}" for reason, n in drops.items()) if drops else "none")]
-    inputs = now.get("inputs", {})
-    if inputs:
-        columns = list(dict.fromkeys(key for counters in inputs.values() for key in counters))
-        rows = [[name, *(counters.get(c) for c in columns)] for name, counters in inputs.items()]
+    if inputs and now.get("inputs"):
+        counted = now["inputs"]
+        columns = list(dict.fromkeys(key for counters in counted.values() for key in counters))
+        rows = [[name, *(counters.get(c) for c in columns)] for name, counters in counted.items()]
         lines += [""] + table(["INPUT", *(c.upper() for c in columns)], rows, right=range(1, len(columns) + 1))
     return lines
 

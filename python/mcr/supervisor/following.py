@@ -72,7 +72,7 @@ async def follow_interfaces(sup) -> None:
         if old.state == mrib.ACTIVE and table.get(old.rule.input_interface) != old.input_ifindex:
             # Deleted or renamed away: its membership sockets belong to an index
             # that is gone or another interface's, so they go before the leave.
-            sup._membership.forget(old.rule.input_interface)
+            sup._holds.membership.forget(old.rule.input_interface)
         sup._leave(old)
     sup.routes = new
     for rule_id in changed:

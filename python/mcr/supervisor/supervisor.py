@@ -19,11 +19,13 @@ from pathlib import Path
 from .. import __version__, _engine, logs, mrib, sockets
 from ..config import Config, ConfigError
 from ..events import EventBus
-from ..membership import AsyncMembershipService
+from ..membership import AsyncMembershipService, InputHolds
 from ..netlink import NetworkMonitor
 from ..rules import Rule
+from ..stats import from_engine, snapshot
 from . import following
 from .commands import CommandError
+from .ruleset import RuleSet
 from .workers import Worker, WorkerError, add_counters
 
 HEALTH_INTERVAL = 1.0
@@ -46,11 +48,9 @@ class Supervisor:
         count = config.workers or os.cpu_count() or 1
         cores = config.pin_cores or (None,) * count
         self.pool = [Worker(i, cores[i] if i < len(cores) else None) for i in range(count)]
-        self.rules: dict[int, Rule] = {}  # what the user asked for (static rules), by id
+        self.ruleset = RuleSet()  # what the user asked for (static rules), by id
         self.routes: dict[int, mrib.Route] = {}  # what the MRIB made of them with today's interfaces
-        self._next_id = 1
-        self._membership: AsyncMembershipService | None = None  # on the loop, from run()
-        self._claims = sockets.PortClaims()
+        self._holds: InputHolds | None = None  # memberships and port claims, on the loop from run()
         self.network = NetworkMonitor()  # started on the loop in run()
         self.events = EventBus()  # `mcr events`
         self._stopping = asyncio.Event()
@@ -73,7 +73,7 @@ class Supervisor:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self._stopping.set)
         loop.add_signal_handler(signal.SIGHUP, lambda: self._spawn("reload", self.reload, forever=False))
-        self._membership = AsyncMembershipService()
+        self._holds = InputHolds(AsyncMembershipService())
         await self.network.start()
         self._spawn("network", lambda: following.follow(self))
         await self._set_rules(self._initial_rules())
@@ -122,8 +122,7 @@ class Supervisor:
             task.cancel()
         await asyncio.gather(*(w.stop() for w in self.pool), return_exceptions=True)
         self.network.close()
-        self._membership.close()
-        self._claims.close()
+        self._holds.close()
 
     def _initial_rules(self) -> tuple[Rule, ...]:
         """Rules from the saved state if there is one (run-time changes survive restarts), else the config."""
@@ -243,38 +242,22 @@ class Supervisor:
 
     async def _poll(self, worker: Worker) -> dict:
         raw = (await worker.call(_engine.encode_get_stats))["stats"]
-        worker.last = {
-            "drops": raw["drops"],
-            "events": raw["events"],
-            "inputs": {i.pop("ifindex"): i for i in raw["inputs"]},
-            "rules": {r["id"]: {"packets": r["packets"], "bytes": r["bytes"],
-                                "outputs": dict(enumerate(r["outputs"]))} for r in raw["rules"]},
-        }
+        worker.last = from_engine(raw)
         return raw
 
     # Rules ----------------------------------------------------------------------
 
-    def _check_new(self, rule: Rule, ignore: set[int] = frozenset()) -> None:
-        """Refuse a rule that clashes with one we hold. Interfaces that do not
-        exist (yet) are fine: the rule waits for them (see mrib.py)."""
-        for rule_id, held in self.rules.items():
-            if rule_id in ignore:
-                continue
-            if (held.input_interface, held.group, held.port, held.source) == \
-                    (rule.input_interface, rule.group, rule.port, rule.source):
-                raise CommandError("conflict", f"rule {rule_id} already relays {rule.group}:{rule.port} "
-                                               f"from {rule.source or 'any source'} on {rule.input_interface}")
-            if rule.name and held.name == rule.name:
-                raise CommandError("conflict", f"rule {rule_id} is already named '{rule.name}'")
+    @property
+    def rules(self) -> dict[int, Rule]:
+        return self.ruleset.rules
 
     async def add_rule(self, rule: Rule) -> int:
         async with self._changing:
             return await self._add_rule(rule)
 
     async def _add_rule(self, rule: Rule) -> int:
-        self._check_new(rule)
-        rule_id = self._next_id
-        self._next_id += 1
+        self.ruleset.check_new(rule)
+        rule_id = self.ruleset.next_id()
         route = self._routes_for({rule_id: rule})[rule_id]
         done: list[Worker] = []
         try:
@@ -288,34 +271,25 @@ class Supervisor:
             for worker in done:  # never half-applied
                 await worker.call(_engine.encode_remove_rule, rule_id)
             raise CommandError("engine", str(error)) from None
-        self.rules[rule_id] = rule
+        self.ruleset.rules[rule_id] = rule
         self.routes[rule_id] = route
         self._persist()
         log.info("rule %d added (%s): %s", rule_id, route.state, rule)
         self.events.publish("rule", change="added", id=rule_id, rule=str(rule), **self.rule_state(rule_id))
         return rule_id
 
-    def _find(self, key: int | str) -> int:
-        if isinstance(key, int) or (isinstance(key, str) and key.isdigit()):
-            if int(key) in self.rules:
-                return int(key)
-        for rule_id, rule in self.rules.items():
-            if rule.name is not None and rule.name == key:
-                return rule_id
-        raise CommandError("not_found", f"no rule with id or name '{key}'")
-
     async def remove_rule(self, key: int | str) -> None:
         async with self._changing:
             await self._remove_rule(key)
 
     async def _remove_rule(self, key: int | str) -> None:
-        rule_id = self._find(key)
+        rule_id = self.ruleset.find(key)
         for worker in self._running():
             try:
                 await worker.call(_engine.encode_remove_rule, rule_id)
             except WorkerError as error:  # the health check re-syncs it
                 log.warning("removing rule %d: %s", rule_id, error)
-        self.rules.pop(rule_id)
+        self.ruleset.rules.pop(rule_id)
         self._leave(self.routes.pop(rule_id))
         for worker in self._running():
             try:
@@ -327,7 +301,7 @@ class Supervisor:
         self.events.publish("rule", change="removed", id=rule_id)
 
     def list_rules(self) -> list[tuple[int, Rule]]:
-        return sorted(self.rules.items())
+        return self.ruleset.listed()
 
     def rule_state(self, rule_id: int) -> dict:
         """Whether the rule forwards now ("active") or waits for interfaces that do not exist."""
@@ -342,33 +316,15 @@ class Supervisor:
         self._hold_input(route, take=False)
 
     def _hold_input(self, route: mrib.Route, take: bool) -> None:
-        if route.state != mrib.ACTIVE:
-            return
-        rule = route.rule
-        if rule.is_unicast_input:
-            (self._claims.claim if take else self._claims.release)(rule.group, rule.port)
-        else:
-            membership = self._membership.join if take else self._membership.leave
-            membership(rule.input_interface, rule.group, rule.source)
+        if route.state == mrib.ACTIVE:
+            (self._holds.take if take else self._holds.give_back)(route.rule)
 
     async def _set_rules(self, wanted: tuple[Rule, ...]) -> dict:
         """Make the rule set equal `wanted`, all or nothing; unchanged rules keep their id and traffic."""
-        kept: dict[int, Rule] = {}
-        added: list[Rule] = []
-        for rule in wanted:
-            same = next((i for i, r in self.rules.items() if r == rule and i not in kept), None)
-            if same is None:
-                added.append(rule)
-            else:
-                kept[same] = rule  # may carry a new name
-        for rule in added:
-            self._check_new(rule, ignore=set(self.rules))
-        new_rules = dict(kept)
-        for rule in added:
-            new_rules[self._next_id] = rule
-            self._next_id += 1
-        old_rules, old_routes = self.rules, self.routes
-        self.rules, self.routes = new_rules, self._routes_for(new_rules)
+        plan = self.ruleset.plan(wanted)
+        old_rules, old_routes = dict(self.rules), self.routes
+        self.ruleset.adopt(plan)
+        self.routes = self._routes_for(self.rules)
         joined = [i for i in self.routes if old_routes.get(i) != self.routes[i]]
         try:
             for worker in self._running():
@@ -376,15 +332,15 @@ class Supervisor:
             for rule_id in joined:
                 self._join(self.routes[rule_id])
         except (WorkerError, OSError) as error:
-            self.rules, self.routes = old_rules, old_routes
+            self.ruleset.rules, self.routes = old_rules, old_routes
             for worker in self._running():  # put back what some workers already took
                 await self._sync_worker(worker)
             raise CommandError("engine", str(error)) from None
         for rule_id, route in old_routes.items():
-            if rule_id not in new_rules or rule_id in joined:
+            if rule_id not in self.rules or rule_id in joined:
                 self._leave(route)
         self._persist()
-        return {"added": len(added), "removed": len(old_rules) - len(kept), "unchanged": len(kept)}
+        return plan.summary()
 
     async def load_config(self, config: Config, replace: bool) -> dict:
         async with self._changing:
@@ -418,20 +374,9 @@ class Supervisor:
         total: dict = {}
         for worker in self.pool:
             total = add_counters(total, add_counters(worker.base, worker.last))
-        rules = {}
-        for rule_id, rule in self.list_rules():
-            counters = total.get("rules", {}).get(rule_id, {})
-            outputs = counters.get("outputs", {})
-            rules[str(rule_id)] = {
-                "name": rule.name, "rule": str(rule), **self.rule_state(rule_id),
-                "packets": counters.get("packets", 0), "bytes": counters.get("bytes", 0),
-                "outputs": {str(o): {k: outputs.get(i, {}).get(k, 0) for k in ("packets", "bytes", "errors")}
-                            for i, o in enumerate(rule.outputs)}}
         names = {i.index: i.name for i in self.network.interfaces().values()}
-        inputs = {names.get(i, str(i)): c for i, c in total.get("inputs", {}).items()}
-        drops = total.get("drops", {reason: 0 for reason in _engine.DROP_REASONS})
-        events = total.get("events", {event: 0 for event in _engine.EVENTS})
-        return {"time": time.time(), "rules": rules, "drops": drops, "events": events, "inputs": inputs,
+        states = {rule_id: self.rule_state(rule_id) for rule_id in self.rules}
+        return {**snapshot(self.rules, states, total, names),
                 "resyncs": self.resyncs, "task_faults": dict(self.task_faults), "health_passes": self.health_passes}
 
     def interfaces(self) -> list[dict]:

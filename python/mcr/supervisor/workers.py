@@ -1,25 +1,22 @@
 """Worker processes as the supervisor sees them: spawn, command, watch, restart.
 
-Each worker gets one end of a SOCK_SEQPACKET socketpair as its command
-channel; the engine inside the worker reads it with its own io_uring. The
-worker's stderr is a pipe whose JSON lines we re-emit with the worker's id.
+Each worker gets one end of a command channel (mcr.channel); the engine
+inside the worker reads it with its own io_uring. The worker's stderr is a
+pipe whose JSON lines we re-emit with the worker's id.
 """
 
 from __future__ import annotations
 
 import asyncio
-import itertools
 import json
 import logging
-import socket
 import sys
 import time
 from dataclasses import dataclass, field
 
-from .. import _engine, sockets
+from .. import _engine, channel
+from ..channel import Channel
 
-CHANNEL_BUFFER = 4 << 20
-REPLY_TIMEOUT = 5.0
 CRASH_WINDOW = 60.0  # crashes within this many seconds count towards backoff
 CRASH_LOOP = 5       # this many crashes in the window: reported as crash-looping
 MAX_BACKOFF = 30.0
@@ -44,15 +41,13 @@ class Worker:
     state: str = "stopped"  # starting, running, backoff, crash-looping, stopped
     restarts: int = 0
     process: asyncio.subprocess.Process | None = None
-    channel: socket.socket | None = None
+    channel: Channel | None = None
     started: float = 0.0
     crash_times: list[float] = field(default_factory=list)
     interfaces: set[tuple[str, int]] = field(default_factory=set)  # (in|out, ifindex) it has sockets for
     # Counters of earlier incarnations, so what users see never goes backwards.
     base: dict = field(default_factory=dict)
     last: dict = field(default_factory=dict)
-    _seq: itertools.count = field(default_factory=lambda: itertools.count(1))
-    _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     @property
     def pid(self) -> int | None:
@@ -64,14 +59,10 @@ class Worker:
 
     async def spawn(self, user: str, log_level: int, limits: dict) -> None:
         """Start the process and send Initialize; the caller then hands it sockets and rules."""
-        # A call still reading the old channel ends on its EOF first: closing a
-        # socket under a pending asyncio read would leave that read hanging.
-        async with self._lock:
-            self.close_channel()
-        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-        for end in (ours, theirs):
-            sockets.force_buffer(end, sockets.SO_SNDBUFFORCE, socket.SO_SNDBUF, CHANNEL_BUFFER)
-            sockets.force_buffer(end, sockets.SO_RCVBUFFORCE, socket.SO_RCVBUF, CHANNEL_BUFFER)
+        if self.channel is not None:  # a call still reading it ends on its EOF first
+            await self.channel.aclose()
+            self.channel = None
+        ours, theirs = channel.pair()
         ours.setblocking(False)
         self.state = "starting"
         self.interfaces = set()
@@ -81,7 +72,7 @@ class Worker:
                 pass_fds=(theirs.fileno(),), stdin=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE)
         finally:
             theirs.close()
-        self.channel = ours
+        self.channel = Channel(ours, f"worker {self.id}", WorkerError)
         self.started = time.monotonic()
         core = -1 if self.core is None else self.core
         ours.send(_engine.encode_initialize(0, self.id, core, log_level, limits["max_rules"],
@@ -104,28 +95,9 @@ class Worker:
 
     async def call(self, encode, *args, fd: int | None = None) -> dict:
         """Send one command and wait for its reply."""
-        async with self._lock:
-            if self.channel is None:
-                raise WorkerError(f"worker {self.id} is not running")
-            seq = next(self._seq)
-            ancillary = [(socket.SOL_SOCKET, socket.SCM_RIGHTS, fd.to_bytes(4, "little"))] if fd is not None else []
-            try:
-                self.channel.sendmsg([encode(seq, *args)], ancillary)
-                return await asyncio.wait_for(self._reply(seq), REPLY_TIMEOUT)
-            except (OSError, asyncio.TimeoutError) as error:
-                raise WorkerError(f"worker {self.id}: {error or 'no answer'}") from None
-
-    async def _reply(self, seq: int) -> dict:
-        loop = asyncio.get_running_loop()
-        while True:
-            data = await loop.sock_recv(self.channel, _engine.MAX_MESSAGE)
-            if not data:
-                raise WorkerError(f"worker {self.id} closed its channel")
-            reply = _engine.decode_reply(data)
-            if reply["seq"] == seq:  # older replies belong to calls that timed out
-                if not reply["ok"]:
-                    raise WorkerError(f"worker {self.id}: {reply['error']}")
-                return reply
+        if self.channel is None:
+            raise WorkerError(f"worker {self.id} is not running")
+        return await self.channel.call_async(encode, *args, fd=fd)
 
     def crashed(self, now: float) -> float:
         """Record a crash; fold its counters into the base; return the delay before restarting."""
