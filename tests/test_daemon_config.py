@@ -101,3 +101,39 @@ def test_config_naming_a_missing_interface_starts_with_that_rule_waiting(tmp_pat
             with sink(lab) as s:
                 assert send(lab, frames(lab, 500)) == 500
                 assert sorted(seqs(s.receive(500, timeout=10))) == list(range(500))
+
+
+def allowed_cpus(pid: int) -> str:
+    status = open(f"/proc/{pid}/status").read()
+    return next(line.split(":", 1)[1].strip() for line in status.splitlines() if line.startswith("Cpus_allowed_list"))
+
+
+def test_replacing_the_config_applies_settings_at_run_time_and_names_those_needing_a_restart(tmp_path):
+    config = tmp_path / "mcr.json"
+    with chain(n_sinks=1) as lab:
+        base = {"workers": 1, "rules": [rule(lab, name="a")]}
+        config.write_text(json.dumps(base))
+        with daemon(lab, tmp_path, config=config) as d:
+            (pid,) = d.worker_pids()
+            run_time = {**base, "pin_cores": [1], "log_level": "warning", "log_levels": {"engine": "debug"},
+                        "idle_stop_after": 30}
+            result = d.client.load_config(run_time, replace=True)
+            assert sorted(result["applied"]) == ["idle_stop_after", "log_level", "log_levels", "pin_cores"]
+            assert result["restart_needed"] == [] and result["unchanged"] == 1
+            assert allowed_cpus(pid) == "1", "the running worker was not re-pinned"
+            assert d.client.log_levels() == {"default": "warning", "engine": "debug"}
+
+            config.write_text(json.dumps({**run_time, "workers": 2, "pin_cores": None, "user": "daemon"}))
+            d.process.send_signal(signal.SIGHUP)
+            wait_for(lambda: "need a restart" in d.log.read_text(), 5, "the reload to name what needs a restart")
+            warning = next(json.loads(line)["msg"] for line in d.log.read_text().splitlines()
+                           if "need a restart" in line)
+            assert "workers=2" in warning and "user=daemon" in warning
+            assert d.worker_pids() == [pid], "the reload restarted or added workers"
+            assert allowed_cpus(pid) != "1", "pin_cores: null was not applied"
+
+            d.client.set_log_level("error", "control")
+            saved = json.loads(open(d.client.save_config(tmp_path / "saved.json")).read())
+            assert saved["log_level"] == "warning"
+            assert saved["log_levels"] == {"engine": "debug", "control": "error"}
+            assert (saved["workers"], saved["user"], saved["idle_stop_after"]) == (2, "daemon", 30)

@@ -1,17 +1,20 @@
 """Several workers, one input: PACKET_FANOUT shares the traffic, so every
 packet is relayed exactly once. A worker killed under traffic comes back
-with its rules; crash loops back off."""
+with its rules; crash loops back off. Without active rules workers stop,
+and start again when a rule arrives."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import threading
 import time
+from pathlib import Path
 
 from daemon_support import daemon, frames, rule, send, seqs, sink, wait_for
 
-from mcr.lab import chain
+from mcr.lab import UdpSender, chain, numbered_payloads
 from mcr.supervisor.workers import restart_delay
 
 
@@ -77,3 +80,35 @@ def test_crash_loop_backs_off(tmp_path):
         state = wait_for(lambda: d.client.workers()[0]["state"] == "crash-looping" and d.client.workers()[0],
                          5, "crash-looping state")
         assert state["restarts"] >= 4
+
+
+def kernel_send(lab, count: int) -> None:
+    """`count` numbered datagrams from an ordinary UDP socket on the source host."""
+    with UdpSender(lab.source_ns, lab.source_if) as sender:
+        assert sender.send(numbered_payloads(count, 100), "239.1.1.1", 5000, rate_pps=4000, timeout=30) == count
+
+
+def test_workers_stop_without_active_rules_and_start_again_when_one_arrives(tmp_path):
+    config = tmp_path / "mcr.json"
+    config.write_text(json.dumps({"idle_stop_after": 1}))
+    count = 500
+    with chain(n_sinks=1) as lab, daemon(lab, tmp_path, workers=2, config=config) as d:
+        first = [w["pid"] for w in d.client.workers()]
+        wait_for(lambda: all(w["state"] == "idle" for w in d.client.workers()), 10, "the workers to idle out")
+        for pid in first:
+            wait_for(lambda: not Path(f"/proc/{pid}").exists(), 5, f"worker process {pid} to end")
+
+        rule_id = d.client.add_rule(rule(lab))
+        workers = d.client.workers()
+        assert [w["state"] for w in workers] == ["running", "running"], workers
+        assert not set(first) & {w["pid"] for w in workers}
+        with sink(lab) as s:
+            kernel_send(lab, count)
+            assert sorted(seqs(s.receive(count, timeout=10))) == list(range(count))
+        relayed = d.client.stats()["inputs"][lab.relay_in]["frames"]
+        assert relayed >= count
+
+        d.client.remove_rule(rule_id)
+        wait_for(lambda: all(w["state"] == "idle" for w in d.client.workers()), 10, "the workers to idle again")
+        assert d.client.stats()["inputs"][lab.relay_in]["frames"] == relayed, "counters went backwards"
+        assert json.loads(d.mcr("workers", "--json").stdout)["workers"][0]["state"] == "idle"

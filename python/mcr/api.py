@@ -195,7 +195,8 @@ class Client:
         return self.call("log-level.set", **args)["levels"]
 
     def load_config(self, config: Config | dict | str | os.PathLike, replace: bool = False) -> dict:
-        """Apply a config (a file here is read and checked here); returns added/removed/unchanged counts."""
+        """Apply a config (a file here is read and checked here); returns added/removed/unchanged
+        counts, and with `replace` the settings it applied and those that need a restart."""
         return self.call("config.load", config=_config_dict(config), replace=replace)
 
     def save_config(self, path: str | os.PathLike | None = None) -> str:

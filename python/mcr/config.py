@@ -6,6 +6,8 @@ The file is JSON. Every top-level key is optional:
       "workers": 2,                 # worker processes; null or absent: one per core
       "pin_cores": [0, 1],          # pin worker i to pin_cores[i]; null or absent: no pinning
       "log_level": "info",          # debug, info, warning or error
+      "log_levels": {"engine": "debug"},  # per facility (supervisor, control, worker, engine)
+      "idle_stop_after": 60,        # seconds without an active rule before workers stop; null: never
       "user": "nobody",             # the unprivileged user workers drop to
       "rules": [
         {"name": "feed-a",                        # optional, unique, [A-Za-z0-9_.-]{1,64}, not all digits
@@ -15,6 +17,11 @@ The file is JSON. Every top-level key is optional:
          "outputs": ["239.2.2.2:5000:eth1", "10.9.0.7:7000:eth2:ttl=16:dscp=46"]}
       ]
     }
+
+At run time (SIGHUP, or `mcr config load --replace`) the rules, the log
+levels, idle_stop_after and pin_cores (workers are re-pinned) take effect at
+once; workers and user need a restart, and the reply and the log name each
+such setting that changed.
 
 Outputs use the mcrctl form GROUP:PORT:IFACE[:ttl=N][:dscp=N][:keep-source] (see mcr.rules).
 Validation is strict, so a typo never silently changes what is relayed:
@@ -34,10 +41,11 @@ import json
 import os
 import re
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+from .logs import FACILITIES
 from .rules import MAX_IFNAME, Output, Rule, RuleError
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
@@ -235,6 +243,22 @@ def _log_level(value: Any, where: str) -> str:
     return value
 
 
+def _log_levels(value: Any, where: str) -> dict[str, str]:
+    for facility, level in _typed(value, dict, where).items():
+        if facility not in FACILITIES:
+            raise _fail(f"{where}.{facility}", f"unknown facility (expected one of: {', '.join(FACILITIES)})")
+        _log_level(level, f"{where}.{facility}")
+    return dict(value)
+
+
+def _idle_stop_after(value: Any, where: str) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+        raise _fail(where, f"must be a number of seconds (0 or more) or null for never, not {json.dumps(value)}")
+    return value
+
+
 def _user(value: Any, where: str) -> str:
     if not USER.fullmatch(_typed(value, str, where)):
         raise _fail(where, f"'{value}' is not a user name")
@@ -242,7 +266,9 @@ def _user(value: Any, where: str) -> str:
 
 
 _SETTINGS: dict[str, Callable[[Any, str], Any]] = {
-    "workers": _workers, "pin_cores": _pin_cores, "log_level": _log_level, "user": _user, "rules": _rules}
+    "workers": _workers, "pin_cores": _pin_cores, "log_level": _log_level, "log_levels": _log_levels,
+    "idle_stop_after": _idle_stop_after, "user": _user, "rules": _rules}
+DEFAULT_IDLE_STOP_AFTER = 60.0
 
 
 @dataclass(frozen=True)
@@ -254,6 +280,8 @@ class Config:
     log_level: str = "info"
     user: str = "nobody"
     rules: tuple[Rule, ...] = ()
+    log_levels: dict[str, str] = field(default_factory=dict)  # facility -> level, over log_level
+    idle_stop_after: float | None = DEFAULT_IDLE_STOP_AFTER
 
     @classmethod
     def from_dict(cls, data: dict) -> Config:
@@ -276,7 +304,9 @@ class Config:
 
     def to_dict(self) -> dict:
         return {"workers": self.workers, "pin_cores": None if self.pin_cores is None else list(self.pin_cores),
-                "log_level": self.log_level, "user": self.user, "rules": [rule_to_dict(r) for r in self.rules]}
+                "log_level": self.log_level, "log_levels": dict(self.log_levels),
+                "idle_stop_after": self.idle_stop_after, "user": self.user,
+                "rules": [rule_to_dict(r) for r in self.rules]}
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> Config:

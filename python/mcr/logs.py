@@ -40,3 +40,11 @@ def set_level(level: str, facility: str | None) -> None:
 def level_number(level: str) -> int:
     """The engine's numbering: 0 debug .. 3 error."""
     return LEVELS.index(level)
+
+
+def apply(levels: dict[str, str]) -> None:
+    """Make the loggers' levels exactly `levels` ({"default": ..., facility: ...}):
+    a facility without an entry follows the default again."""
+    set_level(levels["default"], None)
+    for facility in FACILITIES:
+        logging.getLogger(f"mcr.{facility}").setLevel(levels[facility].upper() if facility in levels else logging.NOTSET)

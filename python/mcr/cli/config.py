@@ -2,7 +2,8 @@
 
   mcr config check mcr.json            validate a file here, no daemon needed
   mcr config load mcr.json             add the file's rules to the running daemon
-  mcr config load mcr.json --replace   make the daemon's rules exactly the file's
+  mcr config load mcr.json --replace   make the daemon's rules exactly the file's, and apply its settings
+                                       (those that need a restart are named)
   mcr config save [FILE]               write the running config (default: the daemon's config file)
 A file is checked before anything is sent: every problem is printed with
 its key path (rules[2].group: ...), and nothing changes.
@@ -60,6 +61,10 @@ def load(args: argparse.Namespace) -> int:
         print_json(counts)
     else:
         print(", ".join(f"{what} {counts.get(what, 0)}" for what in ("added", "removed", "unchanged")))
+        if counts.get("applied"):
+            print("settings applied: " + ", ".join(counts["applied"]))
+        if counts.get("restart_needed"):
+            print("settings kept for the next start (they need a restart): " + ", ".join(counts["restart_needed"]))
     return 0
 
 

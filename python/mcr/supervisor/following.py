@@ -80,6 +80,8 @@ async def follow_interfaces(sup) -> None:
         log.info("rule %d is %s%s", rule_id, new[rule_id].state,
                  f" (waiting for {', '.join(new[rule_id].waiting_for)})" if new[rule_id].waiting_for else "")
         sup.events.publish("rule", change="state", id=rule_id, **sup.rule_state(rule_id))
+    if sup._any_active():
+        await sup._start_workers()  # they may have stopped for want of rules
     for worker in sup._running():
         await sup._sync_worker(worker)
 

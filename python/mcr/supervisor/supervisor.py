@@ -23,7 +23,7 @@ from ..membership import AsyncMembershipService, InputHolds
 from ..netlink import NetworkMonitor
 from ..rules import Rule
 from ..stats import from_engine, snapshot
-from . import following
+from . import following, settings
 from .commands import CommandError
 from .ruleset import RuleSet
 from .workers import Worker, WorkerError, add_counters
@@ -40,11 +40,13 @@ class Supervisor:
 
     def __init__(self, config: Config, *, config_path: str | None = None, state_path: str | None = None,
                  socket_path: str = "/run/mcr/control.sock") -> None:
-        self.config = config
+        self.config = config  # as last loaded; workers and user take effect at the next start
+        self.started_with = config  # the settings this process runs with
         self.config_path = config_path
         self.state_path = state_path
         self.socket_path = socket_path
-        self.levels = {"default": config.log_level}
+        self.levels = {"default": config.log_level, **config.log_levels}
+        self._idle_since: float | None = None  # since when no route was active (workers stop after a while)
         count = config.workers or os.cpu_count() or 1
         cores = config.pin_cores or (None,) * count
         self.pool = [Worker(i, cores[i] if i < len(cores) else None) for i in range(count)]
@@ -73,13 +75,13 @@ class Supervisor:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self._stopping.set)
         loop.add_signal_handler(signal.SIGHUP, lambda: self._spawn("reload", self.reload, forever=False))
+        logs.apply(self.levels)
         self._holds = InputHolds(AsyncMembershipService())
         await self.network.start()
         self._spawn("network", lambda: following.follow(self))
-        await self._set_rules(self._initial_rules())
-        for worker in self.pool:
-            await self._bring_up(worker)
-            self._spawn(f"watch worker {worker.id}", lambda w=worker: self._watch(w))
+        async with self._changing:
+            await self._set_rules(self._initial_rules())
+            await self._start_workers()
         self._spawn("health", self._health)
         server = await serve_control(self, self.socket_path)
         log.info("supervisor ready: %d workers, %d rules, control socket %s",
@@ -146,19 +148,48 @@ class Supervisor:
 
     # Workers --------------------------------------------------------------------
 
+    async def _start_workers(self) -> None:
+        """Start every worker that is not running (at startup, or after they
+        stopped for want of rules); the caller holds _changing."""
+        for worker in self.pool:
+            if worker.state in ("stopped", "idle"):
+                await self._bring_up(worker)
+                self._spawn(f"watch worker {worker.id}", lambda w=worker: self._watch(w))
+
     async def _bring_up(self, worker: Worker) -> None:
-        """Spawn a worker, hand it its sockets and the whole rule set."""
+        """Spawn a worker, hand it its sockets and the whole rule set; the caller holds _changing."""
         level = logs.level_number(self.levels.get("engine", self.levels["default"]))
-        async with self._changing:
-            await worker.spawn(self.config.user, level, DEFAULT_LIMITS)
+        await worker.spawn(self.started_with.user, level, DEFAULT_LIMITS)
+        try:
+            await self._sync_worker(worker)
+            worker.state = "running"
+            log.info("worker %d running (pid %d)", worker.id, worker.pid)
+            self.events.publish("worker", change="running", id=worker.id, pid=worker.pid)
+        except (WorkerError, CommandError, OSError) as error:
+            log.error("worker %d failed to start: %s", worker.id, error)
+            worker.process.kill()  # the watcher restarts it with backoff
+
+    async def _stop_idle_workers(self) -> None:
+        """No route has been active for idle_stop_after seconds: the workers
+        stop (their counters kept) until a route needs them again."""
+        limit = self.config.idle_stop_after
+        if self._any_active():
+            self._idle_since = None
+            return
+        now = time.monotonic()
+        self._idle_since = self._idle_since or now
+        if limit is None or now - self._idle_since < limit or not self._running():
+            return
+        for worker in self._running():
             try:
-                await self._sync_worker(worker)
-                worker.state = "running"
-                log.info("worker %d running (pid %d)", worker.id, worker.pid)
-                self.events.publish("worker", change="running", id=worker.id, pid=worker.pid)
-            except (WorkerError, CommandError, OSError) as error:
-                log.error("worker %d failed to start: %s", worker.id, error)
-                worker.process.kill()  # the watcher restarts it with backoff
+                await self._poll(worker)  # what it counted joins its base, so totals never go backwards
+            except WorkerError as error:
+                log.warning("counters of worker %d before it stops: %s", worker.id, error)
+            worker.base, worker.last = add_counters(worker.base, worker.last), {}
+            await worker.stop()
+            worker.state = "idle"
+            log.info("worker %d stopped: no active rule for %g s", worker.id, limit)
+            self.events.publish("worker", change="idle", id=worker.id)
 
     async def _sync_worker(self, worker: Worker) -> None:
         """Give `worker` every socket the active routes need, then the whole rule set."""
@@ -172,14 +203,20 @@ class Supervisor:
         active route uses any more (its rules are synced first)."""
         used = {r.input_ifindex for r in self.routes.values()} | {
             i for r in self.routes.values() for i in r.output_ifindexes}
-        for ifindex in sorted({i for _, i in worker.interfaces} - used):
+        unused = sorted({i for _, i in worker.interfaces} - used)
+        if not unused:
+            return
+        await self._poll(worker)  # an input's counters go with its socket: keep them in the base
+        carried = {i: worker.last.get("inputs", {}).pop(i) for i in unused if i in worker.last.get("inputs", {})}
+        worker.base = add_counters(worker.base, {"inputs": carried})
+        for ifindex in unused:
             await worker.call(_engine.encode_remove_interface, ifindex)
             worker.interfaces = {(kind, i) for kind, i in worker.interfaces if i != ifindex}
 
     async def _watch(self, worker: Worker) -> None:
         while not self._stopping.is_set():
             code = await worker.process.wait()
-            if self._stopping.is_set() or worker.state == "stopped":
+            if self._stopping.is_set() or worker.state in ("stopped", "idle"):
                 return
             delay = worker.crashed(time.monotonic())
             worker.restarts += 1
@@ -188,7 +225,9 @@ class Supervisor:
             log.error("worker %d (pid %d) exited with %s; restart %d in %.1f s%s", worker.id, worker.pid, code,
                       worker.restarts, delay, " (crash-looping)" if worker.state == "crash-looping" else "")
             await asyncio.sleep(delay)
-            if not self._stopping.is_set():
+            async with self._changing:
+                if self._stopping.is_set() or worker.state == "idle":  # it may have idled out meanwhile
+                    return
                 await self._bring_up(worker)
 
     async def _give_sockets(self, worker: Worker, route: mrib.Route) -> None:
@@ -212,6 +251,9 @@ class Supervisor:
                         await worker.call(encode, ifindex, *args, fd=sock.fileno())
             have.add((kind, ifindex))
 
+    def _any_active(self) -> bool:
+        return any(r.state == mrib.ACTIVE for r in self.routes.values())
+
     def _running(self) -> list[Worker]:
         return [w for w in self.pool if w.state == "running"]
 
@@ -228,6 +270,7 @@ class Supervisor:
             await asyncio.sleep(HEALTH_INTERVAL)
             async with self._changing:
                 await following.follow_interfaces(self)
+                await self._stop_idle_workers()
                 expected = _engine.ruleset_hash(mrib.engine_rules(self.routes))
                 for worker in self._running():
                     try:
@@ -262,6 +305,7 @@ class Supervisor:
         done: list[Worker] = []
         try:
             if route.state == mrib.ACTIVE:
+                await self._start_workers()
                 for worker in self._running():
                     await self._give_sockets(worker, route)
                     await worker.call(_engine.encode_add_rule, *route.engine_tuple())
@@ -327,6 +371,8 @@ class Supervisor:
         self.routes = self._routes_for(self.rules)
         joined = [i for i in self.routes if old_routes.get(i) != self.routes[i]]
         try:
+            if self._any_active():
+                await self._start_workers()
             for worker in self._running():
                 await self._sync_worker(worker)
             for rule_id in joined:
@@ -343,25 +389,33 @@ class Supervisor:
         return plan.summary()
 
     async def load_config(self, config: Config, replace: bool) -> dict:
+        """Add `config`'s rules; with `replace`, make the rules exactly its
+        rules and apply its settings too (supervisor/settings.py)."""
         async with self._changing:
-            wanted = config.rules if replace else tuple(self.rules.values()) + config.rules
-            return await self._set_rules(wanted)
+            if not replace:
+                return await self._set_rules(tuple(self.rules.values()) + config.rules)
+            result = await self._set_rules(config.rules)
+            return {**result, **await settings.apply(self, config)}
 
     def save_config(self, path: str | None) -> str:
         target = path or self.config_path
         if not target:
             raise CommandError("bad_request", "no path given and the daemon was started without --config")
-        self._current_config().save(target)
+        self.current_config().save(target)
         return str(target)
 
-    def _current_config(self) -> Config:
+    def current_config(self) -> Config:
+        """The config that would bring the daemon back as it is: its settings
+        (log levels as set at run time) and its rules."""
+        levels = {facility: level for facility, level in self.levels.items() if facility != "default"}
         return Config(workers=self.config.workers, pin_cores=self.config.pin_cores, log_level=self.levels["default"],
-                      user=self.config.user, rules=tuple(r for _, r in self.list_rules()))
+                      log_levels=levels, idle_stop_after=self.config.idle_stop_after, user=self.config.user,
+                      rules=tuple(r for _, r in self.list_rules()))
 
     def _persist(self) -> None:
         if self.state_path:
             Path(self.state_path).parent.mkdir(parents=True, exist_ok=True)
-            self._current_config().save(self.state_path)
+            self.current_config().save(self.state_path)
 
     # Observability ----------------------------------------------------------------
 
@@ -408,12 +462,6 @@ class Supervisor:
             raise CommandError("bad_request", f"unknown level '{level}' ({', '.join(logs.LEVELS)})")
         if facility not in (None, "default", *logs.FACILITIES):
             raise CommandError("bad_request", f"unknown facility '{facility}' ({', '.join(logs.FACILITIES)})")
-        if facility in (None, "default"):
-            self.levels = {"default": level}
-        else:
-            self.levels[facility] = level
-        logs.set_level(level, facility)
-        if facility in (None, "default", "engine"):
-            number = logs.level_number(self.levels.get("engine", self.levels["default"]))
-            for worker in self._running():
-                await worker.call(_engine.encode_set_log_level, number)
+        # For all facilities, the default and no exceptions; else one exception more.
+        levels = {"default": level} if facility in (None, "default") else {**self.levels, facility: level}
+        await settings.set_levels(self, levels)

@@ -38,7 +38,7 @@ def restart_delay(crash_times: list[float], now: float) -> float:
 class Worker:
     id: int
     core: int | None
-    state: str = "stopped"  # starting, running, backoff, crash-looping, stopped
+    state: str = "stopped"  # starting, running, backoff, crash-looping, idle (no rule needs it), stopped
     restarts: int = 0
     process: asyncio.subprocess.Process | None = None
     channel: Channel | None = None
