@@ -252,3 +252,40 @@ def test_an_input_interface_deleted_leaves_its_rule_waiting(tmp_path) -> None:
         wait_for(lambda: rule_states(d)[1] == "active", 5, "the rule to take the new input")
         stats = json.loads(d.mcr("stats", "--json").stdout)
         assert stats.get("task_faults", {}) == {}, stats.get("task_faults")
+
+
+def test_events_stream_links_addresses_rules_and_workers(tmp_path) -> None:
+    """`mcr events` reports what `ip` and the user did, in order, as they happen."""
+    import os
+    import signal
+
+    late, peer = f"mcre{secrets.token_hex(3)}", f"mcrf{secrets.token_hex(3)}"
+    with chain(n_sinks=1) as lab, daemon(lab, tmp_path) as d, d.client.subscribe(timeout=5) as stream:
+        d.mcr("rules", "add", "--rule", f"in={late} group={GROUP}:{PORT} out=239.2.2.2:6000:{lab.relay_out[0]}")
+        create_late_link(lab, late, peer)
+        wait_for(lambda: rule_states(d) == {1: "active"}, 5, "the rule to take the new link")
+        ip("-n", lab.relay_ns, "addr", "del", "10.220.0.1/24", "dev", late)
+        (pid,) = d.worker_pids()
+        os.kill(pid, signal.SIGKILL)
+        wait_for(lambda: d.worker_pids() not in ([], [pid]), 10, "the worker to be restarted")
+        ip("-n", lab.relay_ns, "link", "del", late)
+        wait_for(lambda: rule_states(d) == {1: "waiting"}, 5, "the rule to wait again")
+
+        seen: list[tuple] = []
+        wanted = [("rule", "added"), ("link", "added"), ("rule", "state"), ("address", "added"),
+                  ("address", "removed"), ("worker", "exited"), ("worker", "running"),
+                  ("link", "removed"), ("rule", "state")]
+        for event in stream:
+            if event.get("name", event.get("interface")) in (late, None) or event["event"] == "rule":
+                seen.append((event["event"], event.get("change")))
+                if event["event"] == "address":
+                    assert event["address"] == "10.220.0.1/24" and event["interface"] == late, event
+            if seen[-2:] == [("link", "removed"), ("rule", "state")] or len(seen) > 50:
+                break
+    # Nothing of these kinds left out or repeated (link "changed" events come between)...
+    interesting = [e for e in seen if e in wanted]
+    assert sorted(interesting) == sorted(wanted), seen
+    # ... and each change after what caused it.
+    for cause, effect in [(1, 2), (3, 4), (5, 6), (7, 8)]:
+        after = interesting[interesting.index(wanted[cause]) + 1:]
+        assert wanted[effect] in after, (wanted[cause], wanted[effect], seen)

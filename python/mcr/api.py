@@ -159,24 +159,23 @@ class Client:
     def workers(self) -> list[dict]:
         return self.call("workers")["workers"]
 
+    def subscribe(self, timeout: float | None = None) -> EventStream:
+        """Subscribe to the daemon's events now, on a connection of their own:
+        what happens after this returns is in the stream. `timeout`: how long
+        next() waits for an event (None: for ever)."""
+        return EventStream(self.path, self.timeout, timeout)
+
     def events(self, count: int | None = None, timeout: float | None = None) -> Iterator[dict]:
         """The daemon's events as they happen, on a connection of their own;
         stops after `count` events or when none came for `timeout` seconds."""
-        with Client(self.path, timeout=timeout or self.timeout) as stream:
-            reply = stream._exchange({"cmd": "events", "id": 0})
-            if not reply["ok"]:
-                raise ApiError(reply["error"]["code"], reply["error"]["message"])
-            stream._sock.settimeout(timeout)
+        with self.subscribe(timeout) as stream:
             seen = 0
             while count is None or seen < count:
-                try:
-                    line = stream._reader.readline()
-                except TimeoutError:
-                    return
-                if not line:
+                event = stream.next()
+                if event is None:
                     return
                 seen += 1
-                yield json.loads(line)
+                yield event
 
     def interfaces(self) -> list[dict]:
         """Interfaces as the daemon's netlink view has them, with the rules that name each."""
@@ -214,3 +213,38 @@ def _config_dict(config: Config | dict | str | os.PathLike) -> dict:
     if isinstance(config, dict):
         return config
     return Config.load(Path(config)).to_dict()
+
+
+class EventStream:
+    """A subscription to the daemon's events (`mcr events`), one dict per
+    event; {"event": "missed", "count": N} says N were dropped because this
+    reader fell behind."""
+
+    def __init__(self, path: str, reply_timeout: float, timeout: float | None) -> None:
+        self._client = Client(path, timeout=reply_timeout)
+        reply = self._client._exchange({"cmd": "events", "id": 0})
+        if not reply["ok"]:
+            self._client.close()
+            raise ApiError(reply["error"]["code"], reply["error"]["message"])
+        self._client._sock.settimeout(timeout)
+
+    def next(self) -> dict | None:
+        """The next event, or None if none came within the timeout or the daemon went away."""
+        try:
+            line = self._client._reader.readline()
+        except TimeoutError:
+            return None
+        return json.loads(line) if line else None
+
+    def __iter__(self) -> Iterator[dict]:
+        while (event := self.next()) is not None:
+            yield event
+
+    def __enter__(self) -> EventStream:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._client.close()

@@ -24,13 +24,26 @@ async def follow(sup) -> None:
     """Apply each batch of link and address changes as it arrives."""
     async for batch in sup.network.changes():
         for change in batch:
-            iface = change.after or change.before
-            sup.events.publish("link", change=change.kind, name=iface.name, index=iface.index,
-                               what=sorted(change.what), up=iface.up, carrier=iface.carrier, mtu=iface.mtu,
-                               addresses=list(iface.addresses))
+            publish(sup.events, change)
         async with sup._changing:
             await update_links(sup, batch)
             await follow_interfaces(sup)
+
+
+def publish(events, change: Change) -> None:
+    """`mcr events`: a "link" event for the link itself (what changed), an
+    "address" event per IPv4 address that came or went."""
+    iface = change.after or change.before
+    link_fields = change.what - {"addresses"} if change.kind == "changed" else change.what
+    if link_fields:
+        events.publish("link", change=change.kind, name=iface.name, index=iface.index, what=sorted(link_fields),
+                       up=iface.up, carrier=iface.carrier, mtu=iface.mtu, mac=iface.mac)
+    before = set(change.before.addresses) if change.before else set()
+    after = set(change.after.addresses) if change.after else set()
+    for address in sorted(after - before):
+        events.publish("address", change="added", interface=iface.name, index=iface.index, address=address)
+    for address in sorted(before - after):
+        events.publish("address", change="removed", interface=iface.name, index=iface.index, address=address)
 
 
 async def update_links(sup, batch: list[Change]) -> None:
