@@ -324,3 +324,29 @@ def test_close_ends_changes_and_frees_sockets(topo: Topology) -> None:
         await asyncio.sleep(0)  # let the transports finish closing
         assert len(os.listdir("/proc/self/fd")) == fds
     asyncio.run(main())
+
+
+def test_route_changes(topo: Topology) -> None:
+    from mcr.netlink import RouteChange
+
+    async def scenario(monitor, stream, topo):
+        index = monitor.by_name(topo.link).index
+        routes = monitor.route_changes()
+        first = asyncio.ensure_future(anext(routes))
+        await asyncio.sleep(0.1)  # subscribed before the change
+        ip(topo.ns, "route", "add", "10.99.0.0/16", "via", "10.77.0.2")
+        seen = await asyncio.wait_for(first, TIMEOUT)
+        assert seen == [RouteChange("added", "10.99.0.0/16", 254, "unicast", index, "10.77.0.2")]
+        ip(topo.ns, "route", "add", "blackhole", "default")
+        ip(topo.ns, "route", "del", "10.99.0.0/16")
+        seen = []
+        while len(seen) < 2:
+            seen += await asyncio.wait_for(anext(routes), TIMEOUT)
+        assert seen == [RouteChange("added", "0.0.0.0/0", 254, "blackhole", None, None),
+                        RouteChange("removed", "10.99.0.0/16", 254, "unicast", index, "10.77.0.2")]
+        # An address's local-table routes are not route changes (addresses have their own).
+        ip(topo.ns, "addr", "add", "10.55.0.1/32", "dev", topo.link)
+        ip(topo.ns, "route", "add", "10.98.0.0/16", "dev", topo.link)
+        seen = await asyncio.wait_for(anext(routes), TIMEOUT)
+        assert [c.destination for c in seen] == ["10.98.0.0/16"], seen
+    run(topo, scenario)

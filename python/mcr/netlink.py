@@ -42,9 +42,12 @@ open a new one. So the monitor closes it, subscribes on a new socket,
 dumps again, and reports the difference between the old and the new table
 as one batch. `overflows` counts these.
 
-IPv4 routes are not followed: nothing here needs their events yet, and a
-busy routing table would overflow the socket and force re-dumps of the
-links for nothing. `route_to()` asks the kernel when asked.
+IPv4 routes come on a socket of their own (`route_changes()`), opened
+on first use: a busy routing table must not overflow the links' socket and
+force re-dumps of the links for nothing. The monitor keeps no route table;
+`route_to()` asks the kernel when asked (an RPF lookup), and a route change
+tells its reader to ask again. Routes of the local table (one per address)
+are left out: addresses have their own events.
 """
 
 from __future__ import annotations
@@ -58,7 +61,7 @@ from dataclasses import dataclass, fields, replace
 
 from pyroute2 import AsyncIPRoute, NetlinkError
 from pyroute2.arp import ARPHRD_ETHER
-from pyroute2.netlink.rtnl import RTMGRP_IPV4_IFADDR, RTMGRP_LINK
+from pyroute2.netlink.rtnl import RTMGRP_IPV4_IFADDR, RTMGRP_IPV4_ROUTE, RTMGRP_LINK
 from pyroute2.netlink.rtnl.ifaddrmsg import IFA_F_SECONDARY
 from pyroute2.netlink.rtnl.ifinfmsg import IFF_LOWER_UP, IFF_UP
 
@@ -70,6 +73,22 @@ GROUPS = RTMGRP_LINK | RTMGRP_IPV4_IFADDR
 # What the kernel answers a route lookup with when there is no usable
 # route: none at all, or an unreachable, prohibit or blackhole route.
 NO_ROUTE = {errno.ENETUNREACH, errno.EHOSTUNREACH, errno.EACCES, errno.EINVAL}
+RT_TABLE_LOCAL = 255
+ROUTE_TYPES = {1: "unicast", 2: "local", 3: "broadcast", 5: "multicast", 6: "blackhole", 7: "unreachable",
+               8: "prohibit"}
+
+
+@dataclass(frozen=True)
+class RouteChange:
+    """An IPv4 route came ("added") or went ("removed"); "resync" means the
+    socket overflowed, so any route may have changed."""
+
+    kind: str
+    destination: str | None = None  # "a.b.c.d/len"; "0.0.0.0/0" for a default route
+    table: int | None = None
+    type: str | None = None  # unicast, blackhole, unreachable, ...
+    oif: int | None = None
+    gateway: str | None = None
 
 
 @dataclass(frozen=True)
@@ -179,6 +198,8 @@ class NetworkMonitor:
         self._queries: AsyncIPRoute | None = None
         self._table: dict[int, Interface] = {}
         self._addresses: dict[int, list[_Address]] = {}
+        self._routes: AsyncIPRoute | None = None
+        self.route_overflows = 0
 
     async def start(self) -> None:
         """Subscribe, then dump links and addresses into the table."""
@@ -215,6 +236,30 @@ class NetworkMonitor:
             if batch:
                 yield batch
 
+    async def route_changes(self) -> AsyncIterator[list[RouteChange]]:
+        """Batches of IPv4 route changes, one per netlink datagram (an
+        overflow yields [RouteChange("resync")]). Ends when the monitor is closed."""
+        self._routes = await self._open(RTMGRP_IPV4_ROUTE, self.rcvbuf)
+        while (routes := self._routes) is not None:
+            try:
+                messages = [msg async for msg in routes.get()]
+            except OSError as exc:
+                if self._routes is not routes:
+                    return  # closed meanwhile
+                if exc.errno != errno.ENOBUFS:
+                    raise
+                self.route_overflows += 1
+                log.warning("netlink route socket overflowed (ENOBUFS); routes may have changed")
+                routes.close()  # pyroute2 takes no more requests on it: a new one
+                self._routes = await self._open(RTMGRP_IPV4_ROUTE, self.rcvbuf)
+                yield [RouteChange("resync")]
+                continue
+            if self._routes is not routes:
+                return
+            batch = [c for msg in messages if (c := _route_change(msg)) is not None]
+            if batch:
+                yield batch
+
     async def route_to(self, address: str) -> tuple[int, str | None] | None:
         """(output ifindex, gateway) of the kernel's route to `address`.
 
@@ -243,10 +288,10 @@ class NetworkMonitor:
         request in flight on a closed socket, so a task inside `route_to()`
         or a re-dump must be cancelled by its owner.
         """
-        for ipr in (self._events, self._queries):
+        for ipr in (self._events, self._queries, self._routes):
             if ipr is not None:
                 ipr.close()
-        self._events = self._queries = None
+        self._events = self._queries = self._routes = None
 
     # -- the table -------------------------------------------------------
 
@@ -338,6 +383,17 @@ class NetworkMonitor:
     def _sync_addresses(self, index: int) -> None:
         cidrs = tuple(a.cidr for a in self._addresses[index])
         self._table[index] = replace(self._table[index], addresses=cidrs)
+
+
+def _route_change(msg) -> RouteChange | None:
+    if msg.get("event") not in ("RTM_NEWROUTE", "RTM_DELROUTE") or msg["family"] != socket.AF_INET:
+        return None
+    table = msg.get("table") or msg["table"]  # RTA_TABLE, else the header's 8-bit table
+    if table == RT_TABLE_LOCAL:
+        return None
+    return RouteChange("added" if msg["event"] == "RTM_NEWROUTE" else "removed",
+                       f"{msg.get('dst') or '0.0.0.0'}/{msg['dst_len']}", table,
+                       ROUTE_TYPES.get(msg["type"], str(msg["type"])), msg.get("oif"), msg.get("gateway"))
 
 
 _HANDLERS = {

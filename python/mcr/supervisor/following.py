@@ -30,6 +30,17 @@ async def follow(sup) -> None:
             await follow_interfaces(sup)
 
 
+async def follow_routes(sup) -> None:
+    """`mcr events` reports IPv4 route changes (what RPF lookups depend on)."""
+    async for batch in sup.network.route_changes():
+        for route in batch:
+            if route.kind == "resync":
+                sup.events.publish("route", change="resync")
+            else:
+                sup.events.publish("route", change=route.kind, destination=route.destination, table=route.table,
+                                   type=route.type, oif=route.oif, gateway=route.gateway)
+
+
 def publish(events, change: Change) -> None:
     """`mcr events`: a "link" event for the link itself (what changed), an
     "address" event per IPv4 address that came or went."""

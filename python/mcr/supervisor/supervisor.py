@@ -79,6 +79,7 @@ class Supervisor:
         self._holds = InputHolds(AsyncMembershipService())
         await self.network.start()
         self._spawn("network", lambda: following.follow(self))
+        self._spawn("routes", lambda: following.follow_routes(self))
         async with self._changing:
             await self._set_rules(self._initial_rules())
             await self._start_workers()
