@@ -185,6 +185,16 @@ class Client:
         """The multicast RIB: each route's origin, state (active/waiting) and packets."""
         return self.call("mroute")["routes"]
 
+    def join(self, interface: str, group: str, source: str | None = None) -> str:
+        """A static join (as `smcroutectl join`); returns "joined", or "waiting" for the interface."""
+        return self.call("igmp.join", join=_join_dict(interface, group, source))["state"]
+
+    def leave(self, interface: str, group: str, source: str | None = None) -> None:
+        self.call("igmp.leave", join=_join_dict(interface, group, source))
+
+    def joins(self) -> list[dict]:
+        return self.call("igmp.joins")["joins"]
+
     def log_levels(self) -> dict[str, str]:
         return self.call("log-level.get")["levels"]
 
@@ -213,6 +223,10 @@ def _config_dict(config: Config | dict | str | os.PathLike) -> dict:
     if isinstance(config, dict):
         return config
     return Config.load(Path(config)).to_dict()
+
+
+def _join_dict(interface: str, group: str, source: str | None) -> dict:
+    return {"interface": interface, "group": group, **({"source": source} if source else {})}
 
 
 class EventStream:

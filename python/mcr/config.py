@@ -9,6 +9,9 @@ The file is JSON. Every top-level key is optional:
       "log_levels": {"engine": "debug"},  # per facility (supervisor, control, worker, engine)
       "idle_stop_after": 60,        # seconds without an active rule before workers stop; null: never
       "user": "nobody",             # the unprivileged user workers drop to
+      "joins": [                     # static memberships, as `smcroutectl join`
+        {"interface": "eth0", "group": "239.5.5.5"},
+        {"interface": "eth0", "group": "232.1.1.1", "source": "10.1.1.1"}],
       "rules": [
         {"name": "feed-a",                        # optional, unique, [A-Za-z0-9_.-]{1,64}, not all digits
          "input_interface": "eth0",
@@ -46,13 +49,14 @@ from pathlib import Path
 from typing import Any, Callable
 
 from .logs import FACILITIES
-from .rules import MAX_IFNAME, Output, Rule, RuleError
+from .rules import MAX_IFNAME, Join, Output, Rule, RuleError
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
 NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 USER = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,31}")
 RULE_KEYS = ("name", "input_interface", "group", "port", "source", "vlan", "outputs")
 REQUIRED_RULE_KEYS = ("input_interface", "group", "port", "outputs")
+JOIN_KEYS = ("interface", "group", "source")
 
 
 class ConfigError(ValueError):
@@ -188,6 +192,44 @@ def rule_to_dict(rule: Rule) -> dict:
     return data
 
 
+def join_from_dict(data: dict, where: str = "join") -> Join:
+    """Build a Join from its config form; raises ConfigError naming the bad key under `where`."""
+    _typed(data, dict, where)
+    problems = _check_keys(data, JOIN_KEYS, where)
+    missing = [key for key in ("interface", "group") if key not in data]
+    if missing:
+        problems.append(f"{where}: missing {', '.join(missing)}")
+    if problems:
+        raise ConfigError(problems)
+    interface = _interface(data["interface"], f"{where}.interface")
+    group, source = _typed(data["group"], str, f"{where}.group"), _source(data.get("source"), f"{where}.source")
+    try:
+        return Join(interface, group, source)
+    except RuleError as error:
+        raise _fail(where, str(error)) from None
+
+
+def join_to_dict(join: Join) -> dict:
+    return {"interface": join.interface, "group": join.group, **({"source": join.source} if join.source else {})}
+
+
+def _joins(value: Any, where: str) -> tuple[Join, ...]:
+    problems: list[str] = []
+    joins: list[Join] = []
+    for index, data in enumerate(_typed(value, list, where)):
+        try:
+            join = join_from_dict(data, f"{where}[{index}]")
+        except ConfigError as error:
+            problems.extend(error.errors)
+            continue
+        if join in joins:
+            problems.append(f"{where}[{index}]: the same join as {where}[{joins.index(join)}]")
+        joins.append(join)
+    if problems:
+        raise ConfigError(problems)
+    return tuple(joins)
+
+
 def _rules(value: Any, where: str) -> tuple[Rule, ...]:
     """Every rule's first problem, then the conflicts between the valid ones."""
     problems: list[str] = []
@@ -267,7 +309,7 @@ def _user(value: Any, where: str) -> str:
 
 _SETTINGS: dict[str, Callable[[Any, str], Any]] = {
     "workers": _workers, "pin_cores": _pin_cores, "log_level": _log_level, "log_levels": _log_levels,
-    "idle_stop_after": _idle_stop_after, "user": _user, "rules": _rules}
+    "idle_stop_after": _idle_stop_after, "user": _user, "joins": _joins, "rules": _rules}
 DEFAULT_IDLE_STOP_AFTER = 60.0
 
 
@@ -280,6 +322,7 @@ class Config:
     log_level: str = "info"
     user: str = "nobody"
     rules: tuple[Rule, ...] = ()
+    joins: tuple[Join, ...] = ()
     log_levels: dict[str, str] = field(default_factory=dict)  # facility -> level, over log_level
     idle_stop_after: float | None = DEFAULT_IDLE_STOP_AFTER
 
@@ -306,7 +349,7 @@ class Config:
         return {"workers": self.workers, "pin_cores": None if self.pin_cores is None else list(self.pin_cores),
                 "log_level": self.log_level, "log_levels": dict(self.log_levels),
                 "idle_stop_after": self.idle_stop_after, "user": self.user,
-                "rules": [rule_to_dict(r) for r in self.rules]}
+                "joins": [join_to_dict(j) for j in self.joins], "rules": [rule_to_dict(r) for r in self.rules]}
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> Config:

@@ -187,3 +187,35 @@ class Rule:
             text += f" vlan={self.vlan}"
         text += " out=" + ",".join(str(o) for o in self.outputs)
         return text + (f" name={self.name}" if self.name else "")
+
+
+@dataclass(frozen=True)
+class Join:
+    """A static group membership on an interface, as `smcroutectl join` makes:
+    MCR reports itself a member (IGMP) and opens the NIC's filter, so an
+    upstream router or snooping switch sends the group without a listener.
+    With a source, a source-specific (IGMPv3 INCLUDE) membership."""
+
+    interface: str
+    group: str
+    source: str | None = None
+
+    def __post_init__(self) -> None:
+        _check_interface(self.interface, "join interface")
+        group = _ipv4(self.group, "join group")
+        if not group.is_multicast or group in LINK_LOCAL_GROUPS:
+            raise RuleError(f"join group {self.group} must be a multicast group outside 224.0.0.0/24 "
+                            "(link-local groups are never joined)")
+        if self.source is not None:
+            source = _ipv4(self.source, "join source")
+            if source.is_multicast or source.is_unspecified:
+                raise RuleError(f"join source {self.source} must be a unicast address")
+        elif group in SSM_GROUPS:
+            raise RuleError(f"join group {self.group} is source-specific (232.0.0.0/8): give a source")
+
+    def __str__(self) -> str:
+        return f"{self.interface} {self.group}" + (f" from {self.source}" if self.source else "")
+
+
+LINK_LOCAL_GROUPS = ipaddress.IPv4Network("224.0.0.0/24")
+SSM_GROUPS = ipaddress.IPv4Network("232.0.0.0/8")

@@ -123,6 +123,18 @@ class Lab:
             _ip("-n", ns, "link", "set", ifname, "up")
         return if_a, if_b
 
+    def add_bridge(self, ns: str, ports: list[str], **options: int) -> str:
+        """A Linux bridge "br0" in `ns` over `ports` (interfaces already there),
+        up, without an address; `options` are `ip link ... type bridge`
+        settings, e.g. mcast_snooping=1, mcast_querier=0."""
+        self._require_own(ns)
+        settings = [str(x) for item in options.items() for x in item]
+        _ip("-n", ns, "link", "add", "br0", "type", "bridge", *settings)
+        for port in ports:
+            _ip("-n", ns, "link", "set", port, "master", "br0")
+        _ip("-n", ns, "link", "set", "br0", "up")
+        return "br0"
+
     def add_route(self, ns: str, prefix: str, dev: str) -> None:
         self._require_own(ns)
         _ip("-n", ns, "route", "add", prefix, "dev", dev)

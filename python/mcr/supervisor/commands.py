@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Awaitable, Callable
 
-from ..config import LOG_LEVELS, Config, ConfigError, rule_from_dict, rule_to_dict
+from ..config import LOG_LEVELS, Config, ConfigError, join_from_dict, rule_from_dict, rule_to_dict
 
 
 class CommandError(Exception):
@@ -74,6 +74,27 @@ async def rules_list(sup: Any, args: dict) -> dict:
     _args(args)
     return {"rules": [{"id": rule_id, **rule_to_dict(rule), **sup.rule_state(rule_id)}
                       for rule_id, rule in sup.list_rules()]}
+
+
+def _join(args: dict):
+    try:
+        return join_from_dict(_args(args, {"join": dict})["join"], "join")
+    except ConfigError as error:
+        raise CommandError("bad_request", "; ".join(error.errors)) from None
+
+
+async def igmp_join(sup: Any, args: dict) -> dict:
+    return {"state": await sup.add_join(_join(args))}
+
+
+async def igmp_leave(sup: Any, args: dict) -> dict:
+    await sup.remove_join(_join(args))
+    return {}
+
+
+async def igmp_joins(sup: Any, args: dict) -> dict:
+    _args(args)
+    return {"joins": sup.list_joins()}
 
 
 async def stats(sup: Any, args: dict) -> dict:
@@ -157,6 +178,12 @@ COMMANDS: dict[str, Command] = {
     "rules.remove": Command(rules_remove, "remove a rule by id or name",
                             '{"cmd": "rules.remove", "args": {"rule": "feed-a"}}'),
     "rules.list": Command(rules_list, "the rules with their ids", '{"cmd": "rules.list"}'),
+    "igmp.join": Command(igmp_join, "join a group on an interface without a rule (as smcroutectl join)",
+                         '{"cmd": "igmp.join", "args": {"join": {"interface": "eth0", "group": "239.5.5.5"}}}'),
+    "igmp.leave": Command(igmp_leave, "leave a static join",
+                          '{"cmd": "igmp.leave", "args": {"join": {"interface": "eth0", "group": "239.5.5.5"}}}'),
+    "igmp.joins": Command(igmp_joins, "static joins and whether each is joined or waits for its interface",
+                          '{"cmd": "igmp.joins"}'),
     "stats": Command(stats, "counters per rule, output and input, drops by reason", '{"cmd": "stats"}'),
     "workers": Command(workers, "worker processes: pid, core, state, restarts, uptime", '{"cmd": "workers"}'),
     "interfaces": Command(interfaces, "interfaces as netlink reports them, with the rules that use each",

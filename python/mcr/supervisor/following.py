@@ -88,22 +88,25 @@ async def follow_interfaces(sup) -> None:
     table = sup._interface_table()
     new = mrib.compute(sup.rules, table)
     changed = [i for i in new if new[i] != sup.routes.get(i)]
-    if not changed:
+    if not changed and not sup.joins.out_of_step(table):
         return
     await carry_counters(sup, [i for i in changed if sup.routes[i].state == mrib.ACTIVE])
+    # Membership sockets bound to an index that is gone (deleted, renamed
+    # away, re-created) go first, once per interface, then the leaves.
+    stale = sup.joins.stale(table) | {
+        old.rule.input_interface for old in (sup.routes[i] for i in changed)
+        if old.state == mrib.ACTIVE and table.get(old.rule.input_interface) != old.input_ifindex}
+    for name in stale:
+        sup._holds.membership.forget(name)
     for rule_id in changed:
-        old = sup.routes[rule_id]
-        if old.state == mrib.ACTIVE and table.get(old.rule.input_interface) != old.input_ifindex:
-            # Deleted or renamed away: its membership sockets belong to an index
-            # that is gone or another interface's, so they go before the leave.
-            sup._holds.membership.forget(old.rule.input_interface)
-        sup._leave(old)
+        sup._leave(sup.routes[rule_id])
     sup.routes = new
     for rule_id in changed:
         sup._join(new[rule_id])
         log.info("rule %d is %s%s", rule_id, new[rule_id].state,
                  f" (waiting for {', '.join(new[rule_id].waiting_for)})" if new[rule_id].waiting_for else "")
         sup.events.publish("rule", change="state", id=rule_id, **sup.rule_state(rule_id))
+    sup._sync_joins()
     if sup._any_active():
         await sup._start_workers()  # they may have stopped for want of rules
     for worker in sup._running():

@@ -21,10 +21,11 @@ from ..config import Config, ConfigError
 from ..events import EventBus
 from ..membership import AsyncMembershipService, InputHolds
 from ..netlink import NetworkMonitor
-from ..rules import Rule
+from ..rules import Join, Rule
 from ..stats import from_engine, snapshot
 from . import following, settings
 from .commands import CommandError
+from .joins import StaticJoins
 from .ruleset import RuleSet
 from .workers import Worker, WorkerError, add_counters
 
@@ -52,6 +53,7 @@ class Supervisor:
         self.pool = [Worker(i, cores[i] if i < len(cores) else None) for i in range(count)]
         self.ruleset = RuleSet()  # what the user asked for (static rules), by id
         self.routes: dict[int, mrib.Route] = {}  # what the MRIB made of them with today's interfaces
+        self.joins = StaticJoins()  # memberships asked for without a rule (`mcr igmp join`)
         self._holds: InputHolds | None = None  # memberships and port claims, on the loop from run()
         self.network = NetworkMonitor()  # started on the loop in run()
         self.events = EventBus()  # `mcr events`
@@ -81,7 +83,10 @@ class Supervisor:
         self._spawn("network", lambda: following.follow(self))
         self._spawn("routes", lambda: following.follow_routes(self))
         async with self._changing:
-            await self._set_rules(self._initial_rules())
+            initial = self._initial_config()
+            await self._set_rules(initial.rules)
+            self.joins.wanted = set(initial.joins)
+            self._sync_joins()
             await self._start_workers()
         self._spawn("health", self._health)
         server = await serve_control(self, self.socket_path)
@@ -127,14 +132,15 @@ class Supervisor:
         self.network.close()
         self._holds.close()
 
-    def _initial_rules(self) -> tuple[Rule, ...]:
-        """Rules from the saved state if there is one (run-time changes survive restarts), else the config."""
+    def _initial_config(self) -> Config:
+        """Rules and joins from the saved state if there is one (run-time
+        changes survive restarts), else from the config."""
         if self.state_path and Path(self.state_path).exists():
             try:
-                return Config.load(self.state_path).rules
+                return Config.load(self.state_path)
             except ConfigError as error:
                 log.error("ignoring unreadable state file %s: %s", self.state_path, error)
-        return self.config.rules
+        return self.config
 
     async def reload(self) -> None:
         if not self.config_path:
@@ -390,13 +396,50 @@ class Supervisor:
         return plan.summary()
 
     async def load_config(self, config: Config, replace: bool) -> dict:
-        """Add `config`'s rules; with `replace`, make the rules exactly its
-        rules and apply its settings too (supervisor/settings.py)."""
+        """Add `config`'s rules and joins; with `replace`, make them exactly
+        its own and apply its settings too (supervisor/settings.py)."""
         async with self._changing:
             if not replace:
-                return await self._set_rules(tuple(self.rules.values()) + config.rules)
+                result = await self._set_rules(tuple(self.rules.values()) + config.rules)
+                self._set_joins(self.joins.wanted | set(config.joins))
+                return result
             result = await self._set_rules(config.rules)
+            self._set_joins(set(config.joins))
             return {**result, **await settings.apply(self, config)}
+
+    # Static joins -----------------------------------------------------------------
+
+    def _sync_joins(self) -> None:
+        for join, change in self.joins.sync(self._holds.membership, self._interface_table()):
+            log.info("static join %s: %s", join, change)
+            self.events.publish("join", change=change, interface=join.interface, group=join.group,
+                                source=join.source)
+
+    def _set_joins(self, wanted: set[Join]) -> None:
+        self.joins.wanted = set(wanted)
+        self._sync_joins()
+        self._persist()
+
+    async def add_join(self, join: Join) -> str:
+        async with self._changing:
+            if join in self.joins.wanted:
+                raise CommandError("conflict", f"already joined: {join}")
+            try:
+                self._set_joins(self.joins.wanted | {join})
+            except OSError as error:
+                self.joins.wanted.discard(join)
+                raise CommandError("engine", f"cannot join {join}: {error.strerror or error}") from None
+            return self.joins.state(join)
+
+    async def remove_join(self, join: Join) -> None:
+        async with self._changing:
+            if join not in self.joins.wanted:
+                raise CommandError("not_found", f"no static join {join}")
+            self._set_joins(self.joins.wanted - {join})
+
+    def list_joins(self) -> list[dict]:
+        return [{"interface": j.interface, "group": j.group, "source": j.source, "state": self.joins.state(j)}
+                for j in sorted(self.joins.wanted, key=str)]
 
     def save_config(self, path: str | None) -> str:
         target = path or self.config_path
@@ -411,7 +454,7 @@ class Supervisor:
         levels = {facility: level for facility, level in self.levels.items() if facility != "default"}
         return Config(workers=self.config.workers, pin_cores=self.config.pin_cores, log_level=self.levels["default"],
                       log_levels=levels, idle_stop_after=self.config.idle_stop_after, user=self.config.user,
-                      rules=tuple(r for _, r in self.list_rules()))
+                      rules=tuple(r for _, r in self.list_rules()), joins=tuple(sorted(self.joins.wanted, key=str)))
 
     def _persist(self) -> None:
         if self.state_path:
