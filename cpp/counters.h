@@ -41,7 +41,8 @@ inline void count(DropCounters& drops, DropReason reason) { ++drops[static_cast<
 // near a limit.
 enum class Event : uint8_t {
   TxRingFull,  // a frame took the sendmsg path because its TX ring was full
-  FlushRetry,  // a TX ring flush the device refused for now, tried again next pass
+  FlushRetry,  // a pass in which the device refused a TX ring's flushes for now (once per ring and
+               // pass, however many it refused): its frames are tried again next pass
   kCount
 };
 

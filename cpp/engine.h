@@ -93,6 +93,7 @@ class Engine {
   Logger log_;
   int command_fd_;
   bool running_ = false;
+  uint64_t passes_ = 0;  // loop passes so far: the TX rings' retry budget counts them
   bool command_armed_ = false;
   io_uring ring_{};
   bool ring_ready_ = false;

@@ -25,6 +25,7 @@ std::string Engine::run() {
   log_.log(LogLevel::Info, "engine running");
   arm_command();
   while (running_) {
+    ++passes_;
     bool busy = false;
     for (uint32_t i = 0; i < inputs_.size(); ++i)
       if (inputs_[i].fd >= 0) busy |= drain(i);
@@ -125,10 +126,11 @@ void Engine::on_send(const io_uring_cqe* cqe) { egress_.complete(tag_index(cqe->
 
 // A flush the device refused (ENOBUFS: its queue is full, or it has no
 // carrier; the kernel keeps the frame at its head for the next try) is
-// tried again next pass, a few times; any other error, or a refusal that
-// lasts, drops the ring's frames, counted by reason and per output. So a
-// link that is down costs one failed send per pass with traffic and none
-// without, and nothing from the outage is sent late.
+// tried again next pass, for a few passes (however many of its flushes one
+// pass saw refused: see TxRing::refused); any other error, or a refusal
+// that lasts, drops the ring's frames, counted by reason and per output.
+// So a link that is down costs one failed send per pass with traffic and
+// none without, and nothing from the outage is sent late.
 void Engine::on_flush(const io_uring_cqe* cqe) {
   if (packet_egress_[tag_index(cqe->user_data)].ring == nullptr) return;  // removed since
   TxRing& ring = *packet_egress_[tag_index(cqe->user_data)].ring;
@@ -137,9 +139,10 @@ void Engine::on_flush(const io_uring_cqe* cqe) {
     return;
   }
   bool refused = cqe->res == -ENOBUFS || cqe->res == -EAGAIN;
-  if (refused && ring.retry()) {
-    egress_.count_event(Event::FlushRetry);
-    return;
+  if (refused) {
+    TxRing::Refusal next = ring.refused(passes_);
+    if (next == TxRing::Refusal::NextPass) egress_.count_event(Event::FlushRetry);  // once per ring and pass
+    if (next != TxRing::Refusal::GiveUp) return;
   }
   bool down = cqe->res == -ENETDOWN || cqe->res == -ENXIO || cqe->res == -ENODEV;
   Egress::reclaim(ring, rules_, drops_,
