@@ -222,7 +222,7 @@ void Egress::flush(io_uring* ring, TxRing& tx) {
   static msghdr empty{};  // a flush sends what the TX ring holds, nothing from here
   io_uring_sqe* sqe = next_sqe(ring);
   io_uring_prep_sendmsg(sqe, tx.fd(), &empty, 0);
-  io_uring_sqe_set_data64(sqe, make_tag(Op::Flush, tx.index()));
+  io_uring_sqe_set_data64(sqe, make_tag(Op::Flush, tx.index(), tx.generation()));
   tx.flushed();
 }
 

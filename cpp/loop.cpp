@@ -112,8 +112,9 @@ void Engine::dispatch(const io_uring_cqe* cqe) {
 // poll would report it again at once.
 void Engine::on_input_ready(const io_uring_cqe* cqe) {
   Input& input = inputs_[tag_index(cqe->user_data)];
+  // A removed input's (cancelled) poll: the slot is empty or holds another input now.
+  if (input.generation != tag_generation(cqe->user_data)) return;
   input.polling = false;
-  if (input.fd < 0) return;  // removed (this is its cancelled poll)
   if (cqe->res < 0 || (cqe->res & POLLERR)) {
     count(drops_, DropReason::RxError);
     int error = 0;
@@ -132,8 +133,10 @@ void Engine::on_send(const io_uring_cqe* cqe) { egress_.complete(tag_index(cqe->
 // So a link that is down costs one failed send per pass with traffic and
 // none without, and nothing from the outage is sent late.
 void Engine::on_flush(const io_uring_cqe* cqe) {
-  if (packet_egress_[tag_index(cqe->user_data)].ring == nullptr) return;  // removed since
-  TxRing& ring = *packet_egress_[tag_index(cqe->user_data)].ring;
+  PacketEgressSocket& egress = packet_egress_[tag_index(cqe->user_data)];
+  // Removed since: the slot is empty (or without a ring) or holds another interface now.
+  if (egress.ring == nullptr || egress.generation != tag_generation(cqe->user_data)) return;
+  TxRing& ring = *egress.ring;
   if (cqe->res >= 0) {
     ring.sent();
     return;

@@ -23,8 +23,9 @@ tpacket2_hdr* header(uint8_t* frame) { return reinterpret_cast<tpacket2_hdr*>(fr
 }  // namespace
 
 // TPACKET_V2 without PACKET_TX_HAS_OFF: a frame's data starts kDataOffset in.
-std::string TxRing::attach(int fd, uint16_t mtu, uint32_t index) {
+std::string TxRing::attach(int fd, uint16_t mtu, uint32_t index, uint32_t generation) {
   index_ = index;
+  generation_ = generation;
   frame_size_ = 2048;
   while (frame_size_ < kDataOffset + kVnetHeader + 18u + mtu) frame_size_ <<= 1;
   int loss = 1;  // skip, never stall on, a bad frame

@@ -25,8 +25,9 @@ struct FrameOwner {
 class TxRing {
  public:
   // Turns the packet socket `fd` into a TX ring for frames up to mtu + 18
-  // bytes (an 802.1Q tag included); `index` names it in flush completions.
-  std::string attach(int fd, uint16_t mtu, uint32_t index);
+  // bytes (an 802.1Q tag included); its engine slot, `index` and
+  // `generation`, names it in flush completions.
+  std::string attach(int fd, uint16_t mtu, uint32_t index, uint32_t generation);
 
   // The data area of the next free frame, or nullptr while the kernel still
   // holds every frame (the caller then sends another way).
@@ -76,6 +77,7 @@ class TxRing {
   }
   int fd() const { return fd_; }
   uint32_t index() const { return index_; }
+  uint32_t generation() const { return generation_; }
   // The largest frame one ring slot holds (the vnet header included).
   uint32_t capacity() const { return frame_size_ - kDataOffset; }
 
@@ -86,7 +88,7 @@ class TxRing {
   uint8_t* frame(uint32_t index) const { return memory_.data() + static_cast<size_t>(index) * frame_size_; }
 
   int fd_ = -1;
-  uint32_t index_ = 0;
+  uint32_t index_ = 0, generation_ = 0;
   RingMemory memory_;
   static constexpr uint64_t kNoPass = UINT64_MAX;
   uint32_t frame_size_ = 0, frames_ = 0, next_ = 0, unflushed_ = 0, retries_ = 0;

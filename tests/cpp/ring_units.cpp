@@ -1,11 +1,14 @@
-// Standalone tests of the engine's ring side, without Python: the TX ring's
-// retry budget, and what egress does at its limits. Built with ASan/UBSan by
+// Standalone tests of the engine's ring side, without Python: io_uring tags
+// and the reuse of interface slots, the TX ring's retry budget, and what
+// egress does at its limits. Built with ASan/UBSan by
 // `make unit-tests`. A check that needs a kernel feature (io_uring, a packet
 // socket) probes for it once and is skipped without it; the run then exits
 // 77, which ctest reports as skipped.
 #include <cstdio>
+#include <vector>
 
 #include "tx_ring.h"
+#include "uring_tag.h"
 
 using namespace mcr;
 
@@ -21,6 +24,49 @@ static int failures = 0, skipped = 0;
 static void skip(const char* what) {
   std::fprintf(stderr, "skipped: %s\n", what);
   ++skipped;
+}
+
+// --- tags and interface slots ----------------------------------------------
+
+struct FakeSlot {  // what free_slot and release_slot need of Engine::Input
+  int fd = -1;
+  uint32_t generation = 0;
+  uint32_t ifindex = 0;
+};
+
+static void test_tags_and_slots() {
+  uint64_t tag = make_tag(Op::Flush, 7, 0x123456);
+  CHECK(tag_op(tag) == Op::Flush && tag_index(tag) == 7 && tag_generation(tag) == 0x123456);
+  CHECK(tag_generation(make_tag(Op::InputReady, UINT32_MAX, 0x1000001)) == 1);  // 24 bits, never the op's
+  CHECK(tag_op(make_tag(Op::InputReady, UINT32_MAX, UINT32_MAX)) == Op::InputReady);
+
+  // Two interfaces, one of them removed and added again 10 000 times (a
+  // flapping link): the table keeps two slots, each comeback takes the same
+  // slot under a new generation, and the other interface is never disturbed.
+  std::vector<FakeSlot> slots;
+  uint32_t steady = free_slot(slots);
+  slots[steady] = {10, 0, 2};
+  uint32_t last = UINT32_MAX;
+  for (int flap = 0; flap < 10000; ++flap) {
+    uint32_t slot = free_slot(slots);
+    CHECK(slot != steady);
+    slots[slot].fd = 11;
+    slots[slot].ifindex = 3;
+    uint64_t old_tag = make_tag(Op::InputReady, slot, slots[slot].generation);
+    release_slot(slots[slot]);
+    CHECK(slots[slot].fd == -1 && slots[slot].ifindex == 0);
+    // A completion still in flight for the removed occupant is stale.
+    CHECK(tag_generation(old_tag) != slots[slot].generation);
+    CHECK(last == UINT32_MAX || slot == last);
+    last = slot;
+    if (failures) return;
+  }
+  CHECK(slots.size() == 2);
+  CHECK(slots[steady].fd == 10 && slots[steady].ifindex == 2 && slots[steady].generation == 0);
+  // Generations wrap within the tag's 24 bits.
+  FakeSlot wrap{5, kGenerationMask, 1};
+  release_slot(wrap);
+  CHECK(wrap.generation == 0);
 }
 
 // --- the TX ring's retry budget ----------------------------------------------
@@ -48,6 +94,7 @@ static void test_retry_budget_counts_passes() {
 }
 
 int main() {
+  test_tags_and_slots();
   test_retry_budget_counts_passes();
   if (failures) {
     std::fprintf(stderr, "%d check(s) failed\n", failures);
