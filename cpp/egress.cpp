@@ -220,7 +220,15 @@ uint16_t Egress::queue(io_uring* ring, Rule& rule, uint32_t rule_slot, const Par
 // buffer is full, retries once it drains.
 void Egress::flush(io_uring* ring, TxRing& tx) {
   static msghdr empty{};  // a flush sends what the TX ring holds, nothing from here
+  // next_sqe has submitted the queue once already if it was full; if it is
+  // full still (the kernel refused the submission: EBUSY while completions
+  // overflow, say), the frames stay marked and the ring pending, so the
+  // next flush, at the latest next pass, sends them. Nothing is dropped.
   io_uring_sqe* sqe = next_sqe(ring);
+  if (sqe == nullptr) {
+    count(events_, Event::FlushDeferred);
+    return;
+  }
   io_uring_prep_sendmsg(sqe, tx.fd(), &empty, 0);
   io_uring_sqe_set_data64(sqe, make_tag(Op::Flush, tx.index(), tx.generation()));
   tx.flushed();

@@ -62,8 +62,11 @@ std::string Engine::setup_ring() {
   return {};
 }
 
+// With the submission queue full even after submitting it, the loop tries
+// again next pass (command_armed_ stays false).
 void Engine::arm_command() {
   io_uring_sqe* sqe = next_sqe(&ring_);
+  if (sqe == nullptr) return;
   io_uring_prep_poll_multishot(sqe, command_fd_, POLLIN);
   io_uring_sqe_set_data64(sqe, make_tag(Op::Command, 0));
   command_armed_ = true;
@@ -72,11 +75,14 @@ void Engine::arm_command() {
 // Before the loop sleeps: one oneshot poll per input whose ring is empty.
 // io_uring checks readiness when it queues the poll, so a frame that arrived
 // since the ring was read still wakes the loop. Only while the engine is idle
-// does the kernel wake anyone per received frame.
+// does the kernel wake anyone per received frame. With the submission queue
+// full even after submitting it, the rest are polled next pass (what is
+// queued completes and wakes the loop).
 void Engine::poll_idle_inputs() {
   for (uint32_t i = 0; i < inputs_.size(); ++i) {
     if (inputs_[i].polling || inputs_[i].fd < 0) continue;
     io_uring_sqe* sqe = next_sqe(&ring_);
+    if (sqe == nullptr) return;
     io_uring_prep_poll_add(sqe, inputs_[i].fd, POLLIN);
     io_uring_sqe_set_data64(sqe, make_tag(Op::InputReady, i, inputs_[i].generation));
     inputs_[i].polling = true;
@@ -285,8 +291,10 @@ std::string Engine::remove_interface(uint32_t ifindex) {
   for (uint32_t i = 0; i < inputs_.size(); ++i) {
     Input& in = inputs_[i];
     if (in.fd < 0 || in.ifindex != ifindex) continue;
-    if (in.polling) {
-      io_uring_sqe* sqe = next_sqe(&ring_);
+    // Without an SQE for the cancel the poll completes on its own, holding
+    // the closed socket until then; its completion is stale all the same.
+    io_uring_sqe* sqe = in.polling ? next_sqe(&ring_) : nullptr;
+    if (sqe != nullptr) {
       io_uring_prep_cancel64(sqe, make_tag(Op::InputReady, i, in.generation), 0);
       io_uring_sqe_set_data64(sqe, make_tag(Op::Cancel, i));
     }

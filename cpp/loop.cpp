@@ -155,7 +155,7 @@ void Engine::on_flush(const io_uring_cqe* cqe) {
 // One send per TX ring that got frames in this pass hands them all over.
 void Engine::flush_rings() {
   for (PacketEgressSocket& e : packet_egress_)
-    if (e.ring != nullptr && e.ring->pending()) Egress::flush(&ring_, *e.ring);
+    if (e.ring != nullptr && e.ring->pending()) egress_.flush(&ring_, *e.ring);
 }
 
 }  // namespace mcr

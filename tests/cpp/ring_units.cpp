@@ -4,9 +4,14 @@
 // `make unit-tests`. A check that needs a kernel feature (io_uring, a packet
 // socket) probes for it once and is skipped without it; the run then exits
 // 77, which ctest reports as skipped.
+#include <liburing.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
 #include <cstdio>
 #include <vector>
 
+#include "egress.h"
 #include "tx_ring.h"
 #include "uring_tag.h"
 
@@ -93,9 +98,55 @@ static void test_retry_budget_counts_passes() {
   CHECK(other.refused(10 + TxRing::kMaxRetries) == R::GiveUp);
 }
 
+// --- egress at its limits ----------------------------------------------------
+
+// io_uring_get_sqe returns NULL while the submission queue is full, and
+// next_sqe's one submit does not always empty it: a disabled ring
+// (IORING_SETUP_R_DISABLED) refuses every submission (EBADFD), standing in
+// for a kernel that refuses one (EBUSY while completions overflow). A TX
+// ring flush then keeps its frames for the next flush; it used to write
+// through the NULL SQE.
+static void test_flush_with_full_submission_queue() {
+  io_uring ring;
+  io_uring_params params{};
+  params.flags = IORING_SETUP_R_DISABLED;
+  if (io_uring_queue_init_params(4, &ring, &params) < 0) {
+    skip("a flush with the submission queue full (no io_uring with IORING_SETUP_R_DISABLED)");
+    return;
+  }
+  unsigned queued = 0;
+  while (io_uring_sqe* sqe = io_uring_get_sqe(&ring)) {
+    io_uring_prep_nop(sqe);
+    ++queued;
+  }
+  Egress egress(4, 2048);
+  TxRing tx;  // never attached: the flush below has no frames to send, fd -1
+  tx.refused(1);  // its frames wait for a flush
+  egress.flush(&ring, tx);
+  CHECK(tx.pending());  // still waiting, not lost
+  CHECK(egress.events()[static_cast<size_t>(Event::FlushDeferred)] == 1);
+
+  // Once the kernel takes submissions again the next flush is queued.
+  // (liburing 2.3 declares io_uring_enable_rings but does not export it.)
+  CHECK(syscall(__NR_io_uring_register, ring.ring_fd, IORING_REGISTER_ENABLE_RINGS, nullptr, 0) == 0);
+  egress.flush(&ring, tx);
+  CHECK(!tx.pending());
+  CHECK(egress.events()[static_cast<size_t>(Event::FlushDeferred)] == 1);
+  CHECK(io_uring_submit_and_wait(&ring, queued + 1) >= 0);  // next_sqe submitted the nops already
+  unsigned head, nops = 0, flushes = 0;
+  io_uring_cqe* cqe;
+  io_uring_for_each_cqe(&ring, head, cqe) {
+    nops += cqe->user_data == 0;
+    flushes += tag_op(cqe->user_data) == Op::Flush;
+  }
+  CHECK(nops == queued && flushes == 1);
+  io_uring_queue_exit(&ring);
+}
+
 int main() {
   test_tags_and_slots();
   test_retry_budget_counts_passes();
+  test_flush_with_full_submission_queue();
   if (failures) {
     std::fprintf(stderr, "%d check(s) failed\n", failures);
     return 1;
