@@ -140,7 +140,12 @@ void Egress::use_packet_socket(Output& out, const wire::PacketEgress& link, int 
   put16(ip + 22, out.spec.port);
   out.source = link.source;
   // Nothing beyond the MTU: with a virtio header the kernel does not check.
-  uint32_t fits = link.mtu;
+  // Nor beyond what 16 bits can say: the IP total length and the virtio
+  // header's hdr_len (link header + IP packet, see fill_header) are 16-bit
+  // fields, and an MTU near 65,535 (veth's largest) would let a payload
+  // wrap hdr_len. (Today no input delivers one that big: RX ring frames end
+  // at kMaxMtu; this keeps the frame lengths right by construction.)
+  uint32_t fits = std::min<uint32_t>(link.mtu, 0xffffu - out.link_len);
   if (tx != nullptr) fits = std::min<uint32_t>(fits, tx->capacity() - out.header_len() + 28);
   out.max_payload = static_cast<uint16_t>(fits - 28);
   out.packet_fd = fd;

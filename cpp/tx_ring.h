@@ -25,8 +25,9 @@ struct FrameOwner {
 class TxRing {
  public:
   // Turns the packet socket `fd` into a TX ring for frames up to mtu + 18
-  // bytes (an 802.1Q tag included); its engine slot, `index` and
-  // `generation`, names it in flush completions.
+  // bytes (an 802.1Q tag included), the MTU taken up to kMaxMtu (see
+  // tx_ring.cpp); its engine slot, `index` and `generation`, names it in
+  // flush completions.
   std::string attach(int fd, uint16_t mtu, uint32_t index, uint32_t generation);
 
   // The data area of the next free frame, or nullptr while the kernel still

@@ -4,14 +4,20 @@
 // `make unit-tests`. A check that needs a kernel feature (io_uring, a packet
 // socket) probes for it once and is skipped without it; the run then exits
 // 77, which ctest reports as skipped.
+#include <arpa/inet.h>
+#include <linux/if_packet.h>
 #include <liburing.h>
+#include <sys/socket.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
 #include <cstdio>
+#include <cstring>
 #include <vector>
 
 #include "egress.h"
+#include "rx_ring.h"
+#include "rule_table.h"
 #include "tx_ring.h"
 #include "uring_tag.h"
 
@@ -143,10 +149,96 @@ static void test_flush_with_full_submission_queue() {
   io_uring_queue_exit(&ring);
 }
 
+// An output on an interface whose MTU is as large as 16 bits go (veth's
+// largest): the largest payload it takes on the packet path leaves with a
+// virtio hdr_len, IP total length and UDP length that are all right. A
+// datagram socketpair stands in for the packet socket (a TX-ring-less one,
+// which sendmsg writes header and payload to). Before the clamp the
+// payload limit was MTU - 28, and hdr_len (link header + IP packet) wrapped.
+static void test_frame_lengths_at_the_largest_mtu() {
+  io_uring ring;
+  if (io_uring_queue_init(8, &ring, 0) < 0) {
+    skip("frame lengths at the largest MTU (no io_uring)");
+    return;
+  }
+  int pair[2];
+  CHECK(socketpair(AF_UNIX, SOCK_DGRAM, 0, pair) == 0);
+  int big = 1 << 20;
+  setsockopt(pair[0], SOL_SOCKET, SO_SNDBUF, &big, sizeof(big));
+  setsockopt(pair[1], SOL_SOCKET, SO_RCVBUF, &big, sizeof(big));
+  Egress egress(4, 0xffff);
+  RuleTable table(2);
+  std::vector<uint8_t> payload(0xffff, 0x5a), received(0x20000);
+  for (uint16_t vlan : {0, 10}) {
+    Output out;
+    out.spec = {htonl(0xef020202), 6000, 4, -1, -1, false, vlan};
+    out.fd = pair[0];
+    wire::PacketEgress link{4, htonl(0x0a000001), 0xffff, {2, 0, 0, 0, 0, 1}};
+    Egress::use_packet_socket(out, link, pair[0], nullptr);
+    CHECK(out.header_len() - kVnetHeader + out.max_payload <= 0xffff);
+    CHECK(out.max_payload == 0xffff - out.link_len - 28);  // clamped no more than it must be
+    Rule added;
+    added.id = 1 + vlan;
+    added.key = {1, htonl(0xef010101), 0, 5000, vlan};
+    added.outputs.push_back(out);
+    uint32_t slot;
+    CHECK(table.add(std::move(added), slot).empty());
+    Rule& rule = table.at(slot);
+    ParsedPacket packet{htonl(0x0a000002), htonl(0xef010101), htons(4000), 5000, 0, 64, 0,
+                        payload.data(), out.max_payload, 0, false};
+    DropCounters drops{};
+    CHECK(egress.queue(&ring, rule, slot, packet, drops) == 1);
+    io_uring_cqe* cqe;
+    CHECK(io_uring_submit_and_wait(&ring, 1) >= 0 && io_uring_wait_cqe(&ring, &cqe) == 0);
+    size_t frame = out.header_len() + out.max_payload;
+    CHECK(tag_op(cqe->user_data) == Op::Send && cqe->res == static_cast<int>(frame));
+    egress.complete(tag_index(cqe->user_data), cqe->res, table, drops);
+    io_uring_cqe_seen(&ring, cqe);
+    CHECK(rule.outputs[0].packets == 1 && rule.outputs[0].errors == 0);
+    CHECK(recv(pair[1], received.data(), received.size(), 0) == static_cast<ssize_t>(frame));
+    uint16_t hdr_len;
+    std::memcpy(&hdr_len, received.data() + 2, 2);  // host order, as a legacy virtio header holds it
+    const uint8_t* ip = received.data() + kVnetHeader + out.link_len;
+    CHECK(hdr_len == frame - kVnetHeader);
+    CHECK(static_cast<size_t>(ip[2] << 8 | ip[3]) == frame - kVnetHeader - out.link_len);  // IP total length
+    CHECK((ip[24] << 8 | ip[25]) == out.max_payload + 8);  // UDP length
+  }
+  close(pair[0]);
+  close(pair[1]);
+  io_uring_queue_exit(&ring);
+}
+
+// The same MTU on a TX ring: its frames stay sized for kMaxMtu, the largest
+// payload an input delivers. Sized for the MTU alone they were 128 KiB,
+// beyond a ring block, and the kernel refused the ring (EINVAL). The packet
+// socket is bound to no interface (protocol 0: it receives nothing).
+static void test_tx_ring_at_the_largest_mtu() {
+  int fd = socket(AF_PACKET, SOCK_RAW, 0);
+  if (fd < 0) {
+    skip("a TX ring at the largest MTU (no packet socket without CAP_NET_RAW)");
+    return;
+  }
+  {
+    TxRing tx;
+    std::string error = tx.attach(fd, 0xffff, 3, 1);
+    CHECK(error.empty());
+    if (!error.empty()) std::fprintf(stderr, "attach: %s\n", error.c_str());
+    CHECK(tx.capacity() >= kVnetHeader + 18 + kMaxMtu && tx.capacity() < 2 * (kVnetHeader + 18 + kMaxMtu));
+    Output out;
+    out.spec = {htonl(0xef020202), 6000, 4, -1, -1, false, 10};
+    wire::PacketEgress link{4, htonl(0x0a000001), 0xffff, {2, 0, 0, 0, 0, 1}};
+    Egress::use_packet_socket(out, link, fd, &tx);
+    CHECK(out.max_payload >= kMaxMtu && out.header_len() + out.max_payload <= tx.capacity());
+  }
+  close(fd);
+}
+
 int main() {
   test_tags_and_slots();
   test_retry_budget_counts_passes();
   test_flush_with_full_submission_queue();
+  test_frame_lengths_at_the_largest_mtu();
+  test_tx_ring_at_the_largest_mtu();
   if (failures) {
     std::fprintf(stderr, "%d check(s) failed\n", failures);
     return 1;
