@@ -173,7 +173,10 @@ PYBIND11_MODULE(_engine, m) {
         py::arg("log_level"), py::arg("max_rules"), py::arg("rx_frames"), py::arg("send_slots"));
   m.def("decode_initialize", &decode_initialize);
   auto encode_link = [](wire::Type type) {
-    return [type](uint32_t seq, uint32_t ifindex, const std::string& source, uint16_t mtu, const py::bytes& mac) {
+    // The wire's MTU is 16 bits: a larger one (dummy devices take any) means the same
+    // to the packet path, whose IP packets end at 65,535 bytes (a uint16_t argument would
+    // make pybind11 refuse it with a TypeError, and the whole output with it).
+    return [type](uint32_t seq, uint32_t ifindex, const std::string& source, uint32_t mtu, const py::bytes& mac) {
       std::string raw = mac;
       if (raw.size() != 6) throw py::value_error("mac must be 6 bytes");
       wire::Command c;
@@ -181,7 +184,7 @@ PYBIND11_MODULE(_engine, m) {
       c.seq = seq;
       c.packet_egress.ifindex = ifindex;
       c.packet_egress.source = ipv4(source);
-      c.packet_egress.mtu = mtu;
+      c.packet_egress.mtu = static_cast<uint16_t>(std::min<uint32_t>(mtu, 0xffff));
       std::memcpy(c.packet_egress.mac, raw.data(), 6);
       return to_bytes(wire::encode_command(c));
     };

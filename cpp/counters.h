@@ -41,11 +41,14 @@ inline void count(DropCounters& drops, DropReason reason) { ++drops[static_cast<
 // near a limit.
 enum class Event : uint8_t {
   TxRingFull,  // a frame took the sendmsg path because its TX ring was full
-  FlushRetry,  // a TX ring flush the device refused for now, tried again next pass
+  FlushRetry,  // a pass in which the device refused a TX ring's flushes for now (once per ring and
+               // pass, however many it refused): its frames are tried again next pass
+  FlushDeferred,  // no submission queue entry for a TX ring flush: its frames wait for the next one
   kCount
 };
 
-constexpr std::array<const char*, static_cast<size_t>(Event::kCount)> kEventNames = {"tx_ring_full", "flush_retry"};
+constexpr std::array<const char*, static_cast<size_t>(Event::kCount)> kEventNames = {"tx_ring_full", "flush_retry",
+                                                                                    "flush_deferred"};
 
 using EventCounters = std::array<uint64_t, static_cast<size_t>(Event::kCount)>;
 

@@ -140,7 +140,12 @@ void Egress::use_packet_socket(Output& out, const wire::PacketEgress& link, int 
   put16(ip + 22, out.spec.port);
   out.source = link.source;
   // Nothing beyond the MTU: with a virtio header the kernel does not check.
-  uint32_t fits = link.mtu;
+  // Nor beyond what 16 bits can say: the IP total length and the virtio
+  // header's hdr_len (link header + IP packet, see fill_header) are 16-bit
+  // fields, and an MTU near 65,535 (veth's largest) would let a payload
+  // wrap hdr_len. (Today no input delivers one that big: RX ring frames end
+  // at kMaxMtu; this keeps the frame lengths right by construction.)
+  uint32_t fits = std::min<uint32_t>(link.mtu, 0xffffu - out.link_len);
   if (tx != nullptr) fits = std::min<uint32_t>(fits, tx->capacity() - out.header_len() + 28);
   out.max_payload = static_cast<uint16_t>(fits - 28);
   out.packet_fd = fd;
@@ -218,11 +223,38 @@ uint16_t Egress::queue(io_uring* ring, Rule& rule, uint32_t rule_slot, const Par
 // One send hands the kernel every frame the ring holds. Without
 // MSG_DONTWAIT: io_uring itself tries without blocking and, if the socket
 // buffer is full, retries once it drains.
+//
+// Never with IOSQE_ASYNC. Without it io_uring issues the send inline, in
+// this thread, inside the io_uring_enter that submits it (and a retry
+// after a full socket buffer runs as task work, which DEFER_TASKRUN keeps
+// inside our own io_uring_enter calls too). Two things rest on that:
+// - the watermark flush in write_to_ring counts on the kernel having
+//   taken the frames when io_uring_submit returns, so that the rest of the
+//   pass finds them free. IOSQE_ASYNC hands the send to an io-wq worker
+//   thread that runs it later: probed with 50 outputs on one veth (2,000
+//   packets at 20 kpps), over half the frames then found the ring full and
+//   took sendmsg (tx_ring_full), about 2 % were dropped (no_send_slot),
+//   and 5 to 8 iou-wrk threads appeared; inline, none of that;
+// - reclaim (after a refused flush) flips frames still marked for sending
+//   back to free and moves our write position to the kernel's head, which
+//   is sound only while no send reads the ring at the same moment. A
+//   worker's tpacket_snd would run concurrently with it and could send a
+//   frame reclaim has just counted as dropped, or one being rewritten.
+// (Frame order is not the reason: tpacket_snd sends in ring order under
+// the socket's pg_vec_lock, from whichever thread.)
 void Egress::flush(io_uring* ring, TxRing& tx) {
   static msghdr empty{};  // a flush sends what the TX ring holds, nothing from here
+  // next_sqe has submitted the queue once already if it was full; if it is
+  // full still (the kernel refused the submission: EBUSY while completions
+  // overflow, say), the frames stay marked and the ring pending, so the
+  // next flush, at the latest next pass, sends them. Nothing is dropped.
   io_uring_sqe* sqe = next_sqe(ring);
+  if (sqe == nullptr) {
+    count(events_, Event::FlushDeferred);
+    return;
+  }
   io_uring_prep_sendmsg(sqe, tx.fd(), &empty, 0);
-  io_uring_sqe_set_data64(sqe, make_tag(Op::Flush, tx.index()));
+  io_uring_sqe_set_data64(sqe, make_tag(Op::Flush, tx.index(), tx.generation()));
   tx.flushed();
 }
 
@@ -252,7 +284,7 @@ bool Egress::write_to_ring(io_uring* ring, Output& out, const FrameOwner& owner,
   out.bytes += packet.payload_len;
   if (out.tx->above_watermark()) {
     flush(ring, *out.tx);
-    io_uring_submit(ring);  // the send runs now, inside this call, and frees the frames
+    io_uring_submit(ring);  // the send runs now, inside this call, and frees the frames (see flush)
   }
   return true;
 }

@@ -38,7 +38,9 @@ class Egress {
   void complete(uint32_t slot, int result, RuleTable& rules, DropCounters& drops);
 
   // Hands the kernel every frame `tx` holds (one send, completed as Op::Flush).
-  static void flush(io_uring* ring, TxRing& tx);
+  // With the submission queue full even after submitting it, the frames stay
+  // in the ring for the next flush, counted as Event::FlushDeferred.
+  void flush(io_uring* ring, TxRing& tx);
 
   // A TX ring flush failed: takes its unsent frames back, counted as `why`
   // and as errors of their outputs.
@@ -62,7 +64,7 @@ class Egress {
   };
   static int prepare_udp(Slot& s, Output& out, const ParsedPacket& packet, uint8_t* payload);
   static int prepare_frame(Slot& s, Output& out, const ParsedPacket& packet, uint8_t* payload);
-  static bool write_to_ring(io_uring* ring, Output& out, const FrameOwner& owner, const ParsedPacket& packet);
+  bool write_to_ring(io_uring* ring, Output& out, const FrameOwner& owner, const ParsedPacket& packet);
 
   std::vector<Slot> slots_;
   std::vector<uint32_t> free_;

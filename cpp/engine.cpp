@@ -62,8 +62,11 @@ std::string Engine::setup_ring() {
   return {};
 }
 
+// With the submission queue full even after submitting it, the loop tries
+// again next pass (command_armed_ stays false).
 void Engine::arm_command() {
   io_uring_sqe* sqe = next_sqe(&ring_);
+  if (sqe == nullptr) return;
   io_uring_prep_poll_multishot(sqe, command_fd_, POLLIN);
   io_uring_sqe_set_data64(sqe, make_tag(Op::Command, 0));
   command_armed_ = true;
@@ -72,13 +75,16 @@ void Engine::arm_command() {
 // Before the loop sleeps: one oneshot poll per input whose ring is empty.
 // io_uring checks readiness when it queues the poll, so a frame that arrived
 // since the ring was read still wakes the loop. Only while the engine is idle
-// does the kernel wake anyone per received frame.
+// does the kernel wake anyone per received frame. With the submission queue
+// full even after submitting it, the rest are polled next pass (what is
+// queued completes and wakes the loop).
 void Engine::poll_idle_inputs() {
   for (uint32_t i = 0; i < inputs_.size(); ++i) {
     if (inputs_[i].polling || inputs_[i].fd < 0) continue;
     io_uring_sqe* sqe = next_sqe(&ring_);
+    if (sqe == nullptr) return;
     io_uring_prep_poll_add(sqe, inputs_[i].fd, POLLIN);
-    io_uring_sqe_set_data64(sqe, make_tag(Op::InputReady, i));
+    io_uring_sqe_set_data64(sqe, make_tag(Op::InputReady, i, inputs_[i].generation));
     inputs_[i].polling = true;
   }
 }
@@ -181,11 +187,13 @@ std::string Engine::add_input(uint32_t ifindex, int fd) {
     close(fd);
     return "input interface " + std::to_string(ifindex) + ": " + error;
   }
-  Input input;
+  uint32_t slot = free_slot(inputs_);
+  Input& input = inputs_[slot];
   input.ifindex = ifindex;
   input.fd = fd;
   input.ring = std::move(ring);
-  inputs_.push_back(std::move(input));
+  log_.log(LogLevel::Debug, "input interface " + std::to_string(ifindex) + " in slot " + std::to_string(slot) +
+                                " (generation " + std::to_string(input.generation) + ")");
   return {};
 }
 
@@ -233,13 +241,19 @@ std::string Engine::add_packet_egress(const wire::PacketEgress& link, int fd) {
       return "output interface " + std::to_string(link.ifindex) + " already has a packet socket";
     }
   }
+  uint32_t slot = free_slot(packet_egress_);
+  PacketEgressSocket& e = packet_egress_[slot];
   auto ring = std::make_unique<TxRing>();
-  std::string error = ring->attach(fd, link.mtu, static_cast<uint32_t>(packet_egress_.size()));
+  std::string error = ring->attach(fd, link.mtu, slot, e.generation);
   if (!error.empty()) {  // still usable, one sendmsg per frame
     log_.log(LogLevel::Warning, "interface " + std::to_string(link.ifindex) + ": " + error);
     ring.reset();
   }
-  packet_egress_.push_back({link, fd, std::move(ring)});
+  e.link = link;
+  e.fd = fd;
+  e.ring = std::move(ring);
+  log_.log(LogLevel::Debug, "packet egress interface " + std::to_string(link.ifindex) + " in slot " +
+                                std::to_string(slot) + " (generation " + std::to_string(e.generation) + ")");
   return {};
 }
 
@@ -262,9 +276,10 @@ std::string Engine::update_link(const wire::PacketEgress& link) {
 }
 
 // Closes every socket of an interface no rule uses any more and unmaps its
-// rings. A readiness poll still queued on the input is cancelled first (it
-// holds the socket open); its completion, and any flush completion still in
-// flight, find the slot empty and are ignored.
+// rings; their slots are free for the next interface added. A readiness poll
+// still queued on the input is cancelled first (it holds the socket open);
+// its completion, and any flush completion still in flight, carry the old
+// generation and are ignored, whoever holds the slot by then.
 std::string Engine::remove_interface(uint32_t ifindex) {
   for (const Rule& rule : rules_.rules()) {
     if (!rule.live) continue;
@@ -276,20 +291,21 @@ std::string Engine::remove_interface(uint32_t ifindex) {
   for (uint32_t i = 0; i < inputs_.size(); ++i) {
     Input& in = inputs_[i];
     if (in.fd < 0 || in.ifindex != ifindex) continue;
-    if (in.polling) {
-      io_uring_sqe* sqe = next_sqe(&ring_);
-      io_uring_prep_cancel64(sqe, make_tag(Op::InputReady, i), 0);
+    // Without an SQE for the cancel the poll completes on its own, holding
+    // the closed socket until then; its completion is stale all the same.
+    io_uring_sqe* sqe = in.polling ? next_sqe(&ring_) : nullptr;
+    if (sqe != nullptr) {
+      io_uring_prep_cancel64(sqe, make_tag(Op::InputReady, i, in.generation), 0);
       io_uring_sqe_set_data64(sqe, make_tag(Op::Cancel, i));
     }
     close(in.fd);
-    in = Input{0, -1, nullptr};
+    release_slot(in);
     found = true;
   }
   for (PacketEgressSocket& e : packet_egress_) {
     if (e.fd < 0 || e.link.ifindex != ifindex) continue;
     close(e.fd);
-    e.fd = -1;
-    e.ring.reset();
+    release_slot(e);
     found = true;
   }
   for (auto it = egress_sockets_.begin(); it != egress_sockets_.end();) {

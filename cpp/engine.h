@@ -42,11 +42,13 @@ class Engine {
   std::string run();
 
  private:
-  // Removed inputs and packet egress sockets keep their slot (fd -1, no
-  // ring): completions still in flight name slots by index.
+  // Completions name inputs and packet egress sockets by slot index and
+  // generation: a removed one leaves its slot free (fd -1, no ring) for the
+  // next one added, under a new generation (see free_slot in uring_tag.h).
   struct Input {
-    uint32_t ifindex;
-    int fd;
+    uint32_t ifindex = 0;
+    int fd = -1;
+    uint32_t generation = 0;
     std::unique_ptr<RxRing> ring;
     bool polling = false;  // a readiness poll is queued
     uint64_t frames = 0, bytes = 0, kernel_packets = 0, kernel_drops = 0;
@@ -57,7 +59,8 @@ class Engine {
   };
   struct PacketEgressSocket {
     wire::PacketEgress link;
-    int fd;
+    int fd = -1;
+    uint32_t generation = 0;
     std::unique_ptr<TxRing> ring;  // null if the socket could not take one
   };
 
@@ -93,6 +96,7 @@ class Engine {
   Logger log_;
   int command_fd_;
   bool running_ = false;
+  uint64_t passes_ = 0;  // loop passes so far: the TX rings' retry budget counts them
   bool command_armed_ = false;
   io_uring ring_{};
   bool ring_ready_ = false;

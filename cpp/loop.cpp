@@ -25,6 +25,7 @@ std::string Engine::run() {
   log_.log(LogLevel::Info, "engine running");
   arm_command();
   while (running_) {
+    ++passes_;
     bool busy = false;
     for (uint32_t i = 0; i < inputs_.size(); ++i)
       if (inputs_[i].fd >= 0) busy |= drain(i);
@@ -111,8 +112,9 @@ void Engine::dispatch(const io_uring_cqe* cqe) {
 // poll would report it again at once.
 void Engine::on_input_ready(const io_uring_cqe* cqe) {
   Input& input = inputs_[tag_index(cqe->user_data)];
+  // A removed input's (cancelled) poll: the slot is empty or holds another input now.
+  if (input.generation != tag_generation(cqe->user_data)) return;
   input.polling = false;
-  if (input.fd < 0) return;  // removed (this is its cancelled poll)
   if (cqe->res < 0 || (cqe->res & POLLERR)) {
     count(drops_, DropReason::RxError);
     int error = 0;
@@ -125,21 +127,25 @@ void Engine::on_send(const io_uring_cqe* cqe) { egress_.complete(tag_index(cqe->
 
 // A flush the device refused (ENOBUFS: its queue is full, or it has no
 // carrier; the kernel keeps the frame at its head for the next try) is
-// tried again next pass, a few times; any other error, or a refusal that
-// lasts, drops the ring's frames, counted by reason and per output. So a
-// link that is down costs one failed send per pass with traffic and none
-// without, and nothing from the outage is sent late.
+// tried again next pass, for a few passes (however many of its flushes one
+// pass saw refused: see TxRing::refused); any other error, or a refusal
+// that lasts, drops the ring's frames, counted by reason and per output.
+// So a link that is down costs one failed send per pass with traffic and
+// none without, and nothing from the outage is sent late.
 void Engine::on_flush(const io_uring_cqe* cqe) {
-  if (packet_egress_[tag_index(cqe->user_data)].ring == nullptr) return;  // removed since
-  TxRing& ring = *packet_egress_[tag_index(cqe->user_data)].ring;
+  PacketEgressSocket& egress = packet_egress_[tag_index(cqe->user_data)];
+  // Removed since: the slot is empty (or without a ring) or holds another interface now.
+  if (egress.ring == nullptr || egress.generation != tag_generation(cqe->user_data)) return;
+  TxRing& ring = *egress.ring;
   if (cqe->res >= 0) {
     ring.sent();
     return;
   }
   bool refused = cqe->res == -ENOBUFS || cqe->res == -EAGAIN;
-  if (refused && ring.retry()) {
-    egress_.count_event(Event::FlushRetry);
-    return;
+  if (refused) {
+    TxRing::Refusal next = ring.refused(passes_);
+    if (next == TxRing::Refusal::NextPass) egress_.count_event(Event::FlushRetry);  // once per ring and pass
+    if (next != TxRing::Refusal::GiveUp) return;
   }
   bool down = cqe->res == -ENETDOWN || cqe->res == -ENXIO || cqe->res == -ENODEV;
   Egress::reclaim(ring, rules_, drops_,
@@ -149,7 +155,7 @@ void Engine::on_flush(const io_uring_cqe* cqe) {
 // One send per TX ring that got frames in this pass hands them all over.
 void Engine::flush_rings() {
   for (PacketEgressSocket& e : packet_egress_)
-    if (e.ring != nullptr && e.ring->pending()) Egress::flush(&ring_, *e.ring);
+    if (e.ring != nullptr && e.ring->pending()) egress_.flush(&ring_, *e.ring);
 }
 
 }  // namespace mcr

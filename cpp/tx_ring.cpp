@@ -3,11 +3,13 @@
 #include <linux/if_packet.h>
 #include <sys/socket.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstddef>
 #include <cstring>
 
 #include "rule_table.h"
+#include "rx_ring.h"
 
 namespace mcr {
 
@@ -23,10 +25,18 @@ tpacket2_hdr* header(uint8_t* frame) { return reinterpret_cast<tpacket2_hdr*>(fr
 }  // namespace
 
 // TPACKET_V2 without PACKET_TX_HAS_OFF: a frame's data starts kDataOffset in.
-std::string TxRing::attach(int fd, uint16_t mtu, uint32_t index) {
+// Frames are sized for the MTU up to kMaxMtu, as the RX rings' are: no
+// input delivers a bigger payload (and the sendmsg path's copies are no
+// bigger either), and the power-of-two frame leaves room to spare. Sized
+// for the MTU alone, an MTU above 65,476 (veth takes up to 65,535, dummy
+// devices any) asked for frames larger than a block, which the kernel
+// refuses (EINVAL): the socket then sent every frame with its own sendmsg.
+std::string TxRing::attach(int fd, uint16_t mtu, uint32_t index, uint32_t generation) {
   index_ = index;
+  generation_ = generation;
   frame_size_ = 2048;
-  while (frame_size_ < kDataOffset + kVnetHeader + 18u + mtu) frame_size_ <<= 1;
+  uint32_t largest = std::min<uint32_t>(mtu, kMaxMtu);
+  while (frame_size_ < kDataOffset + kVnetHeader + 18u + largest) frame_size_ <<= 1;
   int loss = 1;  // skip, never stall on, a bad frame
   if (setsockopt(fd, SOL_PACKET, PACKET_LOSS, &loss, sizeof(loss)) < 0)
     return std::string("PACKET_LOSS: ") + strerror(errno);

@@ -25,8 +25,10 @@ struct FrameOwner {
 class TxRing {
  public:
   // Turns the packet socket `fd` into a TX ring for frames up to mtu + 18
-  // bytes (an 802.1Q tag included); `index` names it in flush completions.
-  std::string attach(int fd, uint16_t mtu, uint32_t index);
+  // bytes (an 802.1Q tag included), the MTU taken up to kMaxMtu (see
+  // tx_ring.cpp); its engine slot, `index` and `generation`, names it in
+  // flush completions.
+  std::string attach(int fd, uint16_t mtu, uint32_t index, uint32_t generation);
 
   // The data area of the next free frame, or nullptr while the kernel still
   // holds every frame (the caller then sends another way).
@@ -47,32 +49,51 @@ class TxRing {
     unflushed_ = 0;
     retry_ = false;
   }
-  // A flush the device refused for now (ENOBUFS): try again next pass,
-  // at most kMaxRetries times in a row before the frames are dropped.
-  bool retry() {
-    if (++retries_ > kMaxRetries) {
-      retries_ = 0;
-      return false;
-    }
+
+  // What a flush the device refused for now (ENOBUFS) leads to: its frames
+  // stay marked and are flushed again next pass, until a refusal in the
+  // (kMaxRetries + 1)th pass in a row gives up on them.
+  enum class Refusal {
+    NextPass,  // the first refusal of this pass: one retry of the budget spent
+    SamePass,  // this pass was already counted: no budget spent
+    GiveUp,    // refused kMaxRetries passes in a row already: drop the frames
+  };
+  // The budget counts loop passes, not refused flushes: one pass can flush
+  // a ring several times (at the watermark, then at its end), and with
+  // fan-out every one of them is refused alike; counting those would spend
+  // the whole budget within a single pass, before the device had any time
+  // to drain. `pass` numbers the loop pass that saw the refusal.
+  Refusal refused(uint64_t pass) {
     retry_ = true;
-    return true;
+    if (pass == refused_pass_) return Refusal::SamePass;
+    refused_pass_ = pass;
+    if (++retries_ <= kMaxRetries) return Refusal::NextPass;
+    retries_ = 0;
+    return Refusal::GiveUp;
   }
-  void sent() { retries_ = 0; }
+  // A flush went through: the next refusal starts a new run of passes.
+  void sent() {
+    retries_ = 0;
+    refused_pass_ = kNoPass;
+  }
   int fd() const { return fd_; }
   uint32_t index() const { return index_; }
+  uint32_t generation() const { return generation_; }
   // The largest frame one ring slot holds (the vnet header included).
   uint32_t capacity() const { return frame_size_ - kDataOffset; }
 
   static constexpr uint32_t kDataOffset = TPACKET2_HDRLEN - sizeof(sockaddr_ll);
-  static constexpr uint32_t kMaxRetries = 4;
+  static constexpr uint32_t kMaxRetries = 4;  // loop passes
 
  private:
   uint8_t* frame(uint32_t index) const { return memory_.data() + static_cast<size_t>(index) * frame_size_; }
 
   int fd_ = -1;
-  uint32_t index_ = 0;
+  uint32_t index_ = 0, generation_ = 0;
   RingMemory memory_;
+  static constexpr uint64_t kNoPass = UINT64_MAX;
   uint32_t frame_size_ = 0, frames_ = 0, next_ = 0, unflushed_ = 0, retries_ = 0;
+  uint64_t refused_pass_ = kNoPass;
   bool retry_ = false;
   std::vector<FrameOwner> owners_;
 };
@@ -95,7 +116,7 @@ void TxRing::reclaim(F&& on_frame) {
   }
   if (head != UINT32_MAX) next_ = head;
   flushed();
-  retries_ = 0;
+  retries_ = 0;  // refused_pass_ stays: a later refusal in this pass spends nothing
 }
 
 }  // namespace mcr

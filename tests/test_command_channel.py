@@ -90,3 +90,12 @@ def test_closing_the_channel_stops_the_engine():
     ours.close()
     thread.join(5)
     assert not thread.is_alive()
+
+
+def test_an_mtu_beyond_16_bits_means_the_largest():
+    """The wire's MTU is 16 bits; a larger interface MTU (dummy devices take
+    any) is sent as 65535, not refused (pybind11 raised TypeError on it)."""
+    mac = bytes.fromhex("020000000001")
+    for encode in (_engine.encode_add_packet_egress, _engine.encode_update_link):
+        assert encode(1, 4, "10.0.0.1", 100000, mac) == encode(1, 4, "10.0.0.1", 65535, mac)
+        assert encode(1, 4, "10.0.0.1", 1500, mac) != encode(1, 4, "10.0.0.1", 65535, mac)

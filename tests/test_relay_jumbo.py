@@ -37,3 +37,36 @@ def test_jumbo_payload_relayed_intact(relay_lab) -> None:
         "packets": COUNT, "bytes": COUNT * SIZE, "errors": 0}, lab.describe(stats)
     assert stats["inputs"][c.relay_in]["bytes"] == COUNT * (14 + MTU), lab.describe(stats)
     assert not any(stats["drops"].values()), lab.describe(stats)
+
+
+LARGEST_MTU = 65535  # veth's largest, and the largest a 16-bit length can say
+
+
+def test_output_with_the_largest_mtu_keeps_its_tx_ring(relay_lab, capfd) -> None:
+    """An output whose MTU is 65535 still writes its frames through a TX ring.
+
+    TX ring frames are sized for the MTU up to 9216 bytes (what an input ring
+    delivers at most); sized for 65535 they were larger than a ring block, the
+    kernel refused the ring (EINVAL, logged as a warning) and every frame took
+    its own sendmsg. Frame lengths are kept within 16 bits (cpp/egress.cpp).
+    """
+    import subprocess
+
+    lab = relay_lab(mtu=MTU)
+    c = lab.c
+    for ns, ifname in ((c.relay_ns, c.relay_out[0]), (c.sink_ns[0], c.sink_if[0])):
+        subprocess.run(["ip", "-n", ns, "link", "set", ifname, "mtu", str(LARGEST_MTU)], check=True, timeout=30)
+    out = Output(OUT_GROUP, OUT_PORT, c.relay_out[0])
+    rule_id = lab.engine.add_rule(Rule(c.relay_in, GROUP, PORT, (out,)))
+    collector = lab.collect(lab.sink(0, OUT_GROUP, OUT_PORT), COUNT)
+
+    lab.send(lab.frames(numbered_payloads(COUNT, SIZE), GROUP, PORT), rate_pps=2000)
+
+    lab.expect_stream(collector.result(), COUNT, SIZE, what=f"sink behind an MTU of {LARGEST_MTU}")
+    stats = lab.wait_relayed({rule_id: COUNT})
+    assert stats["rules"][str(rule_id)]["outputs"][str(out)] == {
+        "packets": COUNT, "bytes": COUNT * SIZE, "errors": 0}, lab.describe(stats)
+    assert not any(stats["drops"].values()), lab.describe(stats)
+    assert stats["events"]["tx_ring_full"] == 0, stats["events"]
+    warnings = [line for line in capfd.readouterr().err.splitlines() if "TX ring" in line]
+    assert not warnings, f"the output's TX ring was refused: {warnings}"
