@@ -66,7 +66,9 @@ std::string decode_rule_body(Reader& r, RuleSpec& rule) {
   uint16_t n = r.get<uint16_t>();
   if (rule.key.vlan > 4094) return "AddRule: VLAN id must be 1..4094 (0: untagged)";
   if (r.failed) return "AddRule: message truncated";
-  if (n == 0) return "AddRule: a rule needs at least one output";
+  // n == 0 is allowed: such a rule matches and counts but sends nothing. The
+  // MRIB uses one to keep an (S,G) that every listener excluded from falling
+  // through to the (*,G) rule.
   if (n > kMaxOutputs) return "AddRule: too many outputs (" + std::to_string(n) + ", at most " + std::to_string(kMaxOutputs) + ")";
   if (r.remaining() < static_cast<size_t>(n) * 17) return "AddRule: message truncated";
   rule.outputs.resize(n);

@@ -73,3 +73,62 @@ def test_a_recreated_interface_gives_its_rules_the_new_index() -> None:
     assert active.engine_tuple()[5][0][2] == 17
     again = mrib.compute({1: rule}, {"eth0": 2, "wg0": 23})[1]
     assert again.engine_tuple()[5][0][2] == 23
+
+
+# Receiver-driven rules ------------------------------------------------------------
+
+SOURCES = ["10.1.1.1", "10.1.1.2", "10.1.1.3"]
+listenings = st.builds(mrib.Listening, st.sampled_from([mrib.INCLUDE, mrib.EXCLUDE]),
+                       st.frozensets(st.sampled_from(SOURCES), max_size=3))
+GROUP = "239.7.7.7"
+MEMBERS = ["eth1", "eth2", "wg0"]
+
+
+def members_rule(static_outputs: bool, source: str | None = None) -> Rule:
+    outputs = (Output("239.9.9.9", 1000, "tun7"),) if static_outputs else ()
+    return Rule("eth0", GROUP, 5000, outputs, source, members=tuple(MEMBERS))
+
+
+def derived_ids(rule_id: int, source: str) -> int:
+    return 1000 * rule_id + SOURCES.index(source) + 1
+
+
+def where_sent(routes: dict, source: str) -> set[str]:
+    """The interfaces a packet from `source` leaves by: the engine picks the
+    (S,G) route if there is one, else the (*,G) route."""
+    active = [r for r in routes.values() if r.state == mrib.ACTIVE]
+    chosen = next((r for r in active if r.source == source), None) or next(
+        (r for r in active if r.source is None), None)
+    return {o.interface for o in chosen.outputs} if chosen else set()
+
+
+@given(st.dictionaries(st.sampled_from(MEMBERS), listenings), st.booleans(), st.sampled_from(SOURCES + ["10.9.9.9"]))
+def test_every_source_goes_exactly_where_its_listeners_want_it(wanting, static_outputs, source) -> None:
+    table = {"eth0": 1, "eth1": 2, "eth2": 3, "wg0": 4, "tun7": 5}
+    listeners = {name: {GROUP: listening} for name, listening in wanting.items()}
+    routes = mrib.compute({1: members_rule(static_outputs)}, table, listeners, derived_ids)
+    expected = {name for name, listening in wanting.items() if listening.wants(source)}
+    assert where_sent(routes, source) == expected | ({"tun7"} if static_outputs else set())
+    for route in routes.values():
+        assert all(o.keep_source for o in route.outputs[len(route.rule.outputs):]), "a member output rewrote the source"
+        assert route.rule_id == 1 and (route.engine_id == 1) != route.derived
+
+
+@given(st.dictionaries(st.sampled_from(MEMBERS), listenings))
+def test_a_source_specific_rule_has_one_route(wanting) -> None:
+    table = {"eth0": 1, "eth1": 2, "eth2": 3, "wg0": 4, "tun7": 5}
+    listeners = {name: {GROUP: listening} for name, listening in wanting.items()}
+    routes = mrib.compute({1: members_rule(False, "10.1.1.1")}, table, listeners, derived_ids)
+    assert list(routes) == [1]
+    wanted = {name for name, listening in wanting.items() if listening.wants("10.1.1.1")}
+    assert routes[1].state == (mrib.ACTIVE if wanted else mrib.PRUNED)
+    assert {o.interface for o in routes[1].outputs} == wanted
+
+
+def test_members_on_missing_interfaces_neither_wait_nor_forward() -> None:
+    listeners = {"eth1": {GROUP: mrib.Listening(mrib.EXCLUDE)}, "wg0": {GROUP: mrib.Listening(mrib.EXCLUDE)}}
+    routes = mrib.compute({1: members_rule(False)}, {"eth0": 1, "eth1": 2}, listeners, derived_ids)
+    assert routes[1].state == mrib.ACTIVE and [o.interface for o in routes[1].outputs] == ["eth1"]
+    assert routes[1].origin == "igmp"
+    pruned = mrib.compute({1: members_rule(False)}, {"eth0": 1, "eth1": 2}, {}, derived_ids)
+    assert pruned[1].state == mrib.PRUNED and mrib.engine_rules(pruned) == []

@@ -17,7 +17,8 @@ The file is JSON. Every top-level key is optional:
          "input_interface": "eth0",
          "group": "239.1.1.1", "port": 5000,
          "source": "10.1.1.1",                     # optional: an (S,G) rule
-         "outputs": ["239.2.2.2:5000:eth1", "10.9.0.7:7000:eth2:ttl=16:dscp=46"]}
+         "outputs": ["239.2.2.2:5000:eth1", "10.9.0.7:7000:eth2:ttl=16:dscp=46"],
+         "members": ["eth3"]}                       # optional: also where IGMP members want it
       ]
     }
 
@@ -54,8 +55,8 @@ from .rules import MAX_IFNAME, Join, Output, Rule, RuleError
 LOG_LEVELS = ("debug", "info", "warning", "error")
 NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 USER = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,31}")
-RULE_KEYS = ("name", "input_interface", "group", "port", "source", "vlan", "outputs")
-REQUIRED_RULE_KEYS = ("input_interface", "group", "port", "outputs")
+RULE_KEYS = ("name", "input_interface", "group", "port", "source", "vlan", "outputs", "members")
+REQUIRED_RULE_KEYS = ("input_interface", "group", "port")
 JOIN_KEYS = ("interface", "group", "source")
 
 
@@ -144,10 +145,8 @@ def _name(value: Any, where: str) -> str | None:
 
 
 def _outputs(value: Any, where: str) -> tuple[Output, ...]:
-    if not _typed(value, list, where):
-        raise _fail(where, "a rule needs at least one output")
     outputs: list[Output] = []
-    for index, text in enumerate(value):
+    for index, text in enumerate(_typed(value, list, where)):
         here = f"{where}[{index}]"
         try:
             output = Output.parse(_typed(text, str, here))
@@ -158,6 +157,10 @@ def _outputs(value: Any, where: str) -> tuple[Output, ...]:
                 raise _fail(here, f"same destination as {where}[{earlier}]: packets would be sent twice")
         outputs.append(output)
     return tuple(outputs)
+
+
+def _members(value: Any, where: str) -> tuple[str, ...]:
+    return tuple(_interface(name, f"{where}[{i}]") for i, name in enumerate(_typed(value, list, where)))
 
 
 def rule_from_dict(data: dict, where: str = "rule") -> Rule:
@@ -171,9 +174,12 @@ def rule_from_dict(data: dict, where: str = "rule") -> Rule:
         raise ConfigError(problems)
     fields = dict(input_interface=_interface(data["input_interface"], f"{where}.input_interface"),
                   group=_group(data["group"], f"{where}.group"), port=_port(data["port"], f"{where}.port"),
-                  outputs=_outputs(data["outputs"], f"{where}.outputs"),
+                  outputs=_outputs(data.get("outputs", []), f"{where}.outputs"),
+                  members=_members(data.get("members", []), f"{where}.members"),
                   source=_source(data.get("source"), f"{where}.source"), name=_name(data.get("name"), f"{where}.name"),
                   vlan=_vlan(data.get("vlan"), f"{where}.vlan"))
+    if not fields["outputs"] and not fields["members"]:
+        raise _fail(f"{where}.outputs", "a rule needs at least one output (or members)")
     try:
         return Rule(**fields)
     except RuleError as error:  # what only the whole rule can tell, e.g. a loop back onto its input
@@ -189,6 +195,8 @@ def rule_to_dict(rule: Rule) -> dict:
     if rule.vlan is not None:
         data["vlan"] = rule.vlan
     data["outputs"] = [str(output) for output in rule.outputs]
+    if rule.members:
+        data["members"] = list(rule.members)
     return data
 
 

@@ -108,11 +108,11 @@ class Engine:
 
     def _join(self, rule: Rule) -> None:
         with in_netns(self.netns):
-            self._holds.take(rule)
+            self._holds.take(rule, rule.source)
 
     def _leave(self, rule: Rule) -> None:
         with in_netns(self.netns):
-            self._holds.give_back(rule)
+            self._holds.give_back(rule, rule.source)
 
     def add_rule(self, rule: Rule) -> int:
         """Start relaying `rule`; returns its id. Nothing changes if it is refused."""
@@ -151,7 +151,8 @@ class Engine:
     def stats(self) -> dict:
         """Counters per rule and output, per input interface, drops by reason:
         the same shape as the daemon's (mcr.stats)."""
-        counters = from_engine(self._call(_engine.encode_get_stats)["stats"])
+        labels = {i: [str(o) for o in rule.outputs] for i, rule in self._rules.items()}
+        counters = from_engine(self._call(_engine.encode_get_stats)["stats"], labels)
         return snapshot(self._rules, {i: {"state": "active"} for i in self._rules}, counters, self._ifnames)
 
     def close(self) -> None:

@@ -370,17 +370,18 @@ class InputHolds:
         self.membership = membership
         self.claims = PortClaims()
 
-    def take(self, rule) -> None:
+    def take(self, rule, source: str | None) -> None:
+        """For `rule`'s packets from `source` (None: any source)."""
         if rule.is_unicast_input:
             self.claims.claim(rule.group, rule.port)
         else:
-            self.membership.join(rule.input_interface, rule.group, rule.source)
+            self.membership.join(rule.input_interface, rule.group, source)
 
-    def give_back(self, rule) -> None:
+    def give_back(self, rule, source: str | None) -> None:
         if rule.is_unicast_input:
             self.claims.release(rule.group, rule.port)
         else:
-            self.membership.leave(rule.input_interface, rule.group, rule.source)
+            self.membership.leave(rule.input_interface, rule.group, source)
 
     def close(self) -> None:
         self.membership.close()

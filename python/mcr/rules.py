@@ -6,6 +6,10 @@ source address, which SSM receivers filter on; multicast outputs only) and
 :vlan=N (tag the frames with 802.1Q VLAN N; multicast outputs only);
 several outputs are separated by commas.
 Rule form: `in=IFACE group=GROUP:PORT [source=ADDR] [vlan=N] out=OUTPUTS [name=NAME]`.
+Receiver-driven outputs: `out=members:eth1,eth2` (mixed with static ones:
+`out=239.2.2.2:5000:eth3,members:eth1,eth2`) sends the group, unchanged, out
+of each listed interface where IGMP says members want it (from this source:
+IGMPv3 INCLUDE/EXCLUDE lists are honoured per source), as igmpproxy does.
 GROUP may also be a unicast address of IFACE (a unicast input: the other
 half of multicast to unicast, for carrying a stream across a network
 without multicast); the relay then holds that UDP port so the host does
@@ -119,6 +123,21 @@ def parse_outputs(text: str) -> tuple[Output, ...]:
     return tuple(Output.parse(part) for part in text.split(",") if part.strip())
 
 
+def parse_destinations(text: str) -> tuple[tuple[Output, ...], tuple[str, ...]]:
+    """`out=`'s value: static outputs, then the interfaces after `members:`
+    (a bare name after members:IF continues the list)."""
+    outputs: list[Output] = []
+    members: list[str] = []
+    for part in (p.strip() for p in text.split(",")):
+        if part.startswith("members:"):
+            members.append(part.removeprefix("members:"))
+        elif members and ":" not in part and part:
+            members.append(part)
+        elif part:
+            outputs.append(Output.parse(part))
+    return tuple(outputs), tuple(members)
+
+
 @dataclass(frozen=True)
 class Rule:
     """Relay UDP to `group:port` arriving on `input_interface` (from `source` only, if set)."""
@@ -130,6 +149,7 @@ class Rule:
     source: str | None = None
     name: str | None = field(default=None, compare=False)
     vlan: int | None = None  # match frames tagged with this VLAN only; None: untagged only
+    members: tuple[str, ...] = ()  # interfaces that get the group where IGMP members want it
 
     def __post_init__(self) -> None:
         _check_interface(self.input_interface, "input interface")
@@ -142,8 +162,16 @@ class Rule:
             if source.is_multicast or source.is_unspecified:
                 raise RuleError(f"source {self.source} must be a unicast address")
         _check_vlan(self.vlan, "rule")
-        if not self.outputs:
+        if not self.outputs and not self.members:
             raise RuleError("a rule needs at least one output")
+        for name in self.members:
+            _check_interface(name, "members interface")
+            if name == self.input_interface:
+                raise RuleError(f"members:{name} is the rule's input: it would loop")
+        if len(set(self.members)) != len(self.members):
+            raise RuleError("an interface is listed twice in members:")
+        if self.members and not group.is_multicast:
+            raise RuleError(f"members: needs a multicast group, not {self.group}")
         for out in self.outputs:
             same = (out.interface, out.destination, out.port, out.vlan) == \
                 (self.input_interface, self.group, self.port, self.vlan)
@@ -166,8 +194,9 @@ class Rule:
         if not group:
             raise RuleError(f"rule '{text}': group must be GROUP:PORT")
         vlan = _int(fields["vlan"], "rule vlan") if "vlan" in fields else None
-        return cls(fields["in"], group, _int(port, "input port"), parse_outputs(fields["out"]),
-                   fields.get("source"), fields.get("name"), vlan)
+        outputs, members = parse_destinations(fields["out"])
+        return cls(fields["in"], group, _int(port, "input port"), outputs,
+                   fields.get("source"), fields.get("name"), vlan, members)
 
     @property
     def is_unicast_input(self) -> bool:
@@ -185,7 +214,8 @@ class Rule:
             text += f" source={self.source}"
         if self.vlan is not None:
             text += f" vlan={self.vlan}"
-        text += " out=" + ",".join(str(o) for o in self.outputs)
+        text += " out=" + ",".join([str(o) for o in self.outputs]
+                                   + ([f"members:{','.join(self.members)}"] if self.members else []))
         return text + (f" name={self.name}" if self.name else "")
 
 

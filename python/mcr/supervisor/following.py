@@ -27,7 +27,7 @@ async def follow(sup) -> None:
             publish(sup.events, change)
         async with sup._changing:
             await update_links(sup, batch)
-            await follow_interfaces(sup)
+            await apply_routes(sup)
 
 
 async def follow_routes(sup) -> None:
@@ -79,32 +79,38 @@ async def update_links(sup, batch: list[Change]) -> None:
                 log.warning("worker %d: cannot update %s: %s", worker.id, iface.name, error)
 
 
-async def follow_interfaces(sup) -> None:
-    """Recompute the routes for the interfaces that exist now and apply what
-    changed: workers get sockets for new indexes and the new rule set (the
-    engine leaves unchanged rules and their traffic alone), memberships
-    follow the routes that became active or waiting, and sockets of
-    interfaces no route uses (deleted ones included) are closed."""
+async def apply_routes(sup) -> None:
+    """Recompute the routes (mcr.mrib) for the interfaces that exist now and
+    what listeners want, and apply what changed: workers get sockets for new
+    indexes and the new rule set (the engine leaves unchanged rules and their
+    traffic alone), memberships follow the routes that became active,
+    pruned or waiting, and sockets of interfaces no route uses (deleted ones
+    included) are closed. Static joins follow their interfaces too."""
     table = sup._interface_table()
-    new = mrib.compute(sup.rules, table)
-    changed = [i for i in new if new[i] != sup.routes.get(i)]
+    new = sup._routes_for(sup.rules)
+    changed = sorted(i for i in new.keys() | sup.routes.keys() if new.get(i) != sup.routes.get(i))
     if not changed and not sup.joins.out_of_step(table):
         return
-    await carry_counters(sup, [i for i in changed if sup.routes[i].state == mrib.ACTIVE])
+    old = {i: sup.routes[i] for i in changed if i in sup.routes}
+    await carry_counters(sup, [i for i, route in old.items() if route.state == mrib.ACTIVE])
     # Membership sockets bound to an index that is gone (deleted, renamed
     # away, re-created) go first, once per interface, then the leaves.
     stale = sup.joins.stale(table) | {
-        old.rule.input_interface for old in (sup.routes[i] for i in changed)
-        if old.state == mrib.ACTIVE and table.get(old.rule.input_interface) != old.input_ifindex}
+        route.rule.input_interface for route in old.values()
+        if route.state == mrib.ACTIVE and table.get(route.rule.input_interface) != route.input_ifindex}
     for name in stale:
         sup._holds.membership.forget(name)
-    for rule_id in changed:
-        sup._leave(sup.routes[rule_id])
+    for route in old.values():
+        sup._leave(route)
     sup.routes = new
-    for rule_id in changed:
-        sup._join(new[rule_id])
-        log.info("rule %d is %s%s", rule_id, new[rule_id].state,
-                 f" (waiting for {', '.join(new[rule_id].waiting_for)})" if new[rule_id].waiting_for else "")
+    for engine_id in changed:
+        if engine_id in new:
+            sup._join(new[engine_id])
+    for rule_id in sorted({(new.get(i) or old[i]).rule_id for i in changed} & set(sup.rules)):
+        route = new[rule_id]
+        if old.get(rule_id) is None or old[rule_id].state != route.state:
+            log.info("rule %d is %s%s", rule_id, route.state,
+                     f" (waiting for {', '.join(route.waiting_for)})" if route.waiting_for else "")
         sup.events.publish("rule", change="state", id=rule_id, **sup.rule_state(rule_id))
     sup._sync_joins()
     if sup._any_active():

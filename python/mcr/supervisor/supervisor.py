@@ -30,6 +30,7 @@ from .ruleset import RuleSet
 from .workers import Worker, WorkerError, add_counters
 
 HEALTH_INTERVAL = 1.0
+DERIVED_IDS = 1 << 30  # engine ids of derived (S,G) routes start here; rule ids stay below
 TASK_RESTART_DELAY = 1.0  # after a background task failed, before it runs again
 DEFAULT_LIMITS = {"max_rules": 4096, "rx_frames": 2048, "send_slots": 8192}
 
@@ -52,7 +53,8 @@ class Supervisor:
         cores = config.pin_cores or (None,) * count
         self.pool = [Worker(i, cores[i] if i < len(cores) else None) for i in range(count)]
         self.ruleset = RuleSet()  # what the user asked for (static rules), by id
-        self.routes: dict[int, mrib.Route] = {}  # what the MRIB made of them with today's interfaces
+        self.routes: dict[int, mrib.Route] = {}  # what the MRIB made of them, by engine rule id
+        self._derived_ids: dict[tuple[int, str], int] = {}  # (rule id, source) -> engine id of an (S,G) route
         self.joins = StaticJoins()  # memberships asked for without a rule (`mcr igmp join`)
         self._holds: InputHolds | None = None  # memberships and port claims, on the loop from run()
         self.network = NetworkMonitor()  # started on the loop in run()
@@ -208,8 +210,8 @@ class Supervisor:
     async def _release_unused(self, worker: Worker) -> None:
         """Close the worker's sockets (and unmap its rings) for interfaces no
         active route uses any more (its rules are synced first)."""
-        used = {r.input_ifindex for r in self.routes.values()} | {
-            i for r in self.routes.values() for i in r.output_ifindexes}
+        active = [r for r in self.routes.values() if r.state == mrib.ACTIVE]
+        used = {r.input_ifindex for r in active} | {i for r in active for i in r.output_ifindexes}
         unused = sorted({i for _, i in worker.interfaces} - used)
         if not unused:
             return
@@ -243,9 +245,8 @@ class Supervisor:
         if route.state != mrib.ACTIVE:
             return
         have = worker.interfaces
-        rule = route.rule
-        wanted = [("in", rule.input_interface, route.input_ifindex)]
-        wanted += [("out", o.interface, i) for o, i in zip(rule.outputs, route.output_ifindexes)]
+        wanted = [("in", route.rule.input_interface, route.input_ifindex)]
+        wanted += [("out", o.interface, i) for o, i in zip(route.outputs, route.output_ifindexes)]
         for kind, name, ifindex in wanted:
             if (kind, ifindex) in have:
                 continue
@@ -269,14 +270,28 @@ class Supervisor:
         return {i.name: i.index for i in self.network.interfaces().values()}
 
     def _routes_for(self, rules: dict[int, Rule]) -> dict[int, mrib.Route]:
-        return mrib.compute(rules, self._interface_table())
+        return mrib.compute(rules, self._interface_table(), self._listeners(), self._derived_id)
+
+    def _listeners(self) -> mrib.Listeners:
+        """What IGMP's listeners want, per interface and group (the querier's, once it runs)."""
+        return {}
+
+    def _derived_id(self, rule_id: int, source: str) -> int:
+        """A stable engine id for a rule's (S,G) route; from a range rule ids never reach."""
+        key = (rule_id, source)
+        if key not in self._derived_ids:
+            self._derived_ids[key] = DERIVED_IDS + len(self._derived_ids)
+        return self._derived_ids[key]
+
+    def _output_labels(self) -> dict[int, list[str]]:
+        return {i: [str(o) for o in r.outputs] for i, r in self.routes.items() if r.state == mrib.ACTIVE}
 
     async def _health(self) -> None:
         """Keep counters fresh and repair any worker whose rule set drifted from ours."""
         while True:
             await asyncio.sleep(HEALTH_INTERVAL)
             async with self._changing:
-                await following.follow_interfaces(self)
+                await following.apply_routes(self)
                 await self._stop_idle_workers()
                 expected = _engine.ruleset_hash(mrib.engine_rules(self.routes))
                 for worker in self._running():
@@ -292,7 +307,7 @@ class Supervisor:
 
     async def _poll(self, worker: Worker) -> dict:
         raw = (await worker.call(_engine.encode_get_stats))["stats"]
-        worker.last = from_engine(raw)
+        worker.last = from_engine(raw, self._output_labels())
         return raw
 
     # Rules ----------------------------------------------------------------------
@@ -307,6 +322,8 @@ class Supervisor:
 
     async def _add_rule(self, rule: Rule) -> int:
         self.ruleset.check_new(rule)
+        if rule.members:  # its routes depend on listeners: the whole-set path
+            return await self._add_receiver_driven(rule)
         rule_id = self.ruleset.next_id()
         route = self._routes_for({rule_id: rule})[rule_id]
         done: list[Worker] = []
@@ -329,19 +346,38 @@ class Supervisor:
         self.events.publish("rule", change="added", id=rule_id, rule=str(rule), **self.rule_state(rule_id))
         return rule_id
 
+    async def _add_receiver_driven(self, rule: Rule) -> int:
+        rule_id = self.ruleset.next_id()
+        self.ruleset.rules[rule_id] = rule
+        try:
+            await following.apply_routes(self)
+        except (WorkerError, OSError) as error:
+            del self.ruleset.rules[rule_id]
+            await following.apply_routes(self)
+            raise CommandError("engine", str(error)) from None
+        self._persist()
+        log.info("rule %d added (%s): %s", rule_id, self.routes[rule_id].state, rule)
+        self.events.publish("rule", change="added", id=rule_id, rule=str(rule), **self.rule_state(rule_id))
+        return rule_id
+
     async def remove_rule(self, key: int | str) -> None:
         async with self._changing:
             await self._remove_rule(key)
 
     async def _remove_rule(self, key: int | str) -> None:
         rule_id = self.ruleset.find(key)
+        routes = mrib.routes_of_rule(self.routes, rule_id)
         for worker in self._running():
-            try:
-                await worker.call(_engine.encode_remove_rule, rule_id)
-            except WorkerError as error:  # the health check re-syncs it
-                log.warning("removing rule %d: %s", rule_id, error)
+            for route in routes:
+                if route.state != mrib.ACTIVE:
+                    continue
+                try:
+                    await worker.call(_engine.encode_remove_rule, route.engine_id)
+                except WorkerError as error:  # the health check re-syncs it
+                    log.warning("removing rule %d: %s", rule_id, error)
         self.ruleset.rules.pop(rule_id)
-        self._leave(self.routes.pop(rule_id))
+        for route in routes:
+            self._leave(self.routes.pop(route.engine_id))
         for worker in self._running():
             try:
                 await self._release_unused(worker)
@@ -355,7 +391,8 @@ class Supervisor:
         return self.ruleset.listed()
 
     def rule_state(self, rule_id: int) -> dict:
-        """Whether the rule forwards now ("active") or waits for interfaces that do not exist."""
+        """Whether the rule forwards now ("active"), waits for interfaces that do
+        not exist, or has no output for now ("pruned": no members want it)."""
         route = self.routes[rule_id]
         return {"state": route.state, **({"waiting_for": list(route.waiting_for)} if route.waiting_for else {})}
 
@@ -367,8 +404,8 @@ class Supervisor:
         self._hold_input(route, take=False)
 
     def _hold_input(self, route: mrib.Route, take: bool) -> None:
-        if route.state == mrib.ACTIVE:
-            (self._holds.take if take else self._holds.give_back)(route.rule)
+        if route.state == mrib.ACTIVE and route.outputs:  # a route that sends nothing needs no traffic
+            (self._holds.take if take else self._holds.give_back)(route.rule, route.source)
 
     async def _set_rules(self, wanted: tuple[Rule, ...]) -> dict:
         """Make the rule set equal `wanted`, all or nothing; unchanged rules keep their id and traffic."""
@@ -382,15 +419,15 @@ class Supervisor:
                 await self._start_workers()
             for worker in self._running():
                 await self._sync_worker(worker)
-            for rule_id in joined:
-                self._join(self.routes[rule_id])
+            for engine_id in joined:
+                self._join(self.routes[engine_id])
         except (WorkerError, OSError) as error:
             self.ruleset.rules, self.routes = old_rules, old_routes
             for worker in self._running():  # put back what some workers already took
                 await self._sync_worker(worker)
             raise CommandError("engine", str(error)) from None
-        for rule_id, route in old_routes.items():
-            if rule_id not in self.rules or rule_id in joined:
+        for engine_id, route in old_routes.items():
+            if engine_id not in self.routes or engine_id in joined:
                 self._leave(route)
         self._persist()
         return plan.summary()
@@ -474,7 +511,8 @@ class Supervisor:
             total = add_counters(total, add_counters(worker.base, worker.last))
         names = {i.index: i.name for i in self.network.interfaces().values()}
         states = {rule_id: self.rule_state(rule_id) for rule_id in self.rules}
-        return {**snapshot(self.rules, states, total, names),
+        rule_of = {engine_id: route.rule_id for engine_id, route in self.routes.items()}
+        return {**snapshot(self.rules, states, total, names, rule_of),
                 "resyncs": self.resyncs, "task_faults": dict(self.task_faults), "health_passes": self.health_passes}
 
     def interfaces(self) -> list[dict]:
@@ -482,12 +520,15 @@ class Supervisor:
 
     async def mroute(self) -> list[dict]:
         """The MRIB's routes with their packet counters."""
-        counters = (await self.stats())["rules"]
+        await self.stats()  # fresh counters in each worker's last
+        total: dict = {}
+        for worker in self.pool:
+            total = add_counters(total, add_counters(worker.base, worker.last))
         routes = []
-        for rule_id, route in sorted(self.routes.items()):
+        for engine_id, route in sorted(self.routes.items()):
             entry = route.describe()
-            entry["packets"] = counters.get(str(rule_id), {}).get("packets", 0)
-            entry["name"] = self.rules[rule_id].name
+            entry["packets"] = total.get("rules", {}).get(engine_id, {}).get("packets", 0)
+            entry["name"] = route.rule.name
             routes.append(entry)
         return routes
 

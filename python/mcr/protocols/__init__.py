@@ -1,0 +1,1 @@
+"""Routing protocols as sans-IO state machines: packets and timer ticks in, actions out."""
