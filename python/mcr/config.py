@@ -9,6 +9,9 @@ The file is JSON. Every top-level key is optional:
       "log_levels": {"engine": "debug"},  # per facility (supervisor, control, worker, engine)
       "idle_stop_after": 60,        # seconds without an active rule before workers stop; null: never
       "user": "nobody",             # the unprivileged user workers drop to
+      "igmp": {"interfaces": {       # MCR as IGMP querier there (members interfaces get one anyway)
+        "eth1": {"version": 3, "query_interval": 125, "query_response_interval": 10,
+                 "robustness": 2, "last_member_query_interval": 1}}},
       "joins": [                     # static memberships, as `smcroutectl join`
         {"interface": "eth0", "group": "239.5.5.5"},
         {"interface": "eth0", "group": "232.1.1.1", "source": "10.1.1.1"}],
@@ -45,12 +48,15 @@ import json
 import os
 import re
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Callable
 
 from .logs import FACILITIES
+from .protocols.igmp import Settings
 from .rules import MAX_IFNAME, Join, Output, Rule, RuleError
+
+IGMP_SETTINGS = tuple(f.name for f in fields(Settings))
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
 NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}")
@@ -309,6 +315,33 @@ def _idle_stop_after(value: Any, where: str) -> float | None:
     return value
 
 
+IGMP_KEYS = ("interfaces",)
+
+
+def _igmp(value: Any, where: str) -> dict[str, Settings]:
+    """{"interfaces": {name: {setting: value}}} -> name -> Settings (RFC defaults for what is left out)."""
+    problems = _check_keys(_typed(value, dict, where), IGMP_KEYS, where)
+    if problems:
+        raise ConfigError(problems)
+    interfaces = {}
+    for name, settings in _typed(value.get("interfaces", {}), dict, f"{where}.interfaces").items():
+        here = f"{where}.interfaces.{name}"
+        _interface(name, here)
+        unknown = _check_keys(_typed(settings, dict, here), IGMP_SETTINGS, here)
+        if unknown:
+            raise ConfigError(unknown)
+        try:
+            interfaces[name] = Settings(**settings)
+        except (TypeError, ValueError) as error:
+            raise _fail(here, str(error)) from None
+    return interfaces
+
+
+def igmp_to_dict(interfaces: dict[str, Settings]) -> dict:
+    return {"interfaces": {name: {key: getattr(s, key) for key in IGMP_SETTINGS}
+                           for name, s in sorted(interfaces.items())}}
+
+
 def _user(value: Any, where: str) -> str:
     if not USER.fullmatch(_typed(value, str, where)):
         raise _fail(where, f"'{value}' is not a user name")
@@ -317,7 +350,7 @@ def _user(value: Any, where: str) -> str:
 
 _SETTINGS: dict[str, Callable[[Any, str], Any]] = {
     "workers": _workers, "pin_cores": _pin_cores, "log_level": _log_level, "log_levels": _log_levels,
-    "idle_stop_after": _idle_stop_after, "user": _user, "joins": _joins, "rules": _rules}
+    "idle_stop_after": _idle_stop_after, "user": _user, "igmp": _igmp, "joins": _joins, "rules": _rules}
 DEFAULT_IDLE_STOP_AFTER = 60.0
 
 
@@ -331,6 +364,7 @@ class Config:
     user: str = "nobody"
     rules: tuple[Rule, ...] = ()
     joins: tuple[Join, ...] = ()
+    igmp: dict[str, Settings] = field(default_factory=dict)  # interface -> querier settings
     log_levels: dict[str, str] = field(default_factory=dict)  # facility -> level, over log_level
     idle_stop_after: float | None = DEFAULT_IDLE_STOP_AFTER
 
@@ -357,7 +391,8 @@ class Config:
         return {"workers": self.workers, "pin_cores": None if self.pin_cores is None else list(self.pin_cores),
                 "log_level": self.log_level, "log_levels": dict(self.log_levels),
                 "idle_stop_after": self.idle_stop_after, "user": self.user,
-                "joins": [join_to_dict(j) for j in self.joins], "rules": [rule_to_dict(r) for r in self.rules]}
+                "igmp": igmp_to_dict(self.igmp), "joins": [join_to_dict(j) for j in self.joins],
+                "rules": [rule_to_dict(r) for r in self.rules]}
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> Config:

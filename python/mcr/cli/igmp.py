@@ -1,5 +1,7 @@
-"""IGMP on the daemon's links: static joins (as smcroutectl join/leave).
+"""IGMP on the daemon's links: MCR as querier, what listeners want, static joins.
 
+  mcr igmp interfaces [--json]                   per interface: querier or not, who is, version, timers
+  mcr igmp groups [--json]                       per interface and group: mode, sources, timers, last reporter
   mcr igmp join eth0 239.5.5.5                   be a member without a rule, so upstream sends it
   mcr igmp join eth0 232.1.1.1 --source 10.1.1.1 a source-specific membership (IGMPv3 INCLUDE)
   mcr igmp leave eth0 239.5.5.5
@@ -54,8 +56,44 @@ def joins(args: argparse.Namespace) -> int:
     return 0
 
 
+def _seconds(value: float | None) -> str | None:
+    return None if value is None else f"{value:.1f}s"
+
+
+def interfaces(args: argparse.Namespace) -> int:
+    """Where MCR is IGMP router: querier or not, which address is, version and timers."""
+    with connect(args) as client:
+        listed = client.call("igmp.interfaces")["interfaces"]
+    if args.json:
+        print_json({"interfaces": listed})
+        return 0
+    rows = [[i["interface"], i["address"], f"v{i['version']}", "yes" if i["querier"] else "no", i["querier_address"],
+             _seconds(i["next_general_query"]), _seconds(i["other_querier_present"]), len(i["groups"])]
+            for i in listed]
+    print("\n".join(table(["INTERFACE", "ADDRESS", "VERSION", "QUERIER", "QUERIER ADDRESS", "NEXT QUERY",
+                           "OTHER QUERIER", "GROUPS"], rows, right=[7])))
+    return 0
+
+
+def groups(args: argparse.Namespace) -> int:
+    """What listeners want: per interface and group, mode, sources, timers, last reporter, version."""
+    with connect(args) as client:
+        listed = client.call("igmp.groups")["groups"]
+    if args.json:
+        print_json({"groups": listed})
+        return 0
+    rows = [[g["interface"], g["group"], g["mode"].lower(),
+             ", ".join(f"{s['source']} ({_seconds(s['timer'])})" for s in g["sources"]) or "-",
+             _seconds(g["group_timer"]), g["last_reporter"], f"v{g['compatibility']}"] for g in listed]
+    print("\n".join(table(["INTERFACE", "GROUP", "MODE", "SOURCES", "GROUP TIMER", "LAST REPORTER", "COMPAT"],
+                          rows)))
+    return 0
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    add_actions(parser, {"join": Action(join, _join_arguments), "leave": Action(leave, _join_arguments),
+    add_actions(parser, {"interfaces": Action(interfaces, add_client_options),
+                         "groups": Action(groups, add_client_options),
+                         "join": Action(join, _join_arguments), "leave": Action(leave, _join_arguments),
                          "joins": Action(joins, add_client_options)})
 
 

@@ -180,11 +180,12 @@ class UdpSender:
     Multicast leaves through `ifname` (IP_MULTICAST_IF by ifindex) with
     `ttl` and `tos`; loopback is off, so the sending namespace never
     receives its own datagrams. `source_port` None lets the kernel pick one;
-    `self.port` is the port in use either way.
+    `self.port` is the port in use either way. `source_address` (one of the
+    interface's) sends from that address instead of the primary one.
     """
 
     def __init__(self, ns: str, ifname: str, *, ttl: int = 64, tos: int = 0,
-                 source_port: int | None = None) -> None:
+                 source_port: int | None = None, source_address: str | None = None) -> None:
         ns = _require_ns(ns)
         self.sock = open_socket(ns, socket.AF_INET, socket.SOCK_DGRAM)
         try:
@@ -196,7 +197,7 @@ class UdpSender:
             self.sock.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_LOOP, 0)
             self.sock.setsockopt(socket.IPPROTO_IP, socket.IP_TOS, tos)
             self.sock.setsockopt(socket.SOL_SOCKET, SO_SNDBUFFORCE, 4 << 20)
-            self.sock.bind(("0.0.0.0", source_port or 0))
+            self.sock.bind((source_address or "0.0.0.0", source_port or 0))
             # Non-blocking: a full send buffer is retried below, boundedly,
             # instead of blocking past the caller's timeout.
             self.sock.setblocking(False)
@@ -319,6 +320,7 @@ class Capture:
     def __init__(self, ns: str, ifname: str, max_seconds: float = 10.0,
                  max_frames: int = 10000) -> None:
         self.frames: list[bytes] = []
+        self.times: list[float] = []  # time.monotonic() when each frame was read
         # Bound to ETH_P_ALL only at bind() time so frames from other
         # interfaces never slip in before the socket is tied to `ifname`.
         self.sock = open_socket(_require_ns(ns), socket.AF_PACKET, socket.SOCK_RAW, 0)
@@ -343,6 +345,7 @@ class Capture:
             except TimeoutError:
                 continue
             if addr[2] != socket.PACKET_OUTGOING:
+                self.times.append(time.monotonic())
                 self.frames.append(data)
 
     def __enter__(self) -> Capture:

@@ -223,7 +223,7 @@ TABLE: dict[tuple[FilterMode, int], tuple[str, str]] = {
 _OPERATORS = {"+": frozenset.union, "-": frozenset.difference, "*": frozenset.intersection}
 
 
-def evaluate(expression: str, sets: dict[str, frozenset[str]]) -> frozenset[str]:
+def _evaluate(expression: str, sets: dict[str, frozenset[str]]) -> frozenset[str]:
     """A set expression of the table's actions ("A-X-Y"), left to right."""
     value = sets[expression[0]]
     for operator, name in zip(expression[1::2], expression[2::2]):
@@ -587,7 +587,7 @@ class Querier:
         gmi = now + self.active.group_membership_interval
         out: list[Output] = []
         for act, expression in steps:
-            targets = evaluate(expression, sets) if expression else frozenset()
+            targets = _evaluate(expression, sets) if expression else frozenset()
             if act is Act.SET_GMI:
                 self._set_source_timers(state, targets, gmi)
             elif act is Act.SET_GROUP_TIMER:  # only in EXCLUDE rows, where the group timer runs

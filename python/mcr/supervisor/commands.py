@@ -97,6 +97,16 @@ async def igmp_joins(sup: Any, args: dict) -> dict:
     return {"joins": sup.list_joins()}
 
 
+async def igmp_interfaces(sup: Any, args: dict) -> dict:
+    _args(args)
+    return {"interfaces": sup.igmp.describe()}
+
+
+async def igmp_groups(sup: Any, args: dict) -> dict:
+    _args(args)
+    return {"groups": [{"interface": i["interface"], **g} for i in sup.igmp.describe() for g in i["groups"]]}
+
+
 async def stats(sup: Any, args: dict) -> dict:
     _args(args)
     return await sup.stats()
@@ -184,6 +194,10 @@ COMMANDS: dict[str, Command] = {
                           '{"cmd": "igmp.leave", "args": {"join": {"interface": "eth0", "group": "239.5.5.5"}}}'),
     "igmp.joins": Command(igmp_joins, "static joins and whether each is joined or waits for its interface",
                           '{"cmd": "igmp.joins"}'),
+    "igmp.interfaces": Command(igmp_interfaces, "where MCR is IGMP router: querier or not, who is, version, timers",
+                               '{"cmd": "igmp.interfaces"}'),
+    "igmp.groups": Command(igmp_groups, "what listeners want per interface: group, mode, sources, timers, reporter",
+                           '{"cmd": "igmp.groups"}'),
     "stats": Command(stats, "counters per rule, output and input, drops by reason", '{"cmd": "stats"}'),
     "workers": Command(workers, "worker processes: pid, core, state, restarts, uptime", '{"cmd": "workers"}'),
     "interfaces": Command(interfaces, "interfaces as netlink reports them, with the rules that use each",

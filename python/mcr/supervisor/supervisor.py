@@ -21,6 +21,8 @@ from ..config import Config, ConfigError
 from ..events import EventBus
 from ..membership import AsyncMembershipService, InputHolds
 from ..netlink import NetworkMonitor
+from ..protocols.igmp import Settings as IgmpSettings
+from ..protocols.igmp_service import IgmpService
 from ..rules import Join, Rule
 from ..stats import from_engine, snapshot
 from . import following, settings
@@ -56,6 +58,8 @@ class Supervisor:
         self.routes: dict[int, mrib.Route] = {}  # what the MRIB made of them, by engine rule id
         self._derived_ids: dict[tuple[int, str], int] = {}  # (rule id, source) -> engine id of an (S,G) route
         self.joins = StaticJoins()  # memberships asked for without a rule (`mcr igmp join`)
+        self.igmp: IgmpService | None = None  # queriers, on the loop from run()
+        self._membership_pending = False  # IGMP changed what listeners want: routes to recompute
         self._holds: InputHolds | None = None  # memberships and port claims, on the loop from run()
         self.network = NetworkMonitor()  # started on the loop in run()
         self.events = EventBus()  # `mcr events`
@@ -81,6 +85,7 @@ class Supervisor:
         loop.add_signal_handler(signal.SIGHUP, lambda: self._spawn("reload", self.reload, forever=False))
         logs.apply(self.levels)
         self._holds = InputHolds(AsyncMembershipService())
+        self.igmp = IgmpService(self._membership_changed, self.events.publish)
         await self.network.start()
         self._spawn("network", lambda: following.follow(self))
         self._spawn("routes", lambda: following.follow_routes(self))
@@ -89,6 +94,7 @@ class Supervisor:
             await self._set_rules(initial.rules)
             self.joins.wanted = set(initial.joins)
             self._sync_joins()
+            self.sync_igmp()
             await self._start_workers()
         self._spawn("health", self._health)
         server = await serve_control(self, self.socket_path)
@@ -132,6 +138,7 @@ class Supervisor:
             task.cancel()
         await asyncio.gather(*(w.stop() for w in self.pool), return_exceptions=True)
         self.network.close()
+        self.igmp.close()
         self._holds.close()
 
     def _initial_config(self) -> Config:
@@ -273,8 +280,42 @@ class Supervisor:
         return mrib.compute(rules, self._interface_table(), self._listeners(), self._derived_id)
 
     def _listeners(self) -> mrib.Listeners:
-        """What IGMP's listeners want, per interface and group (the querier's, once it runs)."""
-        return {}
+        """What IGMP's listeners want, per interface and group."""
+        return self.igmp.listeners() if self.igmp else {}
+
+    # IGMP querier -------------------------------------------------------------------
+
+    def igmp_wanted(self) -> dict[str, IgmpSettings]:
+        """Where MCR is querier: the configured interfaces, and every members
+        interface of a rule (with RFC defaults unless configured)."""
+        wanted = {name: IgmpSettings() for rule in self.rules.values() for name in rule.members}
+        return wanted | self.config.igmp
+
+    def sync_igmp(self) -> None:
+        """A querier on each wanted interface that exists with an IPv4 address, none elsewhere."""
+        wanted = self.igmp_wanted()
+        for name in self.igmp.interfaces():
+            iface = self.network.by_name(name)
+            if name not in wanted or iface is None or not iface.addresses:
+                self.igmp.disable(name)
+        for name, settings in wanted.items():
+            iface = self.network.by_name(name)
+            if iface is not None and iface.addresses:
+                try:
+                    self.igmp.enable(name, settings, iface.addresses[0].split("/")[0])
+                except OSError as error:  # e.g. gone again meanwhile: netlink will tell
+                    log.warning("IGMP querier on %s: %s", name, error)
+
+    def _membership_changed(self, interface: str, group: str) -> None:
+        """Listeners changed: recompute the routes once for a burst of changes."""
+        if not self._membership_pending:
+            self._membership_pending = True
+            self._spawn("membership", self._apply_membership, forever=False)
+
+    async def _apply_membership(self) -> None:
+        async with self._changing:
+            self._membership_pending = False
+            await following.apply_routes(self)
 
     def _derived_id(self, rule_id: int, source: str) -> int:
         """A stable engine id for a rule's (S,G) route; from a range rule ids never reach."""
@@ -350,9 +391,11 @@ class Supervisor:
         rule_id = self.ruleset.next_id()
         self.ruleset.rules[rule_id] = rule
         try:
+            self.sync_igmp()  # its members interfaces get queriers
             await following.apply_routes(self)
         except (WorkerError, OSError) as error:
             del self.ruleset.rules[rule_id]
+            self.sync_igmp()
             await following.apply_routes(self)
             raise CommandError("engine", str(error)) from None
         self._persist()
@@ -378,6 +421,7 @@ class Supervisor:
         self.ruleset.rules.pop(rule_id)
         for route in routes:
             self._leave(self.routes.pop(route.engine_id))
+        self.sync_igmp()
         for worker in self._running():
             try:
                 await self._release_unused(worker)
@@ -412,6 +456,8 @@ class Supervisor:
         plan = self.ruleset.plan(wanted)
         old_rules, old_routes = dict(self.rules), self.routes
         self.ruleset.adopt(plan)
+        if self.igmp:
+            self.sync_igmp()
         self.routes = self._routes_for(self.rules)
         joined = [i for i in self.routes if old_routes.get(i) != self.routes[i]]
         try:
@@ -519,7 +565,12 @@ class Supervisor:
         return following.describe_interfaces(self)
 
     async def mroute(self) -> list[dict]:
-        """The MRIB's routes with their packet counters."""
+        """The MRIB's routes with their packet counters, as the workers hold
+        them: a change being applied is waited for."""
+        async with self._changing:
+            return await self._mroute()
+
+    async def _mroute(self) -> list[dict]:
         await self.stats()  # fresh counters in each worker's last
         total: dict = {}
         for worker in self.pool:
