@@ -24,6 +24,28 @@ class FakeSupervisor:
         self.next_id = 1
         self.saved: list[str | None] = []
         self.events = EventBus(queue_size=16)
+        self.joins: list = []
+        self.igmp = self  # describe() stands in for the IGMP service
+
+    def describe(self) -> list[dict]:
+        return [{"interface": "eth1", "address": "10.0.0.1", "version": 3, "querier": True,
+                 "querier_address": "10.0.0.1", "next_general_query": 1.0, "other_querier_present": None,
+                 "groups": []}]
+
+    async def add_join(self, join) -> str:
+        if join in self.joins:
+            raise CommandError("conflict", f"already joined: {join}")
+        self.joins.append(join)
+        return "waiting"
+
+    async def remove_join(self, join) -> None:
+        if join not in self.joins:
+            raise CommandError("not_found", f"no static join {join}")
+        self.joins.remove(join)
+
+    def list_joins(self) -> list[dict]:
+        return [{"interface": j.interface, "group": j.group, "source": j.source, "state": "waiting"}
+                for j in self.joins]
 
     async def add_rule(self, rule: Rule) -> int:
         for rule_id, other in self.rules.items():

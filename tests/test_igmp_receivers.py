@@ -161,6 +161,10 @@ def test_members_count_exactly_and_a_forced_v2_host_is_served_in_v2(tmp_path):
             assert groups[lab.relay_out[1]]["compatibility"] == 2 and groups[lab.relay_out[1]]["last_version"] == 2
             assert groups[lab.relay_out[0]]["last_version"] == 3
             assert groups[lab.relay_out[0]]["last_reporter"] == lab.sink_addr[0]
+            text = d.mcr("igmp", "groups").stdout
+            assert GROUP in text and "exclude" in text and lab.sink_addr[0] in text, text
+            text = d.mcr("igmp", "interfaces").stdout
+            assert text.count("yes") == 2 and lab.relay_out_addr[1] in text, text
             wait_for(lambda: len(d.client.mroute()[0]["outputs"]) == 2, 3, "both member outputs in the route")
             with UdpSender(lab.source_ns, lab.source_if, ttl=8) as sender:
                 assert sender.send(numbered_payloads(count, 100), GROUP, PORT, rate_pps=2000) == count

@@ -59,7 +59,9 @@ def test_join_leave_and_query_answers():
     assert m.on_query("eth1", parse_query(bytes(IGMPv3mq(type=0x11))), now=5.0) == []
 
     assert m.leave("eth0", "239.1.1.1", None, now=6.0) == []  # still one user
-    assert records(m.leave("eth0", "239.1.1.1", None, now=6.0)[0].payload) == [(TO_INCLUDE, "239.1.1.1", [])]
+    leave = m.leave("eth0", "239.1.1.1", None, now=6.0)
+    assert [records(s.payload) for s in leave] == [[(TO_INCLUDE, "239.1.1.1", [])]] * 2  # RFC 3376 5.1: twice
+    assert [s.delay for s in leave] == [0.0, 1.0]
     assert records(m.leave("eth0", "232.1.1.1", "10.0.0.2", now=6.0)[0].payload) == [
         (BLOCK_OLD, "232.1.1.1", ["10.0.0.2"])]
 

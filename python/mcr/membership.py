@@ -143,7 +143,10 @@ class Membership:
         if self._v2(interface, now):
             return [] if self.has_group(interface, group) else [Send(interface, ALL_ROUTERS, v2_message(V2_LEAVE, group))]
         record = (TO_INCLUDE, group, []) if source is None else (BLOCK_OLD, group, [source])
-        return [Send(interface, V3_ROUTERS, v3_report([record]))]
+        message = v3_report([record])
+        # RFC 3376 5.1: a state-change report goes out [Robustness] times, so
+        # one lost leave does not keep the group coming for a membership interval.
+        return [Send(interface, V3_ROUTERS, message), Send(interface, V3_ROUTERS, message, UNSOLICITED_INTERVAL)]
 
     def leave_all(self, now: float) -> list[Send]:
         """Leaves for every membership (the relay is stopping): routers stop sending at once."""
@@ -151,7 +154,8 @@ class Membership:
         for interface, keys in self.users.items():
             for group, source in list(keys):
                 keys[(group, source)] = 1
-                sends += self.leave(interface, group, source, now)
+                # Stopping: no later retransmission will be sent, so none is asked for.
+                sends += [send for send in self.leave(interface, group, source, now) if send.delay == 0]
         return sends
 
     def on_query(self, interface: str, query: Query, now: float) -> list[Send]:

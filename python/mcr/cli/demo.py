@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import threading
-import time
 
 from ..engine import Engine
 from ..lab import chain, udp_counters

@@ -290,7 +290,8 @@ class Querier:
 
     def receive(self, now: float, source: str, destination: str, payload: bytes) -> list[Output]:
         """One IGMP message (the IP payload) from `source` to `destination`.
-        Timers already due run first, so the message meets the state at `now`."""
+        Timers already due run first, so the message meets the state at `now`;
+        a message that is dropped is counted and changes nothing, timers included."""
         if not self.running:
             return self._drop("not_running")
         if destination != self.address and not IPv4Address(destination).is_multicast:
@@ -346,6 +347,7 @@ class Querier:
         return state is not None and state.forwards(source)
 
     def groups(self) -> dict[str, GroupState]:
+        """The group records by group (live: read them, don't change them)."""
         return dict(self._groups)
 
     def describe(self, now: float) -> dict:
@@ -396,6 +398,7 @@ class Querier:
         before = state.forwarding()
         state.mode, state.group_timer, state.group_retransmissions = INCLUDE, None, 0
         state.sources = {s: t for s, t in state.sources.items() if t is not None and t > now}
+        # Retransmission state belongs to listed sources only (6.6.3.2).
         state.source_retransmissions = {s: n for s, n in state.source_retransmissions.items() if s in state.sources}
         return self._settle(state, before)
 
@@ -447,14 +450,13 @@ class Querier:
         queries already under way still go out (RFC 2236 3)."""
         self.querier, self.querier_address = False, source
         self._general_query_at, self._startup_left = None, 0
-        if query.version == 3:
-            self._adopt(query)
+        self._adopt(query)
         self._other_querier_until = now + self.active.other_querier_present_interval
         self._arm(Timer.OTHER_QUERIER_PRESENT, self._other_querier_until)
 
     def _adopt(self, query: Query) -> None:
-        """RFC 3376 4.1.6, 4.1.7: a non-querier takes the querier's QRV and QQI
-        (0 means ours)."""
+        """RFC 3376 4.1.6, 4.1.7: a non-querier takes the querier's QRV and QQI;
+        0 (and v1/v2 queries, which carry neither) means ours."""
         robustness = query.robustness or self.settings.robustness
         interval = query.query_interval or self.settings.query_interval
         if (robustness, interval) == (self.active.robustness, self.active.query_interval):
@@ -509,7 +511,7 @@ class Querier:
         s = self.settings
         general = group == ANY_GROUP
         query = Query(s.version, group, s.query_response_interval if general else s.last_member_query_interval,
-                      suppress, s.robustness, int(s.query_interval), sources)
+                      suppress, s.robustness, int(s.query_interval), sources)  # QQIC holds whole seconds
         return SendQuery(ALL_SYSTEMS if general else group, encode_query(query))
 
     def _group_query(self, now: float, state: GroupState) -> SendQuery:
@@ -590,10 +592,10 @@ class Querier:
             targets = _evaluate(expression, sets) if expression else frozenset()
             if act is Act.SET_GMI:
                 self._set_source_timers(state, targets, gmi)
-            elif act is Act.SET_GROUP_TIMER:  # only in EXCLUDE rows, where the group timer runs
-                self._set_source_timers(state, targets, state.group_timer or gmi)
+            elif act is Act.SET_GROUP_TIMER:
+                self._set_source_timers(state, targets, state.group_timer)
             elif act is Act.SET_ZERO:
-                state.sources.update(dict.fromkeys(targets))
+                self._set_source_timers(state, targets, None)
             elif act is Act.DELETE:
                 for source in targets:
                     del state.sources[source]
@@ -610,10 +612,12 @@ class Querier:
         state.mode = new_mode
         return out
 
-    def _set_source_timers(self, state: GroupState, sources: frozenset[str], deadline: float) -> None:
+    def _set_source_timers(self, state: GroupState, sources: frozenset[str], deadline: float | None) -> None:
+        """Set the sources' timers to `deadline`; None is the RFC's timer 0."""
         for source in sources:
             state.sources[source] = deadline
-            self._arm(Timer.SOURCE, deadline, state.group, source)
+            if deadline is not None:
+                self._arm(Timer.SOURCE, deadline, state.group, source)
 
     def _settle(self, state: GroupState, before: tuple[FilterMode, frozenset[str]] | None) -> list[Output]:
         """Drop a group with nothing left (INCLUDE {}), and say if its forwarding changed."""

@@ -13,33 +13,31 @@ import asyncio
 import logging
 import os
 import signal
-import time
 from pathlib import Path
 
-from .. import __version__, _engine, logs, mrib, sockets
+from .. import __version__, _engine, logs, mrib
 from ..config import Config, ConfigError
 from ..events import EventBus
 from ..membership import AsyncMembershipService, InputHolds
 from ..netlink import NetworkMonitor
-from ..protocols.igmp import Settings as IgmpSettings
 from ..protocols.igmp_service import IgmpService
-from ..rules import Join, Rule
-from ..stats import from_engine, snapshot
+from ..rules import Rule
+from ..stats import snapshot
 from . import following, settings
 from .commands import CommandError
 from .joins import StaticJoins
+from .listening import Listening
+from .pool import WorkerPool
 from .ruleset import RuleSet
 from .workers import Worker, WorkerError, add_counters
 
-HEALTH_INTERVAL = 1.0
 DERIVED_IDS = 1 << 30  # engine ids of derived (S,G) routes start here; rule ids stay below
 TASK_RESTART_DELAY = 1.0  # after a background task failed, before it runs again
-DEFAULT_LIMITS = {"max_rules": 4096, "rx_frames": 2048, "send_slots": 8192}
 
 log = logging.getLogger("mcr.supervisor")
 
 
-class Supervisor:
+class Supervisor(WorkerPool, Listening):
     version = __version__
 
     def __init__(self, config: Config, *, config_path: str | None = None, state_path: str | None = None,
@@ -162,115 +160,8 @@ class Supervisor:
         except (ConfigError, CommandError) as error:
             log.error("reload of %s refused, nothing changed: %s", self.config_path, error)
 
-    # Workers --------------------------------------------------------------------
-
-    async def _start_workers(self) -> None:
-        """Start every worker that is not running (at startup, or after they
-        stopped for want of rules); the caller holds _changing."""
-        for worker in self.pool:
-            if worker.state in ("stopped", "idle"):
-                await self._bring_up(worker)
-                self._spawn(f"watch worker {worker.id}", lambda w=worker: self._watch(w))
-
-    async def _bring_up(self, worker: Worker) -> None:
-        """Spawn a worker, hand it its sockets and the whole rule set; the caller holds _changing."""
-        level = logs.level_number(self.levels.get("engine", self.levels["default"]))
-        await worker.spawn(self.started_with.user, level, DEFAULT_LIMITS)
-        try:
-            await self._sync_worker(worker)
-            worker.state = "running"
-            log.info("worker %d running (pid %d)", worker.id, worker.pid)
-            self.events.publish("worker", change="running", id=worker.id, pid=worker.pid)
-        except (WorkerError, CommandError, OSError) as error:
-            log.error("worker %d failed to start: %s", worker.id, error)
-            worker.process.kill()  # the watcher restarts it with backoff
-
-    async def _stop_idle_workers(self) -> None:
-        """No route has been active for idle_stop_after seconds: the workers
-        stop (their counters kept) until a route needs them again."""
-        limit = self.config.idle_stop_after
-        if self._any_active():
-            self._idle_since = None
-            return
-        now = time.monotonic()
-        self._idle_since = self._idle_since or now
-        if limit is None or now - self._idle_since < limit or not self._running():
-            return
-        for worker in self._running():
-            try:
-                await self._poll(worker)  # what it counted joins its base, so totals never go backwards
-            except WorkerError as error:
-                log.warning("counters of worker %d before it stops: %s", worker.id, error)
-            worker.base, worker.last = add_counters(worker.base, worker.last), {}
-            await worker.stop()
-            worker.state = "idle"
-            log.info("worker %d stopped: no active rule for %g s", worker.id, limit)
-            self.events.publish("worker", change="idle", id=worker.id)
-
-    async def _sync_worker(self, worker: Worker) -> None:
-        """Give `worker` every socket the active routes need, then the whole rule set."""
-        for route in self.routes.values():
-            await self._give_sockets(worker, route)
-        await worker.call(_engine.encode_sync_rules, mrib.engine_rules(self.routes))
-        await self._release_unused(worker)
-
-    async def _release_unused(self, worker: Worker) -> None:
-        """Close the worker's sockets (and unmap its rings) for interfaces no
-        active route uses any more (its rules are synced first)."""
-        active = [r for r in self.routes.values() if r.state == mrib.ACTIVE]
-        used = {r.input_ifindex for r in active} | {i for r in active for i in r.output_ifindexes}
-        unused = sorted({i for _, i in worker.interfaces} - used)
-        if not unused:
-            return
-        await self._poll(worker)  # an input's counters go with its socket: keep them in the base
-        carried = {i: worker.last.get("inputs", {}).pop(i) for i in unused if i in worker.last.get("inputs", {})}
-        worker.base = add_counters(worker.base, {"inputs": carried})
-        for ifindex in unused:
-            await worker.call(_engine.encode_remove_interface, ifindex)
-            worker.interfaces = {(kind, i) for kind, i in worker.interfaces if i != ifindex}
-
-    async def _watch(self, worker: Worker) -> None:
-        while not self._stopping.is_set():
-            code = await worker.process.wait()
-            if self._stopping.is_set() or worker.state in ("stopped", "idle"):
-                return
-            delay = worker.crashed(time.monotonic())
-            worker.restarts += 1
-            self.events.publish("worker", change="exited", id=worker.id, pid=worker.pid, status=code,
-                                restart_in=delay)
-            log.error("worker %d (pid %d) exited with %s; restart %d in %.1f s%s", worker.id, worker.pid, code,
-                      worker.restarts, delay, " (crash-looping)" if worker.state == "crash-looping" else "")
-            await asyncio.sleep(delay)
-            async with self._changing:
-                if self._stopping.is_set() or worker.state == "idle":  # it may have idled out meanwhile
-                    return
-                await self._bring_up(worker)
-
-    async def _give_sockets(self, worker: Worker, route: mrib.Route) -> None:
-        """Pass the worker the input and egress sockets an active route needs,
-        once per interface (by index: a re-created interface gets new ones)."""
-        if route.state != mrib.ACTIVE:
-            return
-        have = worker.interfaces
-        wanted = [("in", route.rule.input_interface, route.input_ifindex)]
-        wanted += [("out", o.interface, i) for o, i in zip(route.outputs, route.output_ifindexes)]
-        for kind, name, ifindex in wanted:
-            if (kind, ifindex) in have:
-                continue
-            if kind == "in":
-                with sockets.open_input_socket(name, self._fanout_salt + ifindex) as sock:
-                    await worker.call(_engine.encode_add_input, ifindex, fd=sock.fileno())
-            else:
-                for sock, encode, args in sockets.open_output_sockets(name):
-                    with sock:
-                        await worker.call(encode, ifindex, *args, fd=sock.fileno())
-            have.add((kind, ifindex))
-
     def _any_active(self) -> bool:
         return any(r.state == mrib.ACTIVE for r in self.routes.values())
-
-    def _running(self) -> list[Worker]:
-        return [w for w in self.pool if w.state == "running"]
 
     def _interface_table(self) -> dict[str, int]:
         """The interfaces that exist now, name -> index, as netlink told us."""
@@ -278,44 +169,6 @@ class Supervisor:
 
     def _routes_for(self, rules: dict[int, Rule]) -> dict[int, mrib.Route]:
         return mrib.compute(rules, self._interface_table(), self._listeners(), self._derived_id)
-
-    def _listeners(self) -> mrib.Listeners:
-        """What IGMP's listeners want, per interface and group."""
-        return self.igmp.listeners() if self.igmp else {}
-
-    # IGMP querier -------------------------------------------------------------------
-
-    def igmp_wanted(self) -> dict[str, IgmpSettings]:
-        """Where MCR is querier: the configured interfaces, and every members
-        interface of a rule (with RFC defaults unless configured)."""
-        wanted = {name: IgmpSettings() for rule in self.rules.values() for name in rule.members}
-        return wanted | self.config.igmp
-
-    def sync_igmp(self) -> None:
-        """A querier on each wanted interface that exists with an IPv4 address, none elsewhere."""
-        wanted = self.igmp_wanted()
-        for name in self.igmp.interfaces():
-            iface = self.network.by_name(name)
-            if name not in wanted or iface is None or not iface.addresses:
-                self.igmp.disable(name)
-        for name, settings in wanted.items():
-            iface = self.network.by_name(name)
-            if iface is not None and iface.addresses:
-                try:
-                    self.igmp.enable(name, settings, iface.addresses[0].split("/")[0])
-                except OSError as error:  # e.g. gone again meanwhile: netlink will tell
-                    log.warning("IGMP querier on %s: %s", name, error)
-
-    def _membership_changed(self, interface: str, group: str) -> None:
-        """Listeners changed: recompute the routes once for a burst of changes."""
-        if not self._membership_pending:
-            self._membership_pending = True
-            self._spawn("membership", self._apply_membership, forever=False)
-
-    async def _apply_membership(self) -> None:
-        async with self._changing:
-            self._membership_pending = False
-            await following.apply_routes(self)
 
     def _derived_id(self, rule_id: int, source: str) -> int:
         """A stable engine id for a rule's (S,G) route; from a range rule ids never reach."""
@@ -326,30 +179,6 @@ class Supervisor:
 
     def _output_labels(self) -> dict[int, list[str]]:
         return {i: [str(o) for o in r.outputs] for i, r in self.routes.items() if r.state == mrib.ACTIVE}
-
-    async def _health(self) -> None:
-        """Keep counters fresh and repair any worker whose rule set drifted from ours."""
-        while True:
-            await asyncio.sleep(HEALTH_INTERVAL)
-            async with self._changing:
-                await following.apply_routes(self)
-                await self._stop_idle_workers()
-                expected = _engine.ruleset_hash(mrib.engine_rules(self.routes))
-                for worker in self._running():
-                    try:
-                        raw = await self._poll(worker)
-                        if raw["ruleset_hash"] != expected:
-                            self.resyncs += 1
-                            log.warning("worker %d rule set drifted; re-syncing", worker.id)
-                            await self._sync_worker(worker)
-                    except (WorkerError, CommandError, OSError) as error:
-                        log.warning("health check of worker %d: %s", worker.id, error)
-            self.health_passes += 1
-
-    async def _poll(self, worker: Worker) -> dict:
-        raw = (await worker.call(_engine.encode_get_stats))["stats"]
-        worker.last = from_engine(raw, self._output_labels())
-        return raw
 
     # Rules ----------------------------------------------------------------------
 
@@ -489,40 +318,6 @@ class Supervisor:
             result = await self._set_rules(config.rules)
             self._set_joins(set(config.joins))
             return {**result, **await settings.apply(self, config)}
-
-    # Static joins -----------------------------------------------------------------
-
-    def _sync_joins(self) -> None:
-        for join, change in self.joins.sync(self._holds.membership, self._interface_table()):
-            log.info("static join %s: %s", join, change)
-            self.events.publish("join", change=change, interface=join.interface, group=join.group,
-                                source=join.source)
-
-    def _set_joins(self, wanted: set[Join]) -> None:
-        self.joins.wanted = set(wanted)
-        self._sync_joins()
-        self._persist()
-
-    async def add_join(self, join: Join) -> str:
-        async with self._changing:
-            if join in self.joins.wanted:
-                raise CommandError("conflict", f"already joined: {join}")
-            try:
-                self._set_joins(self.joins.wanted | {join})
-            except OSError as error:
-                self.joins.wanted.discard(join)
-                raise CommandError("engine", f"cannot join {join}: {error.strerror or error}") from None
-            return self.joins.state(join)
-
-    async def remove_join(self, join: Join) -> None:
-        async with self._changing:
-            if join not in self.joins.wanted:
-                raise CommandError("not_found", f"no static join {join}")
-            self._set_joins(self.joins.wanted - {join})
-
-    def list_joins(self) -> list[dict]:
-        return [{"interface": j.interface, "group": j.group, "source": j.source, "state": self.joins.state(j)}
-                for j in sorted(self.joins.wanted, key=str)]
 
     def save_config(self, path: str | None) -> str:
         target = path or self.config_path
