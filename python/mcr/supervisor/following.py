@@ -143,8 +143,12 @@ def describe_interfaces(sup) -> list[dict]:
     for rule_id, rule in sup.list_rules():
         for name in mrib.interfaces_of(rule):
             users.setdefault(name, []).append(rule_id)
+    members: dict[str, list[int]] = {}
+    for rule_id, rule in sup.list_rules():
+        for name in rule.members:
+            members.setdefault(name, []).append(rule_id)
     listed = [{"name": i.name, "index": i.index, "up": i.up, "carrier": i.carrier, "mtu": i.mtu, "mac": i.mac,
-               "addresses": list(i.addresses), "rules": users.pop(i.name, [])}
+               "addresses": list(i.addresses), "rules": sorted(set(users.pop(i.name, []) + members.get(i.name, [])))}
               for i in sorted(sup.network.interfaces().values(), key=lambda i: i.index)]
     # Names rules wait for: not there, but worth seeing.
     return listed + [{"name": name, "index": None, "rules": ids} for name, ids in sorted(users.items())]
