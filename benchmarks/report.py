@@ -146,6 +146,30 @@ def workers_table(summary: dict, placements, workers) -> list[str]:
     return lines
 
 
+WILDCARD_ROWS = {"exact": "exact rules alone (as today)",
+                 "exact+wildcards": "exact rules, 256 any-port and 256 range rules present",
+                 "range-hit": "no exact rule: a range rule takes it, after scanning 255 others"}
+
+
+def wildcards_table(summary: dict, placements, variants) -> list[str]:
+    lines = ["| placement | rule table | no-drop pps (64 B) | vs exact alone | relay CPU ns/pkt at no-drop "
+             "| relay CPU ns/pkt at 100k pps | vs exact alone |",
+             "|---|---|---|---|---|---|---|"]
+    for pl in placements:
+        base = _get(summary, "wildcards", pl, "mcr-exact", 64, 1, 1)
+        base_cpu = _get(summary, "wildcards-cpu", pl, "mcr-exact", 64)
+        for v in variants:
+            e = _get(summary, "wildcards", pl, f"mcr-{v}", 64, 1, 1)
+            cpu = _get(summary, "wildcards-cpu", pl, f"mcr-{v}", 64)
+            if e:
+                limited = ">= " if e.get("generator_limited") else ""
+                lines.append(f"| {pl} | {WILDCARD_ROWS.get(v, v)} | {limited}{_num(e['offered_pps'])} | "
+                             f"{_ratio(e['offered_pps'], base.get('offered_pps'))} | {_num(e['relay_cpu_ns'])} | "
+                             f"{_num(cpu.get('relay_cpu_ns'))} | "
+                             f"{_ratio(cpu.get('relay_cpu_ns'), base_cpu.get('relay_cpu_ns'))} |")
+    return lines
+
+
 def write(results: dict, out: Path) -> None:
     s, st = results["summary"], results["settings"]
     m = results["machine"]
@@ -177,6 +201,9 @@ def write(results: dict, out: Path) -> None:
     if st.get("workers"):
         lines += ["## Workers: `mcr daemon` sharing one input through PACKET_FANOUT (hashed by flow)",
                   *workers_table(s, st["fanout_placements"], st["workers"]), ""]
+    if st.get("wildcards"):
+        lines += ["## Any-port and range rules: what they cost exact rules (benchmarks/wildcard_relay.py)",
+                  *wildcards_table(s, st["fanout_placements"], st["wildcards"]), ""]
     lines += ["## Not measured", *[f"- {n['what']}: {n['why']}" for n in results["not_measured"]], ""]
     lines += [f"![{p.stem}]({p.name})" for p in plots(results, out)]
     (out / "report.md").write_text("\n".join(lines) + "\n")

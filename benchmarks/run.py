@@ -7,7 +7,8 @@ Builds source -> relay -> sink in network namespaces (mcr.lab.chain), then
 for each CPU placement and each relay measures the no-drop rate (highest
 paced rate with <= 0.5 % loss, by bounded bisection) per payload size, the
 delivered rate at 3x that rate, latency at 100k pps, CPU per packet, 1 vs
-100 streams and fan-out to 1, 8 and 50 outputs. Placement A is plain veth
+100 streams, fan-out to 1, 8 and 50 outputs, and exact-rule forwarding with
+and without any-port and range rules in the table. Placement A is plain veth
 (the relay's ingress softirq runs on the sender's core); B steers the
 relay's ingress to the relay's core with RPS, so one core carries the whole
 relay host; C gives the relay's input veth a threaded NAPI poller pinned to
@@ -27,7 +28,7 @@ import signal
 import subprocess
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from mcr.lab import chain, streams
@@ -35,6 +36,7 @@ from mcr.lab.relays import RELAYS, RelayError
 
 from . import report
 from .measure import median_range, no_drop_rate, trial
+from .wildcard_relay import relay_for
 
 GEN_CORE, RELAY_CORE = 0, 1
 RPS_MASK = {"A": "0", "B": format(1 << RELAY_CORE, "x"), "C": "0"}
@@ -55,6 +57,8 @@ class Profile:
     fanout_placements: list[str] = field(default_factory=lambda: ["A", "B"])  # also used by the workers test
     workers: list[int] = field(default_factory=lambda: [1, 2])
     systems: list[str] = field(default_factory=lambda: ["mcr", "socat", "kernel"])
+    # benchmarks/wildcard_relay.py variants, measured in fanout_placements
+    wildcards: list[str] = field(default_factory=lambda: ["exact", "exact+wildcards", "range-hit"])
     ceiling: float = 800_000  # the first (overload) trial of a search; above what the generator reaches
 
 
@@ -279,11 +283,51 @@ def run_senders(bench: Bench) -> None:
                                             outputs=1, test="senders")
 
 
+def run_wildcards(bench: Bench) -> None:
+    """What any-port and range rules cost exact rules (nothing, by design: the
+    table looks at them only after an exact miss) and what a packet that only
+    a range rule takes costs. The same relay process and topology for every
+    variant (benchmarks/wildcard_relay.py), interleaved within each repeat;
+    besides the no-drop search, relay CPU per packet at a fixed 100k pps,
+    which the machine's noise blurs less than a search."""
+    p = bench.profile
+    if not p.wildcards:
+        return
+    with chain(n_sinks=1, prefix="mcrx") as setup:
+        prepare(setup)
+        for repeat in range(p.repeats):
+            for placement in p.fanout_placements:
+                set_placement(setup.relay_ns, setup.relay_in, placement)
+                for variant in p.wildcards:
+                    bench.log(f"repeat {repeat + 1}/{p.repeats}, placement {placement}, mcr, rules: {variant}")
+                    relay = relay_for(variant)(setup.relay_ns, setup.relay_in, setup.relay_out[:1], streams(),
+                                               source=setup.source_addr, out_addrs=setup.relay_out_addr[:1],
+                                               cpu=RELAY_CORE)
+                    try:
+                        with relay:
+                            found = bench.search(setup, relay, 64)
+                            fixed = trial(setup, relay, LATENCY_RATE, 64, max(1.0, p.trial), RELAY_CORE)
+                    except RelayError as error:
+                        bench.skip(f"placement {placement}, rules {variant}", str(error))
+                        continue
+                    bench.record_search(placement, relay.name, repeat, found, relay, test="wildcards", size=64,
+                                        streams=1, outputs=1)
+                    bench.record("wildcards-cpu", placement, relay.name, repeat, fixed, size=64, rate=LATENCY_RATE)
+
+
+SECTIONS = {"main": run_main, "fanout": run_fanout, "workers": run_workers, "senders": run_senders,
+            "wildcards": run_wildcards}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="benchmarks.run", description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="the quick profile (under 5 minutes)")
     parser.add_argument("--profile", choices=sorted(PROFILES), help="smoke, quick or full (default full)")
     parser.add_argument("--out", type=Path, help="output folder (default benchmarks/results/<time>)")
+    parser.add_argument("--only", action="append", choices=sorted(SECTIONS),
+                        help="run only this part (repeatable; default all): main (payloads, streams), fanout, "
+                             "workers, senders, wildcards")
+    parser.add_argument("--repeats", type=int, help="repeats instead of the profile's")
     args = parser.parse_args(argv)
     if os.geteuid() != 0:
         print("benchmarks need root (network namespaces, raw sockets)", file=sys.stderr)
@@ -294,15 +338,15 @@ def main(argv: list[str] | None = None) -> int:
     os.sched_setaffinity(0, {GEN_CORE})  # the generator and sink threads inherit this core
     # SIGTERM unwinds like Ctrl-C, so relays stop and namespaces are removed.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
-    bench = Bench(PROFILES[name], name)
+    profile = PROFILES[name] if args.repeats is None else replace(PROFILES[name], repeats=args.repeats)
+    bench = Bench(profile, name)
     started = time.time()
-    run_main(bench)
-    run_fanout(bench)
-    run_workers(bench)
-    run_senders(bench)
+    for section in dict.fromkeys(args.only or SECTIONS):
+        SECTIONS[section](bench)
     results = {"profile": name, "settings": asdict(bench.profile) | settings(), "machine": report.machine(),
                "started": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(started)),
-               "duration_s": round(time.time() - started, 1), "rows": bench.rows,
+               "duration_s": round(time.time() - started, 1), "sections": args.only or list(SECTIONS),
+               "rows": bench.rows,
                "not_measured": bench.not_measured}
     results["summary"] = summarise(bench.rows)
     (out / "results.json").write_text(json.dumps(results, indent=1))

@@ -6,6 +6,8 @@
 #include <algorithm>
 #include <cstring>
 #include <stdexcept>
+#include <tuple>
+#include <variant>
 
 #include "engine.h"
 #include "traffic_bindings.h"
@@ -33,18 +35,35 @@ py::bytes encode(wire::Type type, uint32_t seq, uint32_t ifindex = 0, uint32_t r
   return to_bytes(wire::encode_command(c));
 }
 
-// outputs: (destination, port, ifindex, ttl or -1, dscp or -1, keep_source, vlan or 0)
-using OutputTuple = std::tuple<std::string, uint16_t, uint32_t, int16_t, int16_t, bool, uint16_t>;
-// rules: (id, ifindex, group, port, source or "", outputs, vlan or 0)
-using RuleTuple =
-    std::tuple<uint32_t, uint32_t, std::string, uint16_t, std::string, std::vector<OutputTuple>, uint16_t>;
+// The tuples' last field is optional (a variant of both lengths), so
+// callers from before any-port and range rules keep working unchanged.
+// outputs: (destination, port, ifindex, ttl or -1, dscp or -1, keep_source, vlan or 0[, follow=False])
+using Output7 = std::tuple<std::string, uint16_t, uint32_t, int16_t, int16_t, bool, uint16_t>;
+using OutputTuple = std::variant<Output7, decltype(std::tuple_cat(Output7{}, std::tuple<bool>{}))>;
+// rules: (id, ifindex, group, port or 0 (any), source or "", outputs, vlan or 0[, group_prefix_len=32])
+using Rule7 = std::tuple<uint32_t, uint32_t, std::string, uint16_t, std::string, std::vector<OutputTuple>, uint16_t>;
+using RuleTuple = std::variant<Rule7, decltype(std::tuple_cat(Rule7{}, std::tuple<uint8_t>{}))>;
 
-RuleSpec to_spec(const RuleTuple& t) {
-  const auto& [id, ifindex, group, port, source, outputs, vlan] = t;
-  RuleSpec spec{id, {ifindex, ipv4(group), source.empty() ? 0 : ipv4(source), port, vlan}, {}};
-  for (const auto& [dst, out_port, out_if, ttl, dscp, keep_source, out_vlan] : outputs)
-    spec.outputs.push_back({ipv4(dst), out_port, out_if, ttl, dscp, keep_source, out_vlan});
-  return spec;
+template <typename T>
+constexpr bool has_last = std::tuple_size_v<T> == 8;
+
+RuleSpec to_spec(const RuleTuple& rule) {
+  return std::visit([](const auto& t) {
+    const std::string& source = std::get<4>(t);
+    RuleSpec spec{std::get<0>(t),
+                  {std::get<1>(t), ipv4(std::get<2>(t)), source.empty() ? 0 : ipv4(source), std::get<3>(t), std::get<6>(t)},
+                  {}};
+    if constexpr (has_last<std::decay_t<decltype(t)>>) spec.key.prefix_len = std::get<7>(t);
+    for (const OutputTuple& output : std::get<5>(t)) {
+      spec.outputs.push_back(std::visit([](const auto& o) {
+        OutputSpec out{ipv4(std::get<0>(o)), std::get<1>(o), std::get<2>(o), std::get<3>(o), std::get<4>(o),
+                       std::get<5>(o), std::get<6>(o)};
+        if constexpr (has_last<std::decay_t<decltype(o)>>) out.follow = std::get<7>(o);
+        return out;
+      }, output));
+    }
+    return spec;
+  }, rule);
 }
 
 std::vector<RuleSpec> to_specs(const std::vector<RuleTuple>& rules) {
@@ -55,11 +74,12 @@ std::vector<RuleSpec> to_specs(const std::vector<RuleTuple>& rules) {
 }
 
 py::bytes encode_add_rule(uint32_t seq, uint32_t id, uint32_t ifindex, const std::string& group, uint16_t port,
-                          const std::string& source, const std::vector<OutputTuple>& outputs, uint16_t vlan) {
+                          const std::string& source, const std::vector<OutputTuple>& outputs, uint16_t vlan,
+                          uint8_t group_prefix_len) {
   wire::Command c;
   c.type = wire::Type::AddRule;
   c.seq = seq;
-  c.rule = to_spec({id, ifindex, group, port, source, outputs, vlan});
+  c.rule = to_spec(std::tuple{id, ifindex, group, port, source, outputs, vlan, group_prefix_len});
   return to_bytes(wire::encode_command(c));
 }
 
@@ -157,7 +177,7 @@ PYBIND11_MODULE(_engine, m) {
   m.def("encode_remove_interface",
         [](uint32_t seq, uint32_t ifindex) { return encode(wire::Type::RemoveInterface, seq, ifindex); });
   m.def("encode_add_rule", &encode_add_rule, py::arg("seq"), py::arg("id"), py::arg("ifindex"), py::arg("group"),
-        py::arg("port"), py::arg("source"), py::arg("outputs"), py::arg("vlan") = 0);
+        py::arg("port"), py::arg("source"), py::arg("outputs"), py::arg("vlan") = 0, py::arg("group_prefix_len") = 32);
   m.def("encode_remove_rule", [](uint32_t seq, uint32_t id) { return encode(wire::Type::RemoveRule, seq, 0, id); });
   m.def("encode_get_stats", [](uint32_t seq) { return encode(wire::Type::GetStats, seq); });
   m.def("encode_shutdown", [](uint32_t seq) { return encode(wire::Type::Shutdown, seq); });

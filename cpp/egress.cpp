@@ -34,17 +34,25 @@ uint16_t ipv4_checksum(const uint8_t* header) {
 // RFC 1624 incremental update of the UDP checksum for the changed pseudo-header
 // addresses and destination port; the payload is not read again. 0 stays 0
 // (no checksum), and a computed 0 is sent as 0xffff (RFC 768).
-uint16_t udp_checksum(const ParsedPacket& in, const Output& out, uint32_t source) {
+uint16_t udp_checksum(const ParsedPacket& in, uint32_t source, uint32_t destination, uint16_t port) {
   if (in.udp_checksum == 0) return 0;
   uint32_t sum = static_cast<uint16_t>(~ntohs(in.udp_checksum));
   sum = add_words(sum, ~ntohl(in.source));
   sum = add_words(sum, ~ntohl(in.destination));
   sum += static_cast<uint16_t>(~in.dst_port);
   sum = add_words(sum, ntohl(source));
-  sum = add_words(sum, ntohl(out.spec.destination));
-  sum += out.spec.port;
+  sum = add_words(sum, ntohl(destination));
+  sum += port;
   uint16_t result = static_cast<uint16_t>(~fold(sum));
   return result == 0 ? 0xffff : result;
+}
+
+// Ethernet address of an IPv4 multicast group (RFC 1112 6.4): 01:00:5e and its low 23 bits.
+void put_group_mac(uint8_t* at, uint32_t group) {
+  uint32_t g = ntohl(group);
+  const uint8_t mac[6] = {0x01, 0x00, 0x5e, static_cast<uint8_t>((g >> 16) & 0x7f), static_cast<uint8_t>(g >> 8),
+                          static_cast<uint8_t>(g)};
+  std::memcpy(at, mac, 6);
 }
 
 uint8_t out_ttl(const Output& out, const ParsedPacket& packet) {
@@ -83,6 +91,9 @@ constexpr uint16_t kUdpChecksumOffset = 6;
 // for checksum offload instead (NEEDS_CSUM with the new pseudo-header sum),
 // which the device completes, or the kernel in software before a device
 // without it, the same as for the kernel's own UDP sends.
+//
+// A follow output's template has no destination: the packet's own group
+// (and its MAC) and UDP port are written here.
 void fill_header(uint8_t* h, const Output& out, const ParsedPacket& packet) {
   // A constant-size copy (the tagged size) is a few moves; the payload,
   // written right after the real header, overwrites what is past it.
@@ -90,13 +101,22 @@ void fill_header(uint8_t* h, const Output& out, const ParsedPacket& packet) {
   uint16_t frame_len = static_cast<uint16_t>(out.header_len() - kVnetHeader + packet.payload_len);
   std::memcpy(h + 2, &frame_len, 2);  // host order: what a legacy virtio header holds
   uint8_t* ip = h + kVnetHeader + out.link_len;
+  uint8_t* udp = ip + 20;
   uint32_t source = out.spec.keep_source ? packet.source : out.source;
+  uint32_t destination = out.spec.destination;
+  uint16_t port = out.spec.port;
   if (out.spec.keep_source) std::memcpy(ip + 12, &packet.source, 4);
+  if (out.spec.follow) {
+    destination = packet.destination;
+    port = packet.dst_port;
+    put_group_mac(h + kVnetHeader, destination);
+    std::memcpy(ip + 16, &destination, 4);
+    put16(udp + 2, port);
+  }
   ip[1] = out_tos(out, packet);
   put16(ip + 2, static_cast<uint16_t>(28 + packet.payload_len));
   ip[8] = out_ttl(out, packet);
   put16(ip + 10, ipv4_checksum(ip));
-  uint8_t* udp = ip + 20;
   std::memcpy(udp, &packet.src_port, 2);
   uint16_t udp_len = static_cast<uint16_t>(8 + packet.payload_len);
   put16(udp + 4, udp_len);
@@ -105,23 +125,21 @@ void fill_header(uint8_t* h, const Output& out, const ParsedPacket& packet) {
     uint16_t start = static_cast<uint16_t>(out.link_len + 20);
     std::memcpy(h + 6, &start, 2);
     std::memcpy(h + 8, &kUdpChecksumOffset, 2);
-    put16(udp + 6, pseudo_header_sum(source, out.spec.destination, udp_len));
+    put16(udp + 6, pseudo_header_sum(source, destination, udp_len));
   } else {
-    put16(udp + 6, udp_checksum(packet, out, source));
+    put16(udp + 6, udp_checksum(packet, source, destination, port));
   }
 }
 
 }  // namespace
 
 // The template: a virtio_net_hdr (zero but for hdr_len, set per packet),
-// Ethernet to the group's MAC (RFC 1112 6.4), IPv4 with DF from the
-// interface's address, UDP to the output port.
+// Ethernet to the group's MAC, IPv4 with DF from the interface's address,
+// UDP to the output port (for a follow output, fill_header writes the
+// packet's group and port over these).
 void Egress::use_packet_socket(Output& out, const wire::PacketEgress& link, int fd, TxRing* tx) {
-  uint32_t group = ntohl(out.spec.destination);
   uint8_t* f = out.frame + kVnetHeader;
-  const uint8_t mac[6] = {0x01, 0x00, 0x5e, static_cast<uint8_t>((group >> 16) & 0x7f),
-                          static_cast<uint8_t>(group >> 8), static_cast<uint8_t>(group)};
-  std::memcpy(f, mac, 6);
+  put_group_mac(f, out.spec.destination);
   std::memcpy(f + 6, link.mac, 6);
   out.link_len = out.spec.vlan != 0 ? 18 : 14;
   if (out.spec.vlan != 0) {  // 802.1Q: TPID, then PCP 0, DEI 0 and the VLAN id
@@ -260,6 +278,13 @@ void Egress::flush(io_uring* ring, TxRing& tx) {
 
 int Egress::prepare_udp(Slot& s, Output& out, const ParsedPacket& packet, uint8_t* payload) {
   s.msg.msg_name = &out.address;
+  if (out.spec.follow) {  // to the packet's own group and port
+    s.address = {};
+    s.address.sin_family = AF_INET;
+    s.address.sin_port = htons(packet.dst_port);
+    s.address.sin_addr.s_addr = packet.destination;
+    s.msg.msg_name = &s.address;
+  }
   s.msg.msg_namelen = sizeof(sockaddr_in);
   s.msg.msg_control = s.control;
   s.msg.msg_controllen = sizeof(s.control);

@@ -8,9 +8,13 @@
 //   messages; the kernel resolves neighbours and fragments. The payload is
 //   copied once per packet into a BufferPool buffer that these sends share.
 //   (A packet socket without a TX ring takes the frame the same way.)
+// A follow output (a layer-3 route, for any-port and range rules) sends to
+// each packet's own group and UDP port: the packet path writes them, and
+// the group's MAC, into the frame; the sendmsg path into the slot's address.
 // Send slots and buffers are preallocated; nothing is allocated per packet.
 #pragma once
 #include <liburing.h>
+#include <netinet/in.h>
 #include <sys/socket.h>
 
 #include <cstdint>
@@ -59,6 +63,7 @@ class Egress {
     iovec iov[2]{};
     uint8_t header[kMaxFrameHeader]{};
     alignas(cmsghdr) uint8_t control[2 * CMSG_SPACE(sizeof(int))]{};
+    sockaddr_in address{};  // a follow output's destination: the packet's group and port
     uint32_t rule_slot = 0, generation = 0, payload = 0;
     uint16_t output = 0, payload_len = 0;
   };

@@ -215,8 +215,14 @@ std::string Engine::build_rule(const RuleSpec& spec, Rule& rule) const {
   if (!has_input) return "no input socket for interface " + std::to_string(spec.key.ifindex);
   rule.id = spec.id;
   rule.key = spec.key;
+  bool multicast = (ntohl(spec.key.group) >> 28) == 0xe;
   for (const OutputSpec& o : spec.outputs) {
-    if (o.ifindex == spec.key.ifindex && o.destination == spec.key.group && o.port == spec.key.port)
+    if (o.follow && !multicast)
+      return "a follow output needs a multicast group (it sends to the packet's own destination)";
+    // A follow output keeps group and port: on the input's own interface and VLAN it sends the packet back.
+    if (o.follow && o.ifindex == spec.key.ifindex && o.vlan == spec.key.vlan)
+      return "a follow output on the rule's input interface (and VLAN) would loop";
+    if (!o.follow && o.ifindex == spec.key.ifindex && spec.key.covers(o.destination, o.port))
       return "an output equals the rule's input (interface, group and port): it would loop";
     Output out;
     out.spec = o;
@@ -321,9 +327,10 @@ std::string Engine::remove_interface(uint32_t ifindex) {
 }
 
 // Multicast outputs take the packet path on an interface with a packet
-// socket (and an IPv4 address for the frames' source).
+// socket (and an IPv4 address for the frames' source); so do follow
+// outputs, whose rules match multicast groups only.
 void Engine::use_packet_egress(Output& out) const {
-  if ((ntohl(out.spec.destination) >> 28) != 0xe) return;
+  if (!out.spec.follow && (ntohl(out.spec.destination) >> 28) != 0xe) return;
   for (const PacketEgressSocket& e : packet_egress_)
     if (e.fd >= 0 && e.link.ifindex == out.spec.ifindex && e.link.source != 0)
       Egress::use_packet_socket(out, e.link, e.fd, e.ring.get());

@@ -1,7 +1,20 @@
-// Rules and their flat hash table. Key: (input ifindex, group, UDP port,
-// source); source 0 is a (*,G) rule. An (S,G) rule wins over a (*,G) rule.
+// Rules and their lookup. Key: (input ifindex, group, UDP port,
+// source, VLAN, group prefix length); source 0 is a (*,G) rule, port 0 an
+// any-port rule, a prefix length below 32 a group-range rule (a group
+// prefix such as 239.1.0.0/16).
+//
+// Lookup order for a packet (input, VLAN, S, G, P), the first match wins:
+//   (S,G,P) -> (*,G,P)                       exact index (a flat hash table)
+//   -> (S,G,any) -> (*,G,any)                any-port index (another one)
+//   -> range rules, longest prefix first; within one prefix length, port
+//      exact before any port, then (S) before (*)        a small sorted array
+// Port is ranked above source at every level (as (*,G,P) beats (S,G,any)).
+// Exact rules pay nothing for the others: the any-port probes and the range
+// scan run only when the exact probes missed, and only while rules of that
+// kind exist; a table without any takes the exact-only path.
 // Changes happen on the control path only; lookup never allocates.
 #pragma once
+#include <arpa/inet.h>
 #include <netinet/in.h>
 
 #include <cstdint>
@@ -19,7 +32,15 @@ struct RuleKey {
   uint32_t source = 0;  // network byte order; 0 = any source
   uint16_t port = 0;    // host byte order
   uint16_t vlan = 0;    // 802.1Q VLAN id the frame arrived with; 0: untagged
+  uint8_t prefix_len = 32;  // group prefix length: 32 = exactly `group`, fewer = a range of groups
   bool operator==(const RuleKey&) const = default;
+
+  bool is_range() const { return prefix_len < 32; }
+  uint32_t mask() const { return prefix_len == 0 ? 0 : htonl(~0u << (32 - prefix_len)); }  // network byte order
+  // Whether packets to `to_group`:`to_port` fall under this key's group(s) and port.
+  bool covers(uint32_t to_group, uint16_t to_port) const {
+    return (to_group & mask()) == group && (port == 0 || port == to_port);
+  }
 };
 
 struct OutputSpec {
@@ -30,6 +51,10 @@ struct OutputSpec {
   int16_t dscp = -1;  // -1: keep the incoming TOS byte
   bool keep_source = false;  // send with the packet's own IP source (SSM receivers filter on it)
   uint16_t vlan = 0;  // tag frames with this 802.1Q VLAN id; 0: untagged
+  // Send to the packet's own group and UDP port (a layer-3 multicast route);
+  // `destination` and `port` are then unused. What range and any-port rules
+  // need, since their outputs cannot name one group or port.
+  bool follow = false;
   bool operator==(const OutputSpec&) const = default;
 };
 
@@ -89,13 +114,22 @@ class RuleTable {
   std::string add(Rule&& rule, uint32_t& slot);
   std::string remove(uint32_t id);
 
-  // Hot path: (S,G) first, then (*,G).
+  // Hot path: (S,G,P), then (*,G,P), in the exact index; on a miss, and
+  // only while any-port or range rules exist, the rest of the order above
+  // (out of line).
   Rule* lookup(uint32_t ifindex, uint32_t group, uint16_t port, uint32_t source, uint16_t vlan = 0) {
     if (source_specific_ > 0) {
-      if (Rule* r = find({ifindex, group, source, port, vlan})) return r;
+      if (Rule* r = find(exact_, {ifindex, group, source, port, vlan})) return r;
     }
-    return find({ifindex, group, 0, port, vlan});
+    Rule* r = find(exact_, {ifindex, group, 0, port, vlan});
+    if (r != nullptr || wildcards_ == 0) return r;
+    return lookup_wildcard(ifindex, group, port, source, vlan);
   }
+
+  // Range rules live in an array scanned on a miss, so there are few of them.
+  static constexpr uint32_t kMaxRangeRules = 256;
+  uint32_t any_port_rules() const { return any_port_; }
+  uint32_t range_rules() const { return static_cast<uint32_t>(ranges_.size()); }
 
   Rule& at(uint32_t slot) { return rules_[slot]; }
   const Rule* by_id(uint32_t id) const {
@@ -110,28 +144,57 @@ class RuleTable {
 
  private:
   static constexpr int32_t kEmpty = -1;
+  // What a hash index compares: a single-group rule's key (prefix length 32).
+  struct Probe {
+    uint32_t ifindex, group, source;
+    uint16_t port, vlan;
+    bool operator==(const Probe&) const = default;
+  };
   struct Bucket {
-    RuleKey key;
+    Probe key{};
     int32_t slot = kEmpty;
   };
+  // Open addressing, linear probing, load <= 1/2: probe -> rule slot.
+  struct Index {
+    std::vector<Bucket> buckets;
+    size_t mask = 0;
+    void init(uint32_t capacity);
+    size_t bucket_of(const Probe& key) const;  // the key's bucket, or the empty one it would take
+    void erase(size_t index);
+  };
 
-  Rule* find(const RuleKey& key) {
-    for (size_t i = hash(key) & mask_;; i = (i + 1) & mask_) {
-      const Bucket& b = buckets_[i];
+  Rule* find(const Index& index, const Probe& key) {
+    for (size_t i = hash(key) & index.mask;; i = (i + 1) & index.mask) {
+      const Bucket& b = index.buckets[i];
       if (b.slot == kEmpty) return nullptr;
       if (b.key == key) return &rules_[b.slot];
     }
   }
-  size_t hash(const RuleKey& key) const;
-  size_t bucket_of(const RuleKey& key) const;
-  void erase_bucket(size_t index);
+  static size_t hash(const Probe& key);
+  static Probe probe_of(const RuleKey& k) { return {k.ifindex, k.group, k.source, k.port, k.vlan}; }
+  Index& index_of(const RuleKey& key) { return key.port == 0 ? any_port_index_ : exact_; }
+  void count_hashed(const RuleKey& key, int delta);
+  Rule* lookup_wildcard(uint32_t ifindex, uint32_t group, uint16_t port, uint32_t source, uint16_t vlan);
+
+  // A range rule as the scan reads it: 24 bytes, the whole array (at most
+  // kMaxRangeRules) a few KiB. Sorted by precedence (longest prefix, then
+  // exact port, then source-specific), so the first match is the answer.
+  struct Range {
+    uint32_t group, mask, source, ifindex;  // group, mask and source in network byte order
+    uint16_t port, vlan;
+    uint32_t slot;
+  };
 
   std::vector<Rule> rules_;
   std::vector<uint32_t> free_slots_;
-  std::vector<Bucket> buckets_;  // open addressing, linear probing, load <= 1/2
-  size_t mask_;
+  Index exact_;           // rules with one group and a port: the only index exact traffic reads
+  Index any_port_index_;  // rules with one group and port 0; its buckets come with the first one
+  std::vector<Range> ranges_;
   std::unordered_map<uint32_t, uint32_t> by_id_;  // rule id -> slot
-  uint32_t source_specific_ = 0;
+  uint32_t source_specific_ = 0;   // (S,G,P) rules
+  uint32_t any_port_ = 0;          // (S,G,any) and (*,G,any) rules
+  uint32_t any_port_sources_ = 0;  // (S,G,any) rules
+  uint32_t wildcards_ = 0;         // any-port and range rules: 0 keeps lookup on the exact path
 };
 
 }  // namespace mcr

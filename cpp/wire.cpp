@@ -1,5 +1,7 @@
 #include "wire.h"
 
+#include <arpa/inet.h>
+
 #include <cstring>
 
 namespace mcr::wire {
@@ -56,6 +58,19 @@ std::string finish(const Reader& r, const char* what) {
   return {};
 }
 
+constexpr uint8_t kKeepSource = 1, kFollow = 2;  // output flags
+constexpr size_t kMinRuleBody = 23;  // a rule without outputs
+
+// A group range is a multicast prefix written in its canonical form.
+std::string check_prefix(const RuleKey& key) {
+  if (key.prefix_len > 32) return "AddRule: group prefix length must be 4..32";
+  if (!key.is_range()) return {};
+  if (key.prefix_len < 4 || (ntohl(key.group) >> 28) != 0xe)
+    return "AddRule: a group range must lie within 224.0.0.0/4 (prefix length 4..32)";
+  if ((key.group & ~key.mask()) != 0) return "AddRule: the group range has bits set past its prefix length";
+  return {};
+}
+
 std::string decode_rule_body(Reader& r, RuleSpec& rule) {
   rule.id = r.get<uint32_t>();
   rule.key.ifindex = r.get<uint32_t>();
@@ -63,9 +78,11 @@ std::string decode_rule_body(Reader& r, RuleSpec& rule) {
   rule.key.source = r.get<uint32_t>();
   rule.key.port = r.get<uint16_t>();
   rule.key.vlan = r.get<uint16_t>();
+  rule.key.prefix_len = r.get<uint8_t>();
   uint16_t n = r.get<uint16_t>();
-  if (rule.key.vlan > 4094) return "AddRule: VLAN id must be 1..4094 (0: untagged)";
   if (r.failed) return "AddRule: message truncated";
+  if (rule.key.vlan > 4094) return "AddRule: VLAN id must be 1..4094 (0: untagged)";
+  if (std::string error = check_prefix(rule.key); !error.empty()) return error;
   // n == 0 is allowed: such a rule matches and counts but sends nothing. The
   // MRIB uses one to keep an (S,G) that every listener excluded from falling
   // through to the (*,G) rule.
@@ -79,8 +96,9 @@ std::string decode_rule_body(Reader& r, RuleSpec& rule) {
     o.ttl = r.get<int16_t>();
     o.dscp = r.get<int16_t>();
     uint8_t flags = r.get<uint8_t>();
-    if (flags > 1) return "AddRule: unknown output flags";
-    o.keep_source = flags & 1;
+    if (flags > (kKeepSource | kFollow)) return "AddRule: unknown output flags";
+    o.keep_source = flags & kKeepSource;
+    o.follow = flags & kFollow;
     o.vlan = r.get<uint16_t>();
     if (o.vlan > 4094) return "AddRule: output VLAN id must be 1..4094 (0: untagged)";
     if (o.ttl < -1 || o.ttl == 0 || o.ttl > 255) return "AddRule: output TTL must be 1..255";
@@ -96,7 +114,7 @@ std::string decode_rule(Reader& r, RuleSpec& rule) {
 
 std::string decode_sync(Reader& r, std::vector<RuleSpec>& rules) {
   uint32_t n = r.get<uint32_t>();
-  if (r.failed || n > r.remaining() / 22) return "SyncRules: message truncated";
+  if (r.failed || n > r.remaining() / kMinRuleBody) return "SyncRules: message truncated";
   rules.resize(n);
   for (RuleSpec& rule : rules) {
     std::string error = decode_rule_body(r, rule);
@@ -124,9 +142,11 @@ std::string decode_initialize(Reader& r, Initialize& init) {
 
 void put_rule(Writer& w, const RuleSpec& rule) {
   w.put(rule.id).put(rule.key.ifindex).put(rule.key.group).put(rule.key.source);
-  w.put(rule.key.port).put(rule.key.vlan).put(static_cast<uint16_t>(rule.outputs.size()));
-  for (const OutputSpec& o : rule.outputs)
-    w.put(o.destination).put(o.port).put(o.ifindex).put(o.ttl).put(o.dscp).put(static_cast<uint8_t>(o.keep_source)).put(o.vlan);
+  w.put(rule.key.port).put(rule.key.vlan).put(rule.key.prefix_len).put(static_cast<uint16_t>(rule.outputs.size()));
+  for (const OutputSpec& o : rule.outputs) {
+    uint8_t flags = (o.keep_source ? kKeepSource : 0) | (o.follow ? kFollow : 0);
+    w.put(o.destination).put(o.port).put(o.ifindex).put(o.ttl).put(o.dscp).put(flags).put(o.vlan);
+  }
 }
 
 }  // namespace

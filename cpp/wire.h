@@ -9,8 +9,16 @@
 //   AddInput   {u32 ifindex}                 + fd: AF_PACKET socket on ifindex
 //   AddEgress  {u32 ifindex}                 + fd: UDP socket for that output
 //   AddRule    {u32 id, u32 ifindex, u32 group, u32 source, u16 port, u16 vlan,
-//               u16 n, n x {u32 dst, u16 port, u32 ifindex, i16 ttl, i16 dscp,
-//                            u8 flags (bit 0: keep the source address), u16 vlan}}
+//               u8 prefix_len, u16 n, n x {u32 dst, u16 port, u32 ifindex,
+//                            i16 ttl, i16 dscp, u8 flags, u16 vlan}}
+//               port 0: any UDP port. prefix_len: 32 = exactly `group`; 4..31 =
+//               the groups in group/prefix_len (within 224.0.0.0/4, no bits set
+//               past the prefix). Output flags: bit 0 keep the source address,
+//               bit 1 follow: send to the packet's own group and port (dst and
+//               port are then unused; the rule's group must be multicast).
+//               (The prefix_len byte and flag bit 1 came with any-port and
+//               range rules; engine and bindings are one module, so both
+//               ends always agree.)
 //   RemoveRule {u32 id}
 //   GetStats   {}
 //   Shutdown   {}

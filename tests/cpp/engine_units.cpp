@@ -1,5 +1,6 @@
 // Standalone tests of the engine units that need neither io_uring nor
-// Python: the frame parser, the rule table and the wire format, plus a
+// Python: the frame parser, the rule table (its lookup order with any-port
+// and group-range rules) and the wire format, plus a
 // bounded random fuzz of both decoders. Built with ASan/UBSan by `make test`.
 #include <arpa/inet.h>
 
@@ -196,6 +197,156 @@ static void test_rule_table() {
   }
 }
 
+// --- lookup order: exact, any-port, group ranges -----------------------------
+
+static Rule keyed(uint32_t id, RuleKey key) {
+  Rule r;
+  r.id = id;
+  r.key = key;
+  return r;
+}
+
+// Where each packet goes with every kind of rule present: each rule is the
+// answer for one packet, and removing the winner hands the packet to the
+// next in the order (exact > any-port > range; longest prefix; port, then source).
+static void test_lookup_order() {
+  const uint32_t s = ip("10.0.0.2"), other = ip("10.0.0.9");
+  const std::vector<RuleKey> keys = {
+      {2, ip("239.1.1.1"), s, 5000},       // 1: (S,G,P)
+      {2, ip("239.1.1.1"), 0, 5000},       // 2: (*,G,P)
+      {2, ip("239.1.1.1"), s, 0},          // 3: (S,G,any)
+      {2, ip("239.1.1.1"), 0, 0},          // 4: (*,G,any)
+      {2, ip("239.1.1.0"), s, 5000, 0, 24},  // 5: (S,G/24,P)
+      {2, ip("239.1.1.0"), 0, 5000, 0, 24},  // 6: (*,G/24,P)
+      {2, ip("239.1.1.0"), s, 0, 0, 24},     // 7: (S,G/24,any)
+      {2, ip("239.1.1.0"), 0, 0, 0, 24},     // 8: (*,G/24,any)
+      {2, ip("239.1.0.0"), 0, 0, 0, 16},     // 9: (*,G/16,any)
+      {2, ip("239.0.0.0"), 0, 7000, 0, 8},   // 10: (*,G/8,7000)
+  };
+  // Added in both orders: precedence, not insertion order, decides.
+  for (bool reverse : {false, true}) {
+    RuleTable table(16);
+    uint32_t slot;
+    for (size_t i = 0; i < keys.size(); ++i) {
+      size_t k = reverse ? keys.size() - 1 - i : i;
+      CHECK(table.add(keyed(static_cast<uint32_t>(k + 1), keys[k]), slot).empty());
+    }
+    CHECK(table.any_port_rules() == 2 && table.range_rules() == 6);
+    auto id = [&](uint32_t src, const char* group, uint16_t port, uint32_t ifindex = 2, uint16_t vlan = 0) {
+      Rule* r = table.lookup(ifindex, ip(group), port, src, vlan);
+      return r == nullptr ? 0u : r->id;
+    };
+    CHECK(id(s, "239.1.1.1", 5000) == 1);
+    CHECK(id(other, "239.1.1.1", 5000) == 2);
+    CHECK(id(s, "239.1.1.1", 5001) == 3);
+    CHECK(id(other, "239.1.1.1", 5001) == 4);
+    CHECK(id(s, "239.1.1.1", 0) == 3);  // UDP port 0: the any-port rules, (S,G) first
+    CHECK(id(other, "239.1.1.1", 0) == 4);
+    CHECK(id(s, "239.1.1.2", 5000) == 5);
+    CHECK(id(other, "239.1.1.2", 5000) == 6);
+    CHECK(id(s, "239.1.1.2", 5001) == 7);
+    CHECK(id(other, "239.1.1.2", 5001) == 8);
+    CHECK(id(s, "239.1.2.2", 5000) == 9);     // /16 when no /24 covers it
+    CHECK(id(s, "239.1.1.255", 9) == 7);      // the /24's last group
+    CHECK(id(s, "239.2.0.1", 7000) == 10);
+    CHECK(id(s, "239.2.0.1", 7001) == 0);
+    CHECK(id(s, "238.1.1.1", 5000) == 0);
+    CHECK(id(s, "239.1.1.1", 5000, 3) == 0);     // another input
+    CHECK(id(s, "239.1.2.2", 5000, 2, 7) == 0);  // another VLAN
+
+    // Remove the winner, one at a time: each packet falls to the next level.
+    const uint32_t falls[] = {1, 2, 3, 4, 5, 6, 7, 8, 9};
+    for (uint32_t gone : falls) {
+      CHECK(id(s, "239.1.1.1", 5000) == gone);
+      CHECK(table.remove(gone).empty());
+    }
+    CHECK(id(s, "239.1.1.1", 5000) == 0);
+    CHECK(id(s, "239.1.7.7", 7000) == 10);
+    CHECK(table.remove(10).empty());
+    CHECK(table.any_port_rules() == 0 && table.range_rules() == 0 && table.size() == 0);
+  }
+}
+
+static void test_wildcard_limits() {
+  RuleTable table(300);
+  uint32_t slot;
+  // Exact rules only: no wildcard structure is counted, misses stay misses.
+  CHECK(table.add(keyed(1, {2, ip("239.1.1.1"), 0, 5000}), slot).empty());
+  CHECK(table.add(keyed(2, {2, ip("239.1.1.1"), ip("10.0.0.2"), 5000}), slot).empty());
+  CHECK(table.any_port_rules() == 0 && table.range_rules() == 0);
+  CHECK(table.lookup(2, ip("239.1.1.2"), 5000, ip("10.0.0.2")) == nullptr);
+  // The same group as an exact rule, a range and an any-port rule: three rules.
+  CHECK(table.add(keyed(3, {2, ip("239.1.1.1"), 0, 0}), slot).empty());
+  CHECK(table.add(keyed(4, {2, ip("239.1.1.0"), 0, 5000, 0, 24}), slot).empty());
+  CHECK(table.add(keyed(5, {2, ip("239.1.1.0"), 0, 5000, 0, 24}), slot).find("duplicate") != std::string::npos);
+  CHECK(table.add(keyed(5, {2, ip("239.1.1.1"), 0, 0}), slot).find("duplicate") != std::string::npos);
+  CHECK(table.add(keyed(5, {2, ip("239.1.1.0"), 0, 5000, 0, 25}), slot).empty());
+  CHECK(table.remove(5).empty() && table.remove(4).empty() && table.remove(3).empty());
+  CHECK(table.any_port_rules() == 0 && table.range_rules() == 0);
+  // At most kMaxRangeRules group ranges.
+  for (uint32_t i = 0; i < RuleTable::kMaxRangeRules; ++i)
+    CHECK(table.add(keyed(100 + i, {2, htonl(0xef000000u | i << 8), 0, 0, 0, 24}), slot).empty());
+  CHECK(table.add(keyed(99, {2, ip("239.200.0.0"), 0, 0, 0, 16}), slot).find("too many group-range") !=
+        std::string::npos);
+  CHECK(table.add(keyed(99, {2, ip("239.200.0.1"), 0, 0}), slot).empty());  // any-port rules are not limited so
+  CHECK(table.lookup(2, htonl(0xef0000ffu | 77u << 8), 1234, 0)->id == 177);
+}
+
+// Random rules of every kind against a reference that ranks every matching
+// rule by the documented order: the table must always pick the same one.
+static uint32_t rank(const RuleKey& k) {
+  uint32_t level = (k.port == 0) * 2 + (k.source == 0);
+  return k.prefix_len == 32 ? level : 4 + (32 - k.prefix_len) * 4 + level;
+}
+
+static void test_lookup_against_reference() {
+  const uint32_t sources[] = {0, ip("10.0.0.2"), ip("10.0.0.3")};
+  const uint16_t ports[] = {0, 5000, 5001};
+  const uint8_t prefixes[] = {32, 32, 30, 24, 16};
+  RuleTable table(128);
+  std::map<uint32_t, RuleKey> live;
+  std::mt19937 rng(11);
+  uint32_t slot;
+  const int before = failures;
+  int matched = 0;
+  for (int step = 0; step < 4000; ++step) {
+    uint32_t id = rng() % 160 + 1;
+    if (live.count(id)) {
+      CHECK(table.remove(id).empty());
+      live.erase(id);
+    } else {
+      RuleKey key{static_cast<uint32_t>(1 + rng() % 2), 0, sources[rng() % 3], ports[rng() % 3],
+                  static_cast<uint16_t>(rng() % 2), prefixes[rng() % 5]};
+      key.group = htonl(static_cast<uint32_t>(0xef010000u | (rng() % 4) << 8 | rng() % 8)) & key.mask();
+      bool taken = false;
+      for (auto& [_, k] : live) taken |= k == key;
+      std::string error = table.add(keyed(id, key), slot);
+      CHECK(error.empty() == (!taken && live.size() < 128));
+      if (error.empty()) live[id] = key;
+    }
+    for (int probe = 0; probe < 20; ++probe) {
+      uint32_t ifindex = static_cast<uint32_t>(1 + rng() % 2);
+      uint32_t group = htonl(static_cast<uint32_t>(0xef010000u | (rng() % 5) << 8 | rng() % 8));
+      uint32_t source = sources[rng() % 3];
+      uint16_t port = ports[rng() % 3], vlan = static_cast<uint16_t>(rng() % 2);
+      uint32_t want = 0, best = UINT32_MAX;
+      for (auto& [rid, k] : live) {
+        bool match = k.ifindex == ifindex && k.vlan == vlan && k.covers(group, port) &&
+                     (k.source == 0 || k.source == source);
+        if (match && rank(k) < best) {
+          best = rank(k);
+          want = rid;
+        }
+      }
+      Rule* got = table.lookup(ifindex, group, port, source, vlan);
+      CHECK((got == nullptr ? 0 : got->id) == want);
+      matched += want != 0;
+    }
+    if (failures > before) return;
+  }
+  CHECK(matched > 20000);  // most probes find a rule: the comparison means something
+}
+
 // --- wire format ------------------------------------------------------------
 
 static std::vector<uint8_t> add_rule_message() {
@@ -205,6 +356,15 @@ static std::vector<uint8_t> add_rule_message() {
   c.rule.id = 42;
   c.rule.key = {3, ip("239.1.1.1"), ip("10.0.0.2"), 5000};
   c.rule.outputs = {{ip("239.2.2.2"), 6000, 4, -1, 46, true}, {ip("10.9.9.9"), 7000, 5, 8, -1, false}};
+  return wire::encode_command(c);
+}
+
+static std::vector<uint8_t> add_range_message() {
+  wire::Command c;
+  c.type = wire::Type::AddRule;
+  c.rule.id = 5;
+  c.rule.key = {3, ip("239.1.0.0"), 0, 0, 0, 16};
+  c.rule.outputs = {{0, 0, 4, -1, -1, false, 0, true}};
   return wire::encode_command(c);
 }
 
@@ -250,6 +410,64 @@ static void test_wire() {
   }
 }
 
+// Any-port and range rules and follow outputs: the prefix length and the
+// follow flag go over the wire and into the rule-set hash; bad ranges are refused.
+static void test_wire_ranges() {
+  wire::Command c;
+  c.type = wire::Type::AddRule;
+  c.seq = 4;
+  c.rule.id = 7;
+  c.rule.key = {3, ip("239.1.0.0"), 0, 0, 0, 16};
+  c.rule.outputs = {{0, 0, 4, -1, -1, true, 0, true}, {ip("239.2.2.2"), 6000, 5, 8, -1, false, 0, false}};
+  auto bytes = wire::encode_command(c);
+  wire::Command back;
+  CHECK(wire::decode_command(bytes.data(), bytes.size(), back).empty());
+  CHECK(back.rule == c.rule && back.rule.key.prefix_len == 16 && back.rule.key.port == 0);
+  CHECK(back.rule.outputs[0].follow && back.rule.outputs[0].keep_source && !back.rule.outputs[1].follow);
+  for (size_t len = 0; len < bytes.size(); ++len) {
+    wire::Command t;
+    CHECK(!wire::decode_command(bytes.data(), len, t).empty());
+  }
+  auto refused = [&](RuleKey key, const char* why) {
+    wire::Command bad = c;
+    bad.rule.key = key;
+    auto b = wire::encode_command(bad);
+    wire::Command t;
+    std::string error = wire::decode_command(b.data(), b.size(), t);
+    CHECK(error.find(why) != std::string::npos);
+    if (error.find(why) == std::string::npos) std::fprintf(stderr, "  got '%s'\n", error.c_str());
+  };
+  refused({3, ip("239.1.0.0"), 0, 0, 0, 33}, "prefix length must be 4..32");
+  refused({3, ip("224.0.0.0"), 0, 0, 0, 3}, "within 224.0.0.0/4");
+  refused({3, ip("10.0.0.0"), 0, 0, 0, 8}, "within 224.0.0.0/4");
+  refused({3, ip("239.1.2.0"), 0, 0, 0, 16}, "bits set past its prefix");
+  wire::Command four = c;
+  four.rule.key = {3, ip("224.0.0.0"), 0, 0, 0, 4};  // all of multicast is a range too
+  auto b = wire::encode_command(four);
+  CHECK(wire::decode_command(b.data(), b.size(), back).empty() && back.rule.key.prefix_len == 4);
+  // Output flags beyond keep-source and follow are refused. The first output's flags byte:
+  // header 8 + rule 23 + dst 4, port 2, ifindex 4, ttl 2, dscp 2.
+  bytes[8 + 23 + 14] = 4;
+  CHECK(wire::decode_command(bytes.data(), bytes.size(), back).find("unknown output flags") != std::string::npos);
+
+  RuleSpec exact{7, {3, ip("239.1.0.0"), 0, 5000}, {{ip("239.2.2.2"), 6000, 5, -1, -1, false, 0}}};
+  RuleSpec range = exact, any_port = exact, follow = exact;
+  range.key.prefix_len = 16;
+  any_port.key.port = 0;
+  follow.outputs[0].follow = true;
+  uint64_t h = wire::ruleset_hash({exact});
+  CHECK(h != wire::ruleset_hash({range}) && h != wire::ruleset_hash({any_port}) && h != wire::ruleset_hash({follow}));
+  CHECK(wire::ruleset_hash({range}) != wire::ruleset_hash({any_port}));
+
+  wire::Command sync;  // a rule set mixing all three kinds
+  sync.type = wire::Type::SyncRules;
+  range.id = 8;
+  any_port.id = 9;
+  sync.rules = {exact, range, any_port};
+  auto encoded = wire::encode_command(sync);
+  CHECK(wire::decode_command(encoded.data(), encoded.size(), back).empty() && back.rules == sync.rules);
+}
+
 static void test_wire_sync_and_initialize() {
   wire::Command sync;
   sync.type = wire::Type::SyncRules;
@@ -290,7 +508,8 @@ static void test_wire_sync_and_initialize() {
 // decoders. Under ASan/UBSan any out-of-bounds read aborts the run.
 static void test_fuzz() {
   std::mt19937 rng(1234);
-  std::vector<std::vector<uint8_t>> seeds = {frame(16), frame(16, true), frame(3, false, 12), add_rule_message()};
+  std::vector<std::vector<uint8_t>> seeds = {frame(16), frame(16, true), frame(3, false, 12), add_rule_message(),
+                                             add_range_message()};
   for (int i = 0; i < 200000; ++i) {
     std::vector<uint8_t> input = seeds[rng() % seeds.size()];
     if (rng() % 8 == 0) input.assign(rng() % 80, 0);
@@ -311,7 +530,11 @@ static void test_fuzz() {
 int main() {
   test_parser();
   test_rule_table();
+  test_lookup_order();
+  test_wildcard_limits();
+  test_lookup_against_reference();
   test_wire();
+  test_wire_ranges();
   test_wire_sync_and_initialize();
   test_fuzz();
   if (failures) {

@@ -7,8 +7,12 @@
 #include <arpa/inet.h>
 #include <linux/if_packet.h>
 #include <liburing.h>
+#include <net/if.h>
+#include <sched.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cstdio>
@@ -233,12 +237,191 @@ static void test_tx_ring_at_the_largest_mtu() {
   close(fd);
 }
 
+// --- follow outputs: the packet's own group, port and group MAC --------------
+
+static uint32_t sum16(const uint8_t* p, size_t len, uint32_t sum = 0) {
+  for (size_t i = 0; i + 1 < len; i += 2) sum += static_cast<uint32_t>(p[i] << 8 | p[i + 1]);
+  if (len & 1) sum += static_cast<uint32_t>(p[len - 1] << 8);
+  return sum;
+}
+
+static uint16_t fold16(uint32_t sum) {
+  while (sum >> 16) sum = (sum & 0xffff) + (sum >> 16);
+  return static_cast<uint16_t>(sum);
+}
+
+// The one's complement sum of the pseudo-header (RFC 768), not complemented.
+static uint32_t pseudo_sum(uint32_t source, uint32_t destination, uint16_t udp_len) {
+  uint8_t pseudo[12]{};
+  std::memcpy(pseudo, &source, 4);
+  std::memcpy(pseudo + 4, &destination, 4);
+  pseudo[9] = 17;
+  pseudo[10] = static_cast<uint8_t>(udp_len >> 8);
+  pseudo[11] = static_cast<uint8_t>(udp_len);
+  return sum16(pseudo, 12);
+}
+
+// A packet as the parser leaves it, with a full UDP checksum (or a partial one).
+struct TestPacket {
+  std::vector<uint8_t> payload;
+  ParsedPacket parsed{};
+  TestPacket(uint32_t source, uint32_t group, uint16_t port, size_t size, bool partial) : payload(size) {
+    for (size_t i = 0; i < size; ++i) payload[i] = static_cast<uint8_t>(i * 7 + 3);
+    uint16_t udp_len = static_cast<uint16_t>(8 + size);
+    uint8_t udp[8] = {0x0f, 0xa0, static_cast<uint8_t>(port >> 8), static_cast<uint8_t>(port),
+                      static_cast<uint8_t>(udp_len >> 8), static_cast<uint8_t>(udp_len), 0, 0};
+    uint16_t sum = partial ? fold16(pseudo_sum(source, group, udp_len))
+                           : static_cast<uint16_t>(~fold16(sum16(payload.data(), size, sum16(udp, 8, pseudo_sum(source, group, udp_len)))));
+    parsed = {source, group, htons(4000), port, htons(sum), 64, 0x10, payload.data(), static_cast<uint16_t>(size), 0, partial};
+  }
+};
+
+// The frames a follow output writes: each packet's group (and the group's
+// MAC) and UDP port, whatever two packets in a row were sent to; TTL minus
+// one; the interface's source unless keep-source; checksums right (a full
+// one updated, a partial one left for offload with the right pseudo-header).
+// A datagram socketpair stands in for the packet socket, as above.
+static void test_follow_output_frames() {
+  io_uring ring;
+  if (io_uring_queue_init(8, &ring, 0) < 0) {
+    skip("follow output frames (no io_uring)");
+    return;
+  }
+  int pair[2];
+  CHECK(socketpair(AF_UNIX, SOCK_DGRAM, 0, pair) == 0);
+  Egress egress(8, 2048);
+  RuleTable table(8);
+  std::vector<uint8_t> frame(4096);
+  const uint32_t link_source = htonl(0x0a000001), sender = htonl(0x0a000002);
+  struct Case {
+    uint16_t vlan;
+    bool keep_source, partial;
+  };
+  uint32_t id = 0;
+  for (Case c : {Case{0, false, false}, Case{10, true, false}, Case{0, false, true}}) {
+    Output out;
+    out.spec = {0, 0, 4, -1, -1, c.keep_source, c.vlan, true};
+    out.fd = pair[0];
+    wire::PacketEgress link{4, link_source, 1500, {2, 0, 0, 0, 0, 1}};
+    Egress::use_packet_socket(out, link, pair[0], nullptr);
+    Rule added;
+    added.id = ++id;
+    added.key = {id, htonl(0xef010000), 0, 0, 0, 16};  // 239.1.0.0/16, any port (one input per case)
+    added.outputs.push_back(out);
+    uint32_t slot;
+    CHECK(table.add(std::move(added), slot).empty());
+    Rule& rule = table.at(slot);
+    for (auto [group, port] : {std::pair{htonl(0xef010709), uint16_t{5123}}, {htonl(0xef01fe02), uint16_t{6000}}}) {
+      TestPacket packet(sender, group, port, 101, c.partial);
+      DropCounters drops{};
+      CHECK(egress.queue(&ring, rule, slot, packet.parsed, drops) == 1);
+      io_uring_cqe* cqe;
+      CHECK(io_uring_submit_and_wait(&ring, 1) >= 0 && io_uring_wait_cqe(&ring, &cqe) == 0);
+      egress.complete(tag_index(cqe->user_data), cqe->res, table, drops);
+      io_uring_cqe_seen(&ring, cqe);
+      ssize_t n = recv(pair[1], frame.data(), frame.size(), 0);
+      CHECK(n == static_cast<ssize_t>(out.header_len() + 101));
+      const uint8_t* eth = frame.data() + kVnetHeader;
+      uint32_t g = ntohl(group);
+      const uint8_t mac[6] = {0x01, 0x00, 0x5e, static_cast<uint8_t>((g >> 16) & 0x7f), static_cast<uint8_t>(g >> 8),
+                              static_cast<uint8_t>(g)};
+      CHECK(std::memcmp(eth, mac, 6) == 0);
+      CHECK(c.vlan == 0 || (eth[12] == 0x81 && eth[15] == c.vlan));
+      const uint8_t* ip = eth + out.link_len;
+      const uint8_t* udp = ip + 20;
+      uint32_t src, dst;
+      std::memcpy(&src, ip + 12, 4);
+      std::memcpy(&dst, ip + 16, 4);
+      CHECK(dst == group && src == (c.keep_source ? sender : link_source));
+      CHECK((udp[2] << 8 | udp[3]) == port && (udp[0] << 8 | udp[1]) == 4000);
+      CHECK(ip[8] == 63 && ip[1] == 0x10);
+      CHECK(fold16(sum16(ip, 20)) == 0xffff);  // IPv4 header checksum
+      uint16_t udp_len = static_cast<uint16_t>(udp[4] << 8 | udp[5]);
+      CHECK(udp_len == 8 + 101 && std::memcmp(udp + 8, packet.payload.data(), 101) == 0);
+      if (c.partial) {  // offload: NEEDS_CSUM, the pseudo-header sum for the packet's own group
+        CHECK(frame[0] == 1);
+        CHECK((udp[6] << 8 | udp[7]) == fold16(pseudo_sum(src, dst, udp_len)));
+      } else {
+        CHECK(frame[0] == 0);
+        CHECK(fold16(sum16(udp, udp_len, pseudo_sum(src, dst, udp_len))) == 0xffff);
+      }
+    }
+    CHECK(rule.outputs[0].packets == 2 && rule.outputs[0].errors == 0);
+  }
+  close(pair[0]);
+  close(pair[1]);
+  io_uring_queue_exit(&ring);
+}
+
+// A follow output that takes its UDP socket (no packet path: a payload
+// beyond the MTU, a full TX ring) sends to the packet's own destination and
+// port. Run in a child in a network namespace of its own, on its loopback
+// (the one destination a UDP socket reaches there), so nothing leaves the test.
+static int follow_by_udp_socket_in_child() {
+  if (unshare(CLONE_NEWNET) != 0) return 77;
+  int control = socket(AF_INET, SOCK_DGRAM, 0);
+  ifreq lo{};
+  std::strcpy(lo.ifr_name, "lo");
+  if (ioctl(control, SIOCGIFFLAGS, &lo) != 0) return 2;
+  lo.ifr_flags |= IFF_UP;
+  if (ioctl(control, SIOCSIFFLAGS, &lo) != 0) return 3;
+  io_uring ring;
+  if (io_uring_queue_init(8, &ring, 0) < 0) return 77;
+  int receiver = socket(AF_INET, SOCK_DGRAM, 0), sender = socket(AF_INET, SOCK_DGRAM, 0);
+  sockaddr_in at{};
+  at.sin_family = AF_INET;
+  at.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof(at);
+  if (bind(receiver, reinterpret_cast<sockaddr*>(&at), sizeof(at)) != 0 ||
+      getsockname(receiver, reinterpret_cast<sockaddr*>(&at), &len) != 0)
+    return 4;
+  Egress egress(4, 2048);
+  RuleTable table(2);
+  Output out;
+  out.spec = {htonl(0xef090909), 9, 1, -1, -1, false, 0, true};  // destination and port unused
+  out.address.sin_family = AF_INET;
+  out.address.sin_addr.s_addr = out.spec.destination;
+  out.address.sin_port = htons(9);
+  out.fd = sender;
+  Rule added;
+  added.id = 1;
+  added.key = {1, 0, 0, 0};
+  added.outputs.push_back(out);
+  uint32_t slot;
+  if (!table.add(std::move(added), slot).empty()) return 5;
+  TestPacket packet(htonl(0x0a000002), at.sin_addr.s_addr, ntohs(at.sin_port), 77, false);
+  DropCounters drops{};
+  if (egress.queue(&ring, table.at(slot), slot, packet.parsed, drops) != 1) return 6;
+  io_uring_cqe* cqe;
+  if (io_uring_submit_and_wait(&ring, 1) < 0 || io_uring_wait_cqe(&ring, &cqe) != 0 || cqe->res != 77) return 7;
+  uint8_t got[256];
+  timeval wait{2, 0};
+  setsockopt(receiver, SOL_SOCKET, SO_RCVTIMEO, &wait, sizeof(wait));
+  if (recv(receiver, got, sizeof(got), 0) != 77 || std::memcmp(got, packet.payload.data(), 77) != 0) return 8;
+  return 0;
+}
+
+static void test_follow_output_by_udp_socket() {
+  pid_t child = fork();
+  if (child == 0) _exit(follow_by_udp_socket_in_child());
+  int status = 0;
+  CHECK(child > 0 && waitpid(child, &status, 0) == child && WIFEXITED(status));
+  if (WEXITSTATUS(status) == 77) {
+    skip("a follow output by its UDP socket (no network namespace of its own without CAP_SYS_ADMIN, or no io_uring)");
+    return;
+  }
+  CHECK(WEXITSTATUS(status) == 0);
+  if (WEXITSTATUS(status) != 0) std::fprintf(stderr, "  follow by UDP socket: step %d failed\n", WEXITSTATUS(status));
+}
+
 int main() {
   test_tags_and_slots();
   test_retry_budget_counts_passes();
   test_flush_with_full_submission_queue();
   test_frame_lengths_at_the_largest_mtu();
   test_tx_ring_at_the_largest_mtu();
+  test_follow_output_frames();
+  test_follow_output_by_udp_socket();
   if (failures) {
     std::fprintf(stderr, "%d check(s) failed\n", failures);
     return 1;
