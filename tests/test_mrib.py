@@ -41,7 +41,7 @@ def test_every_rule_has_one_route_active_exactly_when_its_interfaces_exist(stati
 def test_engine_rules_use_the_tables_indexes(static, table) -> None:
     routes = mrib.compute(static, table)
     for rule_tuple in mrib.engine_rules(routes):
-        rule_id, in_index, group, port, _source, outputs, _vlan = rule_tuple
+        rule_id, in_index, group, port, _source, outputs, _vlan, prefix = rule_tuple
         rule = static[rule_id]
         assert (in_index, group, port) == (table[rule.input_interface], rule.group, rule.port)
         assert [o[2] for o in outputs] == [table[o.interface] for o in rule.outputs]
@@ -89,8 +89,8 @@ def members_rule(static_outputs: bool, source: str | None = None) -> Rule:
     return Rule("eth0", GROUP, 5000, outputs, source, members=tuple(MEMBERS))
 
 
-def derived_ids(rule_id: int, source: str) -> int:
-    return 1000 * rule_id + SOURCES.index(source) + 1
+def derived_ids(rule_id: int, group: str, source: str | None) -> int:
+    return 1000 * rule_id + 100 * int(group.split(".")[-1]) + (SOURCES.index(source) + 1 if source else 0)
 
 
 def where_sent(routes: dict, source: str) -> set[str]:
@@ -132,3 +132,22 @@ def test_members_on_missing_interfaces_neither_wait_nor_forward() -> None:
     assert routes[1].origin == "igmp"
     pruned = mrib.compute({1: members_rule(False)}, {"eth0": 1, "eth1": 2}, {}, derived_ids)
     assert pruned[1].state == mrib.PRUNED and mrib.engine_rules(pruned) == []
+
+
+def test_a_range_rule_gets_a_route_per_wanted_group_and_keeps_its_own_for_static_outputs() -> None:
+    table = {"eth0": 1, "eth1": 2, "eth2": 3, "tun7": 5}
+    rule = Rule("eth0", "239.1.0.0/16", 0, (Output("239.9.9.9", 1000, "tun7"),), members=("eth1", "eth2"))
+    listeners = {"eth1": {"239.1.2.3": mrib.Listening(mrib.EXCLUDE), "239.2.0.1": mrib.Listening(mrib.EXCLUDE)},
+                 "eth2": {"239.1.2.3": mrib.Listening(mrib.INCLUDE, frozenset({"10.1.1.1"}))}}
+    routes = mrib.compute({1: rule}, table, listeners, derived_ids)
+    own = routes[1]
+    assert own.engine_tuple()[2:4] == ("239.1.0.0", 0) and own.engine_tuple()[7] == 16
+    assert [o.interface for o in own.outputs] == ["tun7"] and own.joinable is None
+    per_group = [r for r in routes.values() if r.group == "239.1.2.3"]
+    assert {r.source for r in per_group} == {None, "10.1.1.1"}, "239.2.0.1 is outside the range"
+    for route in per_group:
+        assert route.engine_tuple()[2] == "239.1.2.3" and route.engine_tuple()[7] == 32
+        assert route.joinable == "239.1.2.3"
+        assert all(o.follow for o in route.outputs[1:]), "an any-port rule's member outputs follow the packet"
+    assert where_sent({i: r for i, r in routes.items() if r.group == "239.1.2.3"}, "10.1.1.1") == \
+        {"tun7", "eth1", "eth2"}

@@ -21,7 +21,9 @@ The file is JSON. Every top-level key is optional:
          "group": "239.1.1.1", "port": 5000,
          "source": "10.1.1.1",                     # optional: an (S,G) rule
          "outputs": ["239.2.2.2:5000:eth1", "10.9.0.7:7000:eth2:ttl=16:dscp=46"],
-         "members": ["eth3"]}                       # optional: also where IGMP members want it
+         "members": ["eth3"]},                      # optional: also where IGMP members want it
+        {"input_interface": "eth0", "group": "239.2.0.0/16", "port": "any",   # a range, every port
+         "members": ["eth3"]}
       ]
     }
 
@@ -111,6 +113,8 @@ def _address(value: Any, where: str) -> ipaddress.IPv4Address:
 
 
 def _group(value: Any, where: str) -> str:
+    if "/" in _typed(value, str, where):  # a range: Rule checks it
+        return value
     address = _address(value, where)
     if address.is_unspecified or address.is_loopback or address == ipaddress.IPv4Address("255.255.255.255"):
         raise _fail(where, f"'{value}' is neither a multicast group nor a unicast address of the input")
@@ -127,6 +131,8 @@ def _source(value: Any, where: str) -> str | None:
 
 
 def _port(value: Any, where: str) -> int:
+    if value == "any":
+        return 0
     if not 1 <= _typed(value, int, where) <= 65535:
         raise _fail(where, f"{value} is outside 1-65535")
     return value
@@ -195,7 +201,7 @@ def rule_from_dict(data: dict, where: str = "rule") -> Rule:
 def rule_to_dict(rule: Rule) -> dict:
     """The config form of `rule`; optional keys appear only when set."""
     data: dict[str, Any] = {"name": rule.name} if rule.name else {}
-    data.update(input_interface=rule.input_interface, group=rule.group, port=rule.port)
+    data.update(input_interface=rule.input_interface, group=rule.group, port=rule.port or "any")
     if rule.source is not None:
         data["source"] = rule.source
     if rule.vlan is not None:

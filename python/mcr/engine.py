@@ -107,12 +107,14 @@ class Engine:
         self._call(_engine.encode_update_link, self._egress[ifname], link["source"], link["mtu"], link["mac"])
 
     def _join(self, rule: Rule) -> None:
-        with in_netns(self.netns):
-            self._holds.take(rule, rule.source)
+        if rule.prefix_len == 32:  # a range has no one group to join: its traffic is relayed if it arrives
+            with in_netns(self.netns):
+                self._holds.take(rule, rule.source)
 
     def _leave(self, rule: Rule) -> None:
-        with in_netns(self.netns):
-            self._holds.give_back(rule, rule.source)
+        if rule.prefix_len == 32:
+            with in_netns(self.netns):
+                self._holds.give_back(rule, rule.source)
 
     def add_rule(self, rule: Rule) -> int:
         """Start relaying `rule`; returns its id. Nothing changes if it is refused."""

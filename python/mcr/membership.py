@@ -374,18 +374,19 @@ class InputHolds:
         self.membership = membership
         self.claims = PortClaims()
 
-    def take(self, rule, source: str | None) -> None:
-        """For `rule`'s packets from `source` (None: any source)."""
+    def take(self, rule, source: str | None, group: str | None = None) -> None:
+        """For `rule`'s packets from `source` (None: any source) to `group`
+        (default: the rule's own; one group of a range rule's)."""
         if rule.is_unicast_input:
             self.claims.claim(rule.group, rule.port)
         else:
-            self.membership.join(rule.input_interface, rule.group, source)
+            self.membership.join(rule.input_interface, group or rule.group, source)
 
-    def give_back(self, rule, source: str | None) -> None:
+    def give_back(self, rule, source: str | None, group: str | None = None) -> None:
         if rule.is_unicast_input:
             self.claims.release(rule.group, rule.port)
         else:
-            self.membership.leave(rule.input_interface, rule.group, source)
+            self.membership.leave(rule.input_interface, group or rule.group, source)
 
     def close(self) -> None:
         self.membership.close()

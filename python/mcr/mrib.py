@@ -18,6 +18,13 @@ in any listener's INCLUDE or EXCLUDE list get routes of their own, (S,G)
 routes that the engine prefers to the rule's (*,G) route, so one rule
 honours every interface's source filter. A rule with no output at all for
 now is *pruned*: nothing is installed and its group is not joined upstream.
+
+A rule for a group range (239.1.0.0/16) or any port is one engine rule
+for its static outputs; each group of the range that listeners want gets a
+route of its own (the engine prefers an exact group to a range), whose
+member outputs *follow* the packet's group and port. Upstream, MCR joins
+the groups listeners want; other groups of a range are relayed if they
+arrive (a static join brings them).
 """
 
 from __future__ import annotations
@@ -25,7 +32,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable, Mapping
 
-from .rules import Output, Rule
+from .rules import ANY_PORT, Output, Rule
 
 ACTIVE, WAITING, PRUNED = "active", "waiting", "pruned"
 INCLUDE, EXCLUDE = "include", "exclude"
@@ -60,6 +67,7 @@ class Route:
     state: str  # ACTIVE, WAITING or PRUNED
     waiting_for: tuple[str, ...] = ()  # interface names missing from the table, in the rule's order
     source: str | None = None  # the rule's source, or the listeners' source of a derived route
+    group: str | None = None  # one group of a range rule's (a derived route); None: the rule's group
     input_ifindex: int = 0  # 0 while waiting
     outputs: tuple[Output, ...] = ()  # the static outputs, then those for members
     output_ifindexes: tuple[int, ...] = ()
@@ -77,15 +85,23 @@ class Route:
     def engine_tuple(self) -> tuple:
         """The route as the engine's bindings take it (active routes only)."""
         assert self.state == ACTIVE, "only an active route has interfaces to forward on"
-        outputs = [(o.destination, o.port, index, -1 if o.ttl is None else o.ttl, -1 if o.dscp is None else o.dscp,
-                    o.keep_source, o.vlan or 0) for o, index in zip(self.outputs, self.output_ifindexes)]
+        outputs = [o.engine_tuple(index) for o, index in zip(self.outputs, self.output_ifindexes)]
         rule = self.rule
-        return (self.engine_id, self.input_ifindex, rule.group, rule.port, self.source or "", outputs, rule.vlan or 0)
+        group, prefix = (self.group, 32) if self.group else (rule.group_address, rule.prefix_len)
+        return (self.engine_id, self.input_ifindex, group, rule.port, self.source or "", outputs, rule.vlan or 0,
+                prefix)
+
+    @property
+    def joinable(self) -> str | None:
+        """The one group to join upstream for this route, if it has one (not a range)."""
+        if self.group:
+            return self.group
+        return self.rule.group if self.rule.prefix_len == 32 else None
 
     def describe(self) -> dict:
         """What `mcr mroute` shows of it (counters are added by the caller)."""
         entry = {"id": self.engine_id, "rule_id": self.rule_id, "rule": str(self.rule), "origin": self.origin,
-                 "state": self.state, "input": self.rule.input_interface, "group": self.rule.group,
+                 "state": self.state, "input": self.rule.input_interface, "group": self.group or self.rule.group,
                  "port": self.rule.port, "source": self.source, "outputs": [str(o) for o in self.outputs]}
         if self.waiting_for:
             entry["waiting_for"] = list(self.waiting_for)
@@ -98,18 +114,23 @@ def interfaces_of(rule: Rule) -> list[str]:
     return list(dict.fromkeys([rule.input_interface, *(o.interface for o in rule.outputs)]))
 
 
-def member_output(rule: Rule, interface: str) -> Output:
+def member_output(rule: Rule, group: str, interface: str) -> Output:
     """A layer-3 route's output: the same group and port, the packet's own
-    source (receivers' source filters depend on it), TTL minus one."""
-    return Output(rule.group, rule.port, interface, keep_source=True)
+    source (receivers' source filters depend on it), TTL minus one. For an
+    any-port rule the engine takes the port (and group) from each packet."""
+    return Output(group, rule.port, interface, keep_source=True, follow=rule.port == ANY_PORT)
+
+
+DerivedId = Callable[[int, str, str | None], int]
 
 
 def compute(static: Mapping[int, Rule], ifindex: Mapping[str, int], listeners: Listeners | None = None,
-            derived_id: Callable[[int, str], int] | None = None) -> dict[int, Route]:
+            derived_id: DerivedId | None = None) -> dict[int, Route]:
     """The routes, by engine id, for `static` rules (id -> rule) given the
     interfaces that exist now (name -> index) and what listeners want.
-    `derived_id(rule_id, source)` names a derived (S,G) route; it must give
-    the same id for the same pair every time, and never a rule's id."""
+    `derived_id(rule_id, group, source)` names a derived route (one group of
+    a range, or one source); it must give the same id for the same key every
+    time, and never a rule's id."""
     routes: dict[int, Route] = {}
     for rule_id in sorted(static):
         rule = static[rule_id]
@@ -117,22 +138,47 @@ def compute(static: Mapping[int, Rule], ifindex: Mapping[str, int], listeners: L
         if missing:
             routes[rule_id] = Route(rule_id, rule_id, rule, WAITING, missing, rule.source)
             continue
-        wanting = {name: listening for name in rule.members if name in ifindex
-                   and (listening := (listeners or {}).get(name, {}).get(rule.group)) is not None}
-        for route in _routes_of(rule_id, rule, ifindex, wanting, derived_id):
-            routes[route.engine_id] = route
+        by_group = _wanting(rule, ifindex, listeners or {})
+        if rule.prefix_len == 32:
+            found = _routes_of(rule_id, rule, ifindex, by_group.get(rule.group, {}), derived_id, rule_id, None)
+        else:  # the range's own route (static outputs), then one per group listeners want
+            found = _routes_of(rule_id, rule, ifindex, {}, derived_id, rule_id, None)
+            for group in sorted(by_group, key=_address_key):
+                found += _routes_of(rule_id, rule, ifindex, by_group[group], derived_id,
+                                    derived_id(rule_id, group, None), group)
+        for route in found:
+            if route.engine_id == rule_id or route.state == ACTIVE:
+                routes[route.engine_id] = route
     return routes
 
 
+def _address_key(address: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in address.split("."))
+
+
+def _wanting(rule: Rule, ifindex: Mapping[str, int], listeners: Listeners) -> dict[str, dict[str, Listening]]:
+    """group -> members interface -> what its listeners want, for the groups the rule covers."""
+    by_group: dict[str, dict[str, Listening]] = {}
+    for name in rule.members:
+        if name not in ifindex:
+            continue
+        for group, listening in listeners.get(name, {}).items():
+            if group == rule.group or (rule.prefix_len < 32 and rule.covers(group)):
+                by_group.setdefault(group, {})[name] = listening
+    return by_group
+
+
 def _routes_of(rule_id: int, rule: Rule, ifindex: Mapping[str, int], wanting: dict[str, Listening],
-               derived_id: Callable[[int, str], int] | None) -> list[Route]:
+               derived_id: DerivedId | None, engine_id: int, group: str | None) -> list[Route]:
+    """The route for `group` (None: the rule's own), and its per-source routes."""
     def route(engine_id: int, source: str | None, state_if_empty: str) -> Route:
-        outputs = rule.outputs + tuple(member_output(rule, name) for name, listening in sorted(wanting.items())
-                                       if listening.wants(source))
-        return Route(engine_id, rule_id, rule, ACTIVE if outputs else state_if_empty, (), source,
+        members = tuple(member_output(rule, group or rule.group, name) for name, listening in sorted(wanting.items())
+                        if listening.wants(source))
+        outputs = rule.outputs + members
+        return Route(engine_id, rule_id, rule, ACTIVE if outputs else state_if_empty, (), source, group,
                      ifindex[rule.input_interface], outputs, tuple(ifindex[o.interface] for o in outputs))
 
-    main = route(rule_id, rule.source, PRUNED)
+    main = route(engine_id, rule.source, PRUNED)
     if rule.source is not None or not wanting:
         return [main]
     routes = [main]
@@ -141,7 +187,7 @@ def _routes_of(rule_id: int, rule: Rule, ifindex: Mapping[str, int], wanting: di
     named = sorted({s for listening in wanting.values() for s in listening.sources})
     for source in named:
         assert derived_id is not None, "listeners name sources: derived routes need ids"
-        own = route(derived_id(rule_id, source), source, ACTIVE)
+        own = route(derived_id(rule_id, group or rule.group, source), source, ACTIVE)
         if own.outputs != main.outputs and (own.outputs or main.state == ACTIVE):
             routes.append(own)  # with no outputs it keeps that source off the (*,G) route
     return routes

@@ -25,6 +25,16 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 MAX_IFNAME = 15  # IFNAMSIZ - 1
+ANY_PORT = 0  # a rule's port: match every UDP port
+
+
+def _check_range(text: str) -> None:
+    try:
+        network = ipaddress.IPv4Network(text)
+    except ValueError as error:
+        raise RuleError(f"input group range {text}: {error}") from None
+    if not network.is_multicast or network.prefixlen < 4:
+        raise RuleError(f"input group range {text} must lie within 224.0.0.0/4")
 
 
 class RuleError(ValueError):
@@ -71,12 +81,16 @@ class Output:
     dscp: int | None = None  # None: keep the incoming DSCP
     keep_source: bool = False  # send with the packet's own source address (multicast only)
     vlan: int | None = None  # tag frames with this 802.1Q VLAN id (multicast only)
+    # Send to the packet's own group and port (a layer-3 route's output, for a
+    # range or any-port rule's members); destination and port are then unused.
+    follow: bool = False
 
     def __post_init__(self) -> None:
         address = _ipv4(self.destination, "output destination")
         if address.is_unspecified or address == ipaddress.IPv4Address("255.255.255.255"):
             raise RuleError(f"output destination {self.destination} cannot be sent to")
-        _check_port(self.port, f"output {self.destination}")
+        if not self.follow:
+            _check_port(self.port, f"output {self.destination}")
         _check_interface(self.interface, "output interface")
         if self.ttl is not None and not 1 <= self.ttl <= 255:
             raise RuleError(f"output TTL {self.ttl} is outside 1-255")
@@ -106,7 +120,13 @@ class Output:
                 raise RuleError(f"output '{text}': unknown option '{extra}' (ttl=N, dscp=N, keep-source or vlan=N)")
         return cls(parts[0], _int(parts[1], f"output '{text}' port"), parts[2], **options)
 
+    def engine_tuple(self, ifindex: int) -> tuple:
+        return (self.destination, self.port, ifindex, -1 if self.ttl is None else self.ttl,
+                -1 if self.dscp is None else self.dscp, self.keep_source, self.vlan or 0, self.follow)
+
     def __str__(self) -> str:
+        if self.follow:
+            return f"follow:{self.interface}"
         text = f"{self.destination}:{self.port}:{self.interface}"
         if self.ttl is not None:
             text += f":ttl={self.ttl}"
@@ -153,10 +173,15 @@ class Rule:
 
     def __post_init__(self) -> None:
         _check_interface(self.input_interface, "input interface")
-        group = _ipv4(self.group, "input group")
+        group = _ipv4(self.group_address, "input group")
+        if "/" in self.group:
+            _check_range(self.group)
         if group.is_unspecified or group == ipaddress.IPv4Address("255.255.255.255") or group.is_loopback:
             raise RuleError(f"input group {self.group} is neither a multicast group nor a unicast address")
-        _check_port(self.port, f"input group {self.group}")
+        if self.port != ANY_PORT:
+            _check_port(self.port, f"input group {self.group}")
+        elif not group.is_multicast:
+            raise RuleError(f"input {self.group}: any port needs a multicast group")
         if self.source is not None:
             source = _ipv4(self.source, "source")
             if source.is_multicast or source.is_unspecified:
@@ -192,7 +217,8 @@ class Rule:
             raise RuleError(f"rule '{text}': missing {', '.join(k + '=' for k in missing)}")
         group, _, port = fields["group"].rpartition(":")
         if not group:
-            raise RuleError(f"rule '{text}': group must be GROUP:PORT")
+            raise RuleError(f"rule '{text}': group must be GROUP:PORT (GROUP may be a prefix, PORT may be any)")
+        port = "0" if port == "any" else port
         vlan = _int(fields["vlan"], "rule vlan") if "vlan" in fields else None
         outputs, members = parse_destinations(fields["out"])
         return cls(fields["in"], group, _int(port, "input port"), outputs,
@@ -200,16 +226,29 @@ class Rule:
 
     @property
     def is_unicast_input(self) -> bool:
-        return not ipaddress.IPv4Address(self.group).is_multicast
+        return not ipaddress.IPv4Address(self.group_address).is_multicast
+
+    @property
+    def group_address(self) -> str:
+        """The group, or the first address of a group range."""
+        return self.group.split("/")[0]
+
+    @property
+    def prefix_len(self) -> int:
+        """32 for one group; less for a range (239.1.0.0/16)."""
+        return int(self.group.split("/")[1]) if "/" in self.group else 32
+
+    def covers(self, group: str) -> bool:
+        return ipaddress.IPv4Address(group) in ipaddress.IPv4Network(self.group)
 
     def engine_tuple(self, rule_id: int, input_ifindex: int, output_ifindex: Callable[[str], int]) -> tuple:
         """The rule as the engine's bindings take it (mcr._engine.encode_add_rule / encode_sync_rules)."""
-        outputs = [(o.destination, o.port, output_ifindex(o.interface), -1 if o.ttl is None else o.ttl,
-                    -1 if o.dscp is None else o.dscp, o.keep_source, o.vlan or 0) for o in self.outputs]
-        return (rule_id, input_ifindex, self.group, self.port, self.source or "", outputs, self.vlan or 0)
+        outputs = [o.engine_tuple(output_ifindex(o.interface)) for o in self.outputs]
+        return (rule_id, input_ifindex, self.group_address, self.port, self.source or "", outputs, self.vlan or 0,
+                self.prefix_len)
 
     def __str__(self) -> str:
-        text = f"in={self.input_interface} group={self.group}:{self.port}"
+        text = f"in={self.input_interface} group={self.group}:{'any' if self.port == ANY_PORT else self.port}"
         if self.source:
             text += f" source={self.source}"
         if self.vlan is not None:

@@ -54,7 +54,7 @@ class Supervisor(WorkerPool, Listening):
         self.pool = [Worker(i, cores[i] if i < len(cores) else None) for i in range(count)]
         self.ruleset = RuleSet()  # what the user asked for (static rules), by id
         self.routes: dict[int, mrib.Route] = {}  # what the MRIB made of them, by engine rule id
-        self._derived_ids: dict[tuple[int, str], int] = {}  # (rule id, source) -> engine id of an (S,G) route
+        self._derived_ids: dict[tuple, int] = {}  # (rule id, group, source) -> engine id of a derived route
         self.joins = StaticJoins()  # memberships asked for without a rule (`mcr igmp join`)
         self.igmp: IgmpService | None = None  # queriers, on the loop from run()
         self._membership_pending = False  # IGMP changed what listeners want: routes to recompute
@@ -170,9 +170,10 @@ class Supervisor(WorkerPool, Listening):
     def _routes_for(self, rules: dict[int, Rule]) -> dict[int, mrib.Route]:
         return mrib.compute(rules, self._interface_table(), self._listeners(), self._derived_id)
 
-    def _derived_id(self, rule_id: int, source: str) -> int:
-        """A stable engine id for a rule's (S,G) route; from a range rule ids never reach."""
-        key = (rule_id, source)
+    def _derived_id(self, rule_id: int, group: str, source: str | None) -> int:
+        """A stable engine id for a rule's route for one group of its range or
+        one source; from a range rule ids never reach."""
+        key = (rule_id, group, source)
         if key not in self._derived_ids:
             self._derived_ids[key] = DERIVED_IDS + len(self._derived_ids)
         return self._derived_ids[key]
@@ -277,8 +278,9 @@ class Supervisor(WorkerPool, Listening):
         self._hold_input(route, take=False)
 
     def _hold_input(self, route: mrib.Route, take: bool) -> None:
-        if route.state == mrib.ACTIVE and route.outputs:  # a route that sends nothing needs no traffic
-            (self._holds.take if take else self._holds.give_back)(route.rule, route.source)
+        # A route that sends nothing needs no traffic; a range has no one group to join.
+        if route.state == mrib.ACTIVE and route.outputs and route.joinable:
+            (self._holds.take if take else self._holds.give_back)(route.rule, route.source, route.joinable)
 
     async def _set_rules(self, wanted: tuple[Rule, ...]) -> dict:
         """Make the rule set equal `wanted`, all or nothing; unchanged rules keep their id and traffic."""
