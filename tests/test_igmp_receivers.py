@@ -153,6 +153,7 @@ def test_members_count_exactly_and_a_forced_v2_host_is_served_in_v2(tmp_path):
             subprocess.run(["ip", "netns", "exec", lab.sink_ns[1], "sysctl", "-qw",
                             f"net.ipv4.conf.{key}.force_igmp_version=2"], check=True, timeout=10)
         before = [udp_counters(ns) for ns in lab.sink_ns]
+        events = d.client.subscribe(timeout=3)
         with UdpSink(lab.sink_ns[0], GROUP, PORT, lab.sink_if[0]) as v3_host, \
                 UdpSink(lab.sink_ns[1], GROUP, PORT, lab.sink_if[1]) as v2_host:
             wait_for(lambda: {g["interface"] for g in d.client.call("igmp.groups")["groups"]} == set(lab.relay_out),
@@ -171,6 +172,14 @@ def test_members_count_exactly_and_a_forced_v2_host_is_served_in_v2(tmp_path):
             for host in (v3_host, v2_host):
                 got = sorted(payload_seq(r.payload)[1] for r in host.receive(count + 1, timeout=3, idle=0.5))
                 assert got == list(range(count))
+            with events:  # `mcr events` told of each membership as it came
+                seen = set()
+                for event in events:
+                    if event["event"] == "membership" and event["group"] == GROUP:
+                        seen.add((event["interface"], event["mode"]))
+                    if len(seen) == 2:
+                        break
+            assert seen == {(lab.relay_out[0], "exclude"), (lab.relay_out[1], "exclude")}, seen
         for ns, was in zip(lab.sink_ns, before):
             assert udp_counters(ns)["InCsumErrors"] == was["InCsumErrors"]
         # The v2 host left with an IGMPv2 leave: the group goes after the Last Member Query Time.
