@@ -287,7 +287,8 @@ def run_wildcards(bench: Bench) -> None:
     """What any-port and range rules cost exact rules (nothing, by design: the
     table looks at them only after an exact miss) and what a packet that only
     a range rule takes costs. The same relay process and topology for every
-    variant (benchmarks/wildcard_relay.py), interleaved within each repeat;
+    variant (benchmarks/wildcard_relay.py), interleaved within each repeat
+    in a rotating order;
     besides the no-drop search, relay CPU per packet at a fixed 100k pps,
     which the machine's noise blurs less than a search."""
     p = bench.profile
@@ -298,7 +299,8 @@ def run_wildcards(bench: Bench) -> None:
         for repeat in range(p.repeats):
             for placement in p.fanout_placements:
                 set_placement(setup.relay_ns, setup.relay_in, placement)
-                for variant in p.wildcards:
+                # Each repeat starts with another variant: no variant always runs first or last.
+                for variant in p.wildcards[repeat % len(p.wildcards):] + p.wildcards[:repeat % len(p.wildcards)]:
                     bench.log(f"repeat {repeat + 1}/{p.repeats}, placement {placement}, mcr, rules: {variant}")
                     relay = relay_for(variant)(setup.relay_ns, setup.relay_in, setup.relay_out[:1], streams(),
                                                source=setup.source_addr, out_addrs=setup.relay_out_addr[:1],

@@ -27,10 +27,18 @@ void RuleTable::Index::init(uint32_t capacity) {
   mask = size - 1;
 }
 
+// A product carries each input bit only upwards, and an index is the low
+// bits, so the high half is folded down and mixed once more (MurmurHash3's
+// fmix64). Without that, groups that differ only in their last two octets
+// (in network byte order, the high bits of `group`: 239.1.1.1, 239.1.1.2,
+// ...) all took the same bucket, and a lookup walked one probe chain as long
+// as the rule set.
 size_t RuleTable::hash(const Probe& key) {
   uint64_t h = (static_cast<uint64_t>(key.group) << 32 | key.source) * 0x9e3779b97f4a7c15ull;
   h ^= (static_cast<uint64_t>(key.ifindex) << 32 | static_cast<uint32_t>(key.vlan) << 16 | key.port) * 0xc2b2ae3d27d4eb4full;
-  return static_cast<size_t>(h ^ (h >> 29));
+  h ^= h >> 33;
+  h *= 0xff51afd7ed558ccdull;
+  return static_cast<size_t>(h ^ (h >> 33));
 }
 
 size_t RuleTable::Index::bucket_of(const Probe& key) const {

@@ -37,8 +37,11 @@ def test_smoke_profile_writes_json_markdown_and_plots(tmp_path: Path) -> None:
     assert "## No-drop rate, one stream" in report and "MCR/kernel" in report
     assert {("ndr", "mcr-1w"), ("ndr", "mcr-2w")} <= tested  # mcr daemon with 1 and 2 workers
     assert "## Workers" in report
+    assert {("wildcards", "mcr-exact"), ("wildcards", "mcr-exact+wildcards"), ("wildcards", "mcr-range-hit"),
+            ("wildcards-cpu", "mcr-exact")} <= tested
+    assert "## Any-port and range rules" in report
     assert list(tmp_path.glob("*.png"))
-    leftover = {n for n in namespaces() - before if n.startswith(("mcrb-", "mcrf-", "mcrw-"))}
+    leftover = {n for n in namespaces() - before if n.startswith(("mcrb-", "mcrf-", "mcrw-", "mcrs-", "mcrx-"))}
     assert not leftover, f"namespaces left behind: {leftover}"
 
 
