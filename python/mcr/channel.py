@@ -64,6 +64,11 @@ class Channel:
             raise self.error(f"{self.name}: {reply['error']}")
         return reply
 
+    def _failure(self, error: OSError) -> Exception:
+        if isinstance(error, TimeoutError):
+            return self.error(f"{self.name} did not answer within {REPLY_TIMEOUT:g} s")
+        return self.error(f"{self.name}: {error}")
+
     def call(self, encode, *args, fd: int | None = None) -> dict:
         """Send one command and wait (blocking) for its reply."""
         with self._lock:
@@ -72,10 +77,8 @@ class Channel:
                 seq = self._send(encode, args, fd)
                 while (reply := self._match(self.sock.recv(_engine.MAX_MESSAGE), seq)) is None:
                     pass
-            except TimeoutError:
-                raise self.error(f"{self.name} did not answer within {REPLY_TIMEOUT:g} s") from None
-            except OSError as error:
-                raise self.error(f"{self.name}: {error}") from None
+            except OSError as error:  # TimeoutError included
+                raise self._failure(error) from None
             return reply
 
     async def call_async(self, encode, *args, fd: int | None = None) -> dict:
@@ -87,10 +90,8 @@ class Channel:
                 async with asyncio.timeout(REPLY_TIMEOUT):
                     while (reply := self._match(await loop.sock_recv(self.sock, _engine.MAX_MESSAGE), seq)) is None:
                         pass
-            except TimeoutError:
-                raise self.error(f"{self.name} did not answer within {REPLY_TIMEOUT:g} s") from None
-            except OSError as error:
-                raise self.error(f"{self.name}: {error}") from None
+            except OSError as error:  # TimeoutError included
+                raise self._failure(error) from None
             return reply
 
     async def aclose(self) -> None:
