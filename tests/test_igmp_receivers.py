@@ -159,7 +159,8 @@ def test_members_count_exactly_and_a_forced_v2_host_is_served_in_v2(tmp_path):
             wait_for(lambda: {g["interface"] for g in d.client.call("igmp.groups")["groups"]} == set(lab.relay_out),
                      3, "MCR to learn both members")
             groups = {g["interface"]: g for g in d.client.call("igmp.groups")["groups"]}
-            assert groups[lab.relay_out[1]]["compatibility"] == 2 and groups[lab.relay_out[1]]["last_version"] == 2
+            assert groups[lab.relay_out[1]]["compatibility"] == 2 and groups[lab.relay_out[1]]["last_version"] == 2, \
+                groups
             assert groups[lab.relay_out[0]]["last_version"] == 3
             assert groups[lab.relay_out[0]]["last_reporter"] == lab.sink_addr[0]
             text = d.mcr("igmp", "groups").stdout

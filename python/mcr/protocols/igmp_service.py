@@ -18,7 +18,6 @@ could not take part in the election); it gets one when it has an address.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import socket
 import struct
@@ -29,6 +28,7 @@ from .. import mrib
 from ..membership import ROUTER_ALERT
 from ..sockets import ETH_P_ALL, PACKET_IGNORE_OUTGOING, SOL_PACKET, attach_filter, bpf
 from .igmp import FilterMode, MembershipChanged, Querier, SendQuery, Settings
+from .links import Link, LinkService
 
 PACKET_ADD_MEMBERSHIP, PACKET_MR_ALLMULTI = 1, 2
 ETH_P_IP = 0x0800
@@ -41,12 +41,12 @@ _NOTHING = [bpf(0x06, 0, 0, 0)]
 log = logging.getLogger("mcr.igmp")
 
 
-class _Link:
+class _Link(Link):
     """One interface's querier and sockets."""
 
     def __init__(self, name: str, settings: Settings, address: str) -> None:
         self.name = name
-        self.querier = Querier(settings, address)
+        self.core = Querier(settings, address)
         ifindex = socket.if_nametoindex(name)
         self.send = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_IGMP)
         self.read = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0)
@@ -73,51 +73,27 @@ class _Link:
         self.read.close()
 
 
-class IgmpService:
+class IgmpService(LinkService):
     """Queriers on the interfaces asked for, on the running loop."""
 
+    log = log
+
     def __init__(self, on_change: Callable[[str, str], None], publish: Callable[..., None]) -> None:
-        self._loop = asyncio.get_running_loop()
+        super().__init__()
         self._on_change = on_change
         self._publish = publish
-        self._links: dict[str, _Link] = {}
-        self._timer: asyncio.TimerHandle | None = None
         self.send_errors = 0
-        self.faults = 0  # errors in a reader or the timer: logged, counted, survived
-
-    def interfaces(self) -> list[str]:
-        return sorted(self._links)
 
     def enable(self, name: str, settings: Settings, address: str) -> None:
         """Run a querier on `name` (replacing one with other settings)."""
         link = self._links.get(name)
-        if link is not None and link.querier.settings == settings:
-            if link.querier.address != address:
-                self._act(link, link.querier.set_address(time.monotonic(), address))
+        if link is not None and link.core.settings == settings:
+            if link.core.address != address:
+                self._apply(link, link.core.set_address(time.monotonic(), address))
             return
         self.disable(name)
-        link = _Link(name, settings, address)
-        self._links[name] = link
-        self._loop.add_reader(link.read.fileno(), self._receive, link)
         log.info("IGMPv%d querier on %s (%s)", settings.version, name, address)
-        self._act(link, link.querier.start(time.monotonic()))
-
-    def disable(self, name: str) -> None:
-        """Stop the querier on `name` (gone, unaddressed or no longer wanted):
-        its groups stop being forwarded."""
-        link = self._links.pop(name, None)
-        if link is None:
-            return
-        self._loop.remove_reader(link.read.fileno())
-        changes = link.querier.stop(time.monotonic())
-        link.close()
-        self._act(link, changes, sending=False)
-
-    def close(self) -> None:
-        for name in list(self._links):
-            self.disable(name)
-        if self._timer is not None:
-            self._timer.cancel()
+        self._add(_Link(name, settings, address))
 
     # What the MRIB and the CLI read -----------------------------------------------
 
@@ -125,7 +101,7 @@ class IgmpService:
         """Per interface and group: INCLUDE or EXCLUDE, with the sources (RFC 3376 6.3)."""
         out: dict[str, dict[str, mrib.Listening]] = {}
         for name, link in self._links.items():
-            for group, state in link.querier.groups().items():
+            for group, state in link.core.groups().items():
                 mode, sources = state.forwarding()
                 out.setdefault(name, {})[group] = mrib.Listening(
                     mrib.INCLUDE if mode is FilterMode.INCLUDE else mrib.EXCLUDE, sources)
@@ -133,18 +109,11 @@ class IgmpService:
 
     def describe(self) -> list[dict]:
         now = time.monotonic()
-        return [{"interface": name, **link.querier.describe(now)} for name, link in sorted(self._links.items())]
+        return [{"interface": name, **link.core.describe(now)} for name, link in sorted(self._links.items())]
 
     # The loop's side ----------------------------------------------------------------
 
-    def _receive(self, link: _Link) -> None:
-        try:
-            self._read_burst(link)
-        except Exception:  # a loop callback must not die: the next message is read as usual
-            self.faults += 1
-            log.exception("IGMP on %s: a message could not be handled", link.name)
-
-    def _read_burst(self, link: _Link) -> None:
+    def _read(self, link: _Link) -> None:
         for _ in range(64):  # a burst of reports, boundedly per wakeup
             try:
                 frame = link.read.recv(2048)
@@ -159,20 +128,19 @@ class IgmpService:
             header = (ip[0] & 0x0F) * 4
             total = min(struct.unpack("!H", ip[2:4])[0], len(ip))
             source, destination = socket.inet_ntoa(ip[12:16]), socket.inet_ntoa(ip[16:20])
-            self._act(link, link.querier.receive(time.monotonic(), source, destination, ip[header:total]))
+            self._apply(link, link.core.receive(time.monotonic(), source, destination, ip[header:total]))
 
-    def _act(self, link: _Link, outputs: list, sending: bool = True) -> None:
+    def _act(self, link: _Link, outputs: list, sending: bool) -> None:
         for output in outputs:
             if isinstance(output, SendQuery):
                 if sending:
                     self._send(link, output)
             elif isinstance(output, MembershipChanged):
-                state = link.querier.groups().get(output.group)
+                state = link.core.groups().get(output.group)
                 self._publish("membership", interface=link.name, group=output.group,
                               mode=state.mode.value.lower() if state else None,
                               sources=sorted(state.sources) if state else [])
                 self._on_change(link.name, output.group)
-        self._arm()
 
     def _send(self, link: _Link, query: SendQuery) -> None:
         try:
@@ -180,21 +148,3 @@ class IgmpService:
         except OSError as error:  # link down: the next query goes out when it is back
             self.send_errors += 1
             log.debug("query on %s: %s", link.name, error)
-
-    def _arm(self) -> None:
-        deadlines = [d for link in self._links.values() if (d := link.querier.next_deadline()) is not None]
-        if self._timer is not None:
-            self._timer.cancel()
-        # The loop's clock is time.monotonic(), the queriers' too.
-        self._timer = self._loop.call_at(min(deadlines), self._expire) if deadlines else None
-
-    def _expire(self) -> None:
-        self._timer = None
-        now = time.monotonic()
-        for link in list(self._links.values()):
-            try:
-                self._act(link, link.querier.expire(now))
-            except Exception:
-                self.faults += 1
-                log.exception("IGMP on %s: a timer failed", link.name)
-        self._arm()

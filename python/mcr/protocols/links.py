@@ -1,0 +1,93 @@
+"""What every protocol adapter on the supervisor's loop shares: one sans-IO
+core per interface (`link.core`, with start/stop/expire/next_deadline), one
+reader per interface socket, and one timer for the earliest deadline of all
+cores. A reader or timer callback that fails is logged, counted in `faults`
+and survived: the loop never loses the adapter to one bad message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+
+class Link:
+    """One interface: `core` is the protocol's state machine, `read` the socket to read."""
+
+    name: str
+    core: object
+    read: object
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+
+class LinkService:
+    """Per-interface cores on the running loop; subclasses read and act."""
+
+    log = logging.getLogger("mcr.protocols")
+
+    def __init__(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._links: dict[str, Link] = {}
+        self._timer: asyncio.TimerHandle | None = None
+        self.faults = 0  # errors in a reader or the timer: logged, counted, survived
+
+    def interfaces(self) -> list[str]:
+        return sorted(self._links)
+
+    def _add(self, link: Link) -> None:
+        self._links[link.name] = link
+        self._loop.add_reader(link.read.fileno(), self._guarded, link, self._read, link)
+        self._apply(link, link.core.start(time.monotonic()))
+
+    def disable(self, name: str) -> None:
+        """Stop the protocol on `name` (gone, unaddressed or no longer wanted)."""
+        link = self._links.pop(name, None)
+        if link is None:
+            return
+        self._loop.remove_reader(link.read.fileno())
+        outputs = link.core.stop(time.monotonic())
+        self._apply(link, outputs, sending=self._sends_when_stopping)
+        link.close()
+
+    def close(self) -> None:
+        for name in list(self._links):
+            self.disable(name)
+        if self._timer is not None:
+            self._timer.cancel()
+
+    _sends_when_stopping = False  # PIM says goodbye (Hello holdtime 0); IGMP just stops
+
+    def _read(self, link: Link) -> None:
+        raise NotImplementedError
+
+    def _act(self, link: Link, outputs: list, sending: bool) -> None:
+        """Carry out a core's outputs (send, tell the supervisor)."""
+        raise NotImplementedError
+
+    def _apply(self, link: Link, outputs: list, sending: bool = True) -> None:
+        self._act(link, outputs, sending)
+        self._arm()
+
+    def _guarded(self, link: Link, callback, *args) -> None:
+        try:
+            callback(*args)
+        except Exception:  # a loop callback must not die: the next message or timer runs as usual
+            self.faults += 1
+            self.log.exception("%s on %s failed", type(self).__name__, link.name)
+
+    def _arm(self) -> None:
+        deadlines = [d for link in self._links.values() if (d := link.core.next_deadline()) is not None]
+        if self._timer is not None:
+            self._timer.cancel()
+        # The loop's clock is time.monotonic(), the cores' too.
+        self._timer = self._loop.call_at(min(deadlines), self._expire) if deadlines else None
+
+    def _expire(self) -> None:
+        self._timer = None
+        now = time.monotonic()
+        for link in list(self._links.values()):
+            self._guarded(link, lambda: self._act(link, link.core.expire(now), True))
+        self._arm()
