@@ -15,6 +15,14 @@ from mcr.rules import Rule
 from mcr.supervisor.control import CommandError, ControlServer, serve_control
 
 
+class FakePim:
+    def describe(self) -> list[dict]:
+        return [{"interface": "eth2", "address": "10.0.2.1", "dr": "10.0.2.2", "dr_priority": 1,
+                 "generation_id": 7, "next_hello": 3.0, "neighbors": [
+                     {"address": "10.0.2.2", "dr_priority": 1, "generation_id": 9, "holdtime_left": 100.0,
+                      "uptime": 5.0}]}]
+
+
 class FakeSupervisor:
     version = "9.9.9-fake"
 
@@ -26,6 +34,7 @@ class FakeSupervisor:
         self.events = EventBus(queue_size=16)
         self.joins: list = []
         self.igmp = self  # describe() stands in for the IGMP service
+        self.pim = FakePim()
 
     def describe(self) -> list[dict]:
         return [{"interface": "eth1", "address": "10.0.0.1", "version": 3, "querier": True,

@@ -172,14 +172,25 @@ MALFORMED = {
     "truncated_option": pim(0, option(1, b"\x00\x69") + b"\x00\x13\x00"),
     "truncated_option_value": pim(0, option(19, b"\x00\x00\x00\x01")[:-1]),
     "bad_option_length": pim(0, option(1, b"\x00\x00\x69")),
-    "bad_address_list_length": pim(0, option(24, b"\x01\x00\xc0\x00\x02")),
-    "bad_address_family": pim(0, option(24, b"\x02\x00\xc0\x00\x02\x01")),
-    "bad_encoding_type": pim(0, option(24, b"\x01\x01\xc0\x00\x02\x01")),
     "truncated": pim(3, b"\x01\x00\x0a\x00\x00\x01\x00\x01\x00\xd2"),  # one group announced, none there
     "bad_mask_length": pim(3, b"\x01\x00\x0a\x00\x00\x01\x00\x01\x00\xd2"
                               + b"\x01\x00\x00\x21\xef\x01\x01\x01\x00\x00\x00\x00"),
 }
-REASON = {"truncated_option_value": "truncated_option", "bad_address_list_length": "bad_option_length"}
+REASON = {"truncated_option_value": "truncated_option"}
+
+
+IPV6_ENTRY = b"\x02\x00" + bytes(range(16))
+
+
+@pytest.mark.parametrize("value, addresses", [
+    (IPV6_ENTRY + b"\x01\x00\xc0\x00\x02\x01", ("192.0.2.1",)),  # IPv6 entries are skipped (FRR lists them)
+    (b"\x01\x00\xc0\x00\x02\x01" + b"\x07\x00\x01\x02", ("192.0.2.1",)),  # an unknown family ends the list
+    (b"\x01\x01\xc0\x00\x02\x01", ()),  # a non-native encoding cannot be sized
+    (b"\x01\x00\xc0\x00\x02", ()),  # truncated
+])
+def test_an_address_list_is_read_as_far_as_it_can_be_and_the_hello_still_counts(value, addresses):
+    hello = parse_message(pim(0, option(1, b"\x00\x69") + option(24, value)))
+    assert hello.addresses == addresses and hello.holdtime == 105
 
 
 @pytest.mark.parametrize("name", MALFORMED)

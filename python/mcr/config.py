@@ -12,6 +12,8 @@ The file is JSON. Every top-level key is optional:
       "igmp": {"interfaces": {       # MCR as IGMP querier there (members interfaces get one anyway)
         "eth1": {"version": 3, "query_interval": 125, "query_response_interval": 10,
                  "robustness": 2, "last_member_query_interval": 1}}},
+      "pim": {"interfaces": {        # PIM-SM there (so far: Hello, neighbors, DR election)
+        "eth2": {"hello_period": 30, "dr_priority": 1}}},
       "joins": [                     # static memberships, as `smcroutectl join`
         {"interface": "eth0", "group": "239.5.5.5"},
         {"interface": "eth0", "group": "232.1.1.1", "source": "10.1.1.1"}],
@@ -56,9 +58,11 @@ from typing import Any, Callable
 
 from .logs import FACILITIES
 from .protocols.igmp import Settings
+from .protocols.pim import Settings as PimSettings
 from .rules import MAX_IFNAME, Join, Output, Rule, RuleError
 
 IGMP_SETTINGS = tuple(f.name for f in fields(Settings))
+PIM_SETTINGS = tuple(f.name for f in fields(PimSettings))
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
 NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}")
@@ -321,31 +325,38 @@ def _idle_stop_after(value: Any, where: str) -> float | None:
     return value
 
 
-IGMP_KEYS = ("interfaces",)
+PROTOCOL_KEYS = ("interfaces",)
 
 
-def _igmp(value: Any, where: str) -> dict[str, Settings]:
-    """{"interfaces": {name: {setting: value}}} -> name -> Settings (RFC defaults for what is left out)."""
-    problems = _check_keys(_typed(value, dict, where), IGMP_KEYS, where)
+def _protocol(value: Any, where: str, kind: type, keys: tuple[str, ...]) -> dict:
+    """{"interfaces": {name: {setting: value}}} -> name -> kind(**settings) (RFC defaults for what is left out)."""
+    problems = _check_keys(_typed(value, dict, where), PROTOCOL_KEYS, where)
     if problems:
         raise ConfigError(problems)
     interfaces = {}
     for name, settings in _typed(value.get("interfaces", {}), dict, f"{where}.interfaces").items():
         here = f"{where}.interfaces.{name}"
         _interface(name, here)
-        unknown = _check_keys(_typed(settings, dict, here), IGMP_SETTINGS, here)
+        unknown = _check_keys(_typed(settings, dict, here), keys, here)
         if unknown:
             raise ConfigError(unknown)
         try:
-            interfaces[name] = Settings(**settings)
+            interfaces[name] = kind(**settings)
         except (TypeError, ValueError) as error:
             raise _fail(here, str(error)) from None
     return interfaces
 
 
-def igmp_to_dict(interfaces: dict[str, Settings]) -> dict:
-    return {"interfaces": {name: {key: getattr(s, key) for key in IGMP_SETTINGS}
-                           for name, s in sorted(interfaces.items())}}
+def _igmp(value: Any, where: str) -> dict[str, Settings]:
+    return _protocol(value, where, Settings, IGMP_SETTINGS)
+
+
+def _pim(value: Any, where: str) -> dict[str, PimSettings]:
+    return _protocol(value, where, PimSettings, PIM_SETTINGS)
+
+
+def protocol_to_dict(interfaces: dict, keys: tuple[str, ...]) -> dict:
+    return {"interfaces": {name: {key: getattr(s, key) for key in keys} for name, s in sorted(interfaces.items())}}
 
 
 def _user(value: Any, where: str) -> str:
@@ -356,7 +367,8 @@ def _user(value: Any, where: str) -> str:
 
 _SETTINGS: dict[str, Callable[[Any, str], Any]] = {
     "workers": _workers, "pin_cores": _pin_cores, "log_level": _log_level, "log_levels": _log_levels,
-    "idle_stop_after": _idle_stop_after, "user": _user, "igmp": _igmp, "joins": _joins, "rules": _rules}
+    "idle_stop_after": _idle_stop_after, "user": _user, "igmp": _igmp, "pim": _pim, "joins": _joins,
+    "rules": _rules}
 DEFAULT_IDLE_STOP_AFTER = 60.0
 
 
@@ -371,6 +383,7 @@ class Config:
     rules: tuple[Rule, ...] = ()
     joins: tuple[Join, ...] = ()
     igmp: dict[str, Settings] = field(default_factory=dict)  # interface -> querier settings
+    pim: dict[str, PimSettings] = field(default_factory=dict)  # interface -> PIM settings
     log_levels: dict[str, str] = field(default_factory=dict)  # facility -> level, over log_level
     idle_stop_after: float | None = DEFAULT_IDLE_STOP_AFTER
 
@@ -397,7 +410,8 @@ class Config:
         return {"workers": self.workers, "pin_cores": None if self.pin_cores is None else list(self.pin_cores),
                 "log_level": self.log_level, "log_levels": dict(self.log_levels),
                 "idle_stop_after": self.idle_stop_after, "user": self.user,
-                "igmp": igmp_to_dict(self.igmp), "joins": [join_to_dict(j) for j in self.joins],
+                "igmp": protocol_to_dict(self.igmp, IGMP_SETTINGS), "pim": protocol_to_dict(self.pim, PIM_SETTINGS),
+                "joins": [join_to_dict(j) for j in self.joins],
                 "rules": [rule_to_dict(r) for r in self.rules]}
 
     @classmethod

@@ -50,6 +50,7 @@ class Frr:
         conf.write_text(config)
         shutil.chown(conf, "frr", "frr")
         self.pids: dict[str, int] = {}
+        self.conf = conf
         try:
             for daemon in DAEMONS:
                 self._start(daemon, conf)
@@ -92,6 +93,12 @@ class Frr:
     def show(self, command: str) -> dict:
         """A `show ... json` command's answer."""
         return json.loads(self.vtysh(command) or "{}")
+
+    def start_daemon(self, daemon: str) -> None:
+        """Start one of the daemons again (after stop_daemon): an FRR restart."""
+        (self.dir / f"{daemon}.pid").unlink(missing_ok=True)
+        self._start(daemon, self.conf)
+        self._wait_answering(10.0)
 
     def stop_daemon(self, daemon: str) -> None:
         """End one daemon (by its PID) and wait for it."""

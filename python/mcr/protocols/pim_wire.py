@@ -196,9 +196,27 @@ def _read_option(kind: int, value: bytes) -> dict[str, object]:
         return {"dr_priority": struct.unpack("!I", value)[0]}
     if kind == OPT_GENERATION_ID:
         return {"generation_id": struct.unpack("!I", value)[0]}
-    if len(value) % _UNICAST.size:
-        raise Malformed("bad_option_length")
-    return {"addresses": tuple(_parse_unicast(value, i)[0] for i in range(0, len(value), _UNICAST.size))}
+    return {"addresses": _address_list(value)}
+
+
+_ADDRESS_SIZES = {FAMILY_IPV4: 4, 2: 16}  # RFC 7761 4.9.1 families: IPv4, IPv6
+
+
+def _address_list(value: bytes) -> tuple[str, ...]:
+    """The IPv4 secondary addresses of an Address List (RFC 7761 4.3.4).
+    Entries of another family are skipped, not fatal: a router may list its
+    IPv6 addresses too (FRR does after a restart), and the rest of the Hello
+    still holds."""
+    addresses, offset = [], 0
+    while offset + 2 <= len(value):
+        family, encoding = value[offset], value[offset + 1]
+        size = _ADDRESS_SIZES.get(family)
+        if size is None or encoding != NATIVE_ENCODING or offset + 2 + size > len(value):
+            break  # an entry we cannot size: the rest of the list is unreadable, the Hello is not
+        if family == FAMILY_IPV4:
+            addresses.append(socket.inet_ntoa(value[offset + 2:offset + 6]))
+        offset += 2 + size
+    return tuple(addresses)
 
 
 # --- encoded addresses (4.9.1) ---

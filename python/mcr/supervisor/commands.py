@@ -107,6 +107,16 @@ async def igmp_groups(sup: Any, args: dict) -> dict:
     return {"groups": [{"interface": i["interface"], **g} for i in sup.igmp.describe() for g in i["groups"]]}
 
 
+async def pim_interfaces(sup: Any, args: dict) -> dict:
+    _args(args)
+    return {"interfaces": sup.pim.describe()}
+
+
+async def pim_neighbors(sup: Any, args: dict) -> dict:
+    _args(args)
+    return {"neighbors": [{"interface": i["interface"], **n} for i in sup.pim.describe() for n in i["neighbors"]]}
+
+
 async def stats(sup: Any, args: dict) -> dict:
     _args(args)
     return await sup.stats()
@@ -198,6 +208,10 @@ COMMANDS: dict[str, Command] = {
                                '{"cmd": "igmp.interfaces"}'),
     "igmp.groups": Command(igmp_groups, "what listeners want per interface: group, mode, sources, timers, reporter",
                            '{"cmd": "igmp.groups"}'),
+    "pim.interfaces": Command(pim_interfaces, "PIM interfaces: address, DR, generation ID, next Hello, neighbors",
+                              '{"cmd": "pim.interfaces"}'),
+    "pim.neighbors": Command(pim_neighbors, "PIM neighbors: interface, address, DR priority, holdtime, uptime",
+                             '{"cmd": "pim.neighbors"}'),
     "stats": Command(stats, "counters per rule, output and input, drops by reason", '{"cmd": "stats"}'),
     "workers": Command(workers, "worker processes: pid, core, state, restarts, uptime", '{"cmd": "workers"}'),
     "interfaces": Command(interfaces, "interfaces as netlink reports them, with the rules that use each",

@@ -207,15 +207,21 @@ class ControlServer:
         if not line:
             return False
         reply, command = await self._handle(line, peer)
-        await self._send(writer, reply)
-        if reply["ok"] and command is not None and command.streams:
-            await self._stream_events(reader, writer)
-            return False
-        return True
-
-    async def _stream_events(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        """Write every event to this client until it closes the connection."""
+        if not (reply["ok"] and command is not None and command.streams):
+            await self._send(writer, reply)
+            return True
+        # Subscribed before the reply goes out: a client acting on the reply
+        # must find in the stream everything that happens after it.
         subscription = self.sup.events.subscribe()
+        try:
+            await self._send(writer, reply)
+            await self._stream_events(reader, writer, subscription)
+        finally:
+            self.sup.events.unsubscribe(subscription)
+        return False
+
+    async def _stream_events(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, subscription) -> None:
+        """Write every event to this client until it closes the connection."""
 
         async def forward() -> None:
             async for event in subscription:
@@ -231,7 +237,6 @@ class ControlServer:
             sender.cancel()
             closed.cancel()
             await asyncio.gather(sender, closed, return_exceptions=True)
-            self.sup.events.unsubscribe(subscription)
 
     async def _send(self, writer: asyncio.StreamWriter, reply: dict) -> None:
         try:

@@ -86,7 +86,8 @@ async def apply_routes(sup) -> None:
     traffic alone), memberships follow the routes that became active,
     pruned or waiting, and sockets of interfaces no route uses (deleted ones
     included) are closed. Static joins follow their interfaces too."""
-    sup.sync_igmp()  # queriers follow their interfaces and addresses
+    sup.sync_igmp()  # queriers and PIM follow their interfaces and addresses
+    sup.sync_pim()
     table = sup._interface_table()
     new = sup._routes_for(sup.rules)
     changed = sorted(i for i in new.keys() | sup.routes.keys() if new.get(i) != sup.routes.get(i))

@@ -19,7 +19,7 @@ from .. import _engine, logs
 from ..config import Config
 from .workers import WorkerError
 
-RUN_TIME = ("log_level", "log_levels", "idle_stop_after", "pin_cores", "igmp")
+RUN_TIME = ("log_level", "log_levels", "idle_stop_after", "pin_cores", "igmp", "pim")
 AT_RESTART = ("workers", "user")
 
 log = logging.getLogger("mcr.supervisor")
@@ -43,6 +43,8 @@ async def apply(sup, config: Config) -> dict:
     sup.config = config
     if "igmp" in applied:
         sup.sync_igmp()  # a querier whose settings changed starts again with them
+    if "pim" in applied:
+        sup.sync_pim()
     if restart:
         log.warning("settings that need a restart of the daemon to take effect: %s (kept for the next start)",
                     ", ".join(f"{key}={getattr(config, key)}" for key in restart))

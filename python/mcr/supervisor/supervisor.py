@@ -21,6 +21,7 @@ from ..events import EventBus
 from ..membership import AsyncMembershipService, InputHolds
 from ..netlink import NetworkMonitor
 from ..protocols.igmp_service import IgmpService
+from ..protocols.pim_service import PimService
 from ..rules import Rule
 from ..stats import snapshot
 from . import following, settings
@@ -28,6 +29,7 @@ from .commands import CommandError
 from .joins import StaticJoins
 from .listening import Listening
 from .pool import WorkerPool
+from .routing import Routing
 from .ruleset import RuleSet
 from .workers import Worker, WorkerError, add_counters
 
@@ -37,7 +39,7 @@ TASK_RESTART_DELAY = 1.0  # after a background task failed, before it runs again
 log = logging.getLogger("mcr.supervisor")
 
 
-class Supervisor(WorkerPool, Listening):
+class Supervisor(WorkerPool, Listening, Routing):
     version = __version__
 
     def __init__(self, config: Config, *, config_path: str | None = None, state_path: str | None = None,
@@ -57,6 +59,7 @@ class Supervisor(WorkerPool, Listening):
         self._derived_ids: dict[tuple, int] = {}  # (rule id, group, source) -> engine id of a derived route
         self.joins = StaticJoins()  # memberships asked for without a rule (`mcr igmp join`)
         self.igmp: IgmpService | None = None  # queriers, on the loop from run()
+        self.pim: PimService | None = None  # PIM interfaces, on the loop from run()
         self._membership_pending = False  # IGMP changed what listeners want: routes to recompute
         self._holds: InputHolds | None = None  # memberships and port claims, on the loop from run()
         self.network = NetworkMonitor()  # started on the loop in run()
@@ -84,6 +87,7 @@ class Supervisor(WorkerPool, Listening):
         logs.apply(self.levels)
         self._holds = InputHolds(AsyncMembershipService())
         self.igmp = IgmpService(self._membership_changed, self.events.publish)
+        self.pim = PimService(self.events.publish)
         await self.network.start()
         self._spawn("network", lambda: following.follow(self))
         self._spawn("routes", lambda: following.follow_routes(self))
@@ -93,6 +97,7 @@ class Supervisor(WorkerPool, Listening):
             self.joins.wanted = set(initial.joins)
             self._sync_joins()
             self.sync_igmp()
+            self.sync_pim()
             await self._start_workers()
         self._spawn("health", self._health)
         server = await serve_control(self, self.socket_path)
@@ -137,6 +142,7 @@ class Supervisor(WorkerPool, Listening):
         await asyncio.gather(*(w.stop() for w in self.pool), return_exceptions=True)
         self.network.close()
         self.igmp.close()
+        self.pim.close()
         self._holds.close()
 
     def _initial_config(self) -> Config:

@@ -1,0 +1,118 @@
+"""PIM-SM on the supervisor's asyncio loop: one `PimInterface`
+(mcr.protocols.pim, sans-IO) per PIM interface, and its socket.
+
+Per interface, one raw IPPROTO_PIM socket bound to the interface, a member
+of ALL-PIM-ROUTERS (224.0.0.13) there: it reads the PIM messages the
+kernel delivers on that link and sends Hellos with TTL 1 and TOS 0xC0
+(RFC 7761 4.9: link-local messages). The kernel adds the IP header, from
+the interface's primary address. What the cores learn (neighbors up, down
+or restarted, a new DR) goes to `mcr events`.
+
+So far this is Hello, neighbors and DR election (RFC 7761 4.3); Join/Prune,
+the RP and Registers are to come (issue 12).
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import socket
+import struct
+import time
+from typing import Callable
+
+from .links import Link, LinkService
+from .pim import DrChanged, NeighborChanged, PimInterface, SendHello, Settings
+from .pim_wire import ALL_PIM_ROUTERS
+
+IPPROTO_PIM = 103
+TOS_INTERNETWORK_CONTROL = 0xC0
+
+log = logging.getLogger("mcr.pim")
+
+
+class _Link(Link):
+    """One interface's PIM core and socket."""
+
+    def __init__(self, name: str, settings: Settings, address: str) -> None:
+        self.name = name
+        self.core = PimInterface(settings, address, random.getrandbits(32))
+        ifindex = socket.if_nametoindex(name)
+        self.read = socket.socket(socket.AF_INET, socket.SOCK_RAW, IPPROTO_PIM)
+        try:
+            self.read.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, name.encode())
+            mreqn = struct.pack("4s4si", socket.inet_aton(ALL_PIM_ROUTERS), b"\0" * 4, ifindex)
+            self.read.setsockopt(socket.IPPROTO_IP, socket.IP_ADD_MEMBERSHIP, mreqn)
+            self.read.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_IF, struct.pack("4s4si", b"", b"", ifindex))
+            self.read.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_TTL, 1)
+            self.read.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_LOOP, 0)
+            self.read.setsockopt(socket.IPPROTO_IP, socket.IP_TOS, TOS_INTERNETWORK_CONTROL)
+            self.read.setblocking(False)
+        except OSError:
+            self.read.close()
+            raise
+
+    def close(self) -> None:
+        self.read.close()
+
+
+class PimService(LinkService):
+    """PIM on the interfaces asked for, on the running loop."""
+
+    log = log
+    _sends_when_stopping = True  # a Hello with holdtime 0: neighbors drop us at once (RFC 7761 4.3.1)
+
+    def __init__(self, publish: Callable[..., None]) -> None:
+        super().__init__()
+        self._publish = publish
+        self.send_errors = 0
+
+    def enable(self, name: str, settings: Settings, address: str) -> None:
+        """Run PIM on `name` (again, if its settings changed)."""
+        link = self._links.get(name)
+        if link is not None and link.core.settings == settings:
+            if link.core.address != address:
+                self._apply(link, link.core.set_address(time.monotonic(), address))
+            return
+        self.disable(name)
+        log.info("PIM on %s (%s)", name, address)
+        self._add(_Link(name, settings, address))
+
+    def describe(self) -> list[dict]:
+        now = time.monotonic()
+        return [{"interface": name, **link.core.describe(now)} for name, link in sorted(self._links.items())]
+
+    def _read(self, link: _Link) -> None:
+        for _ in range(64):  # boundedly per wakeup
+            try:
+                packet = link.read.recv(65535)
+            except BlockingIOError:
+                break
+            except OSError as error:
+                log.warning("reading PIM on %s: %s", link.name, error)
+                break
+            if len(packet) < 20:
+                continue
+            header = (packet[0] & 0x0F) * 4
+            source = socket.inet_ntoa(packet[12:16])
+            self._apply(link, link.core.receive(time.monotonic(), source, packet[header:]))
+
+    def _act(self, link: _Link, outputs: list, sending: bool) -> None:
+        for output in outputs:
+            if isinstance(output, SendHello):
+                if sending:
+                    self._send(link, output)
+            elif isinstance(output, NeighborChanged):
+                log.info("PIM neighbor %s on %s: %s", output.address, link.name, output.change)
+                self._publish("pim-neighbor", interface=link.name, address=output.address, change=output.change)
+            elif isinstance(output, DrChanged):
+                self._publish("pim-dr", interface=link.name, dr=output.dr)
+
+    def _send(self, link: _Link, hello: SendHello) -> None:
+        # A goodbye after re-addressing names its old source (RFC 7761 4.3.1);
+        # the kernel sends from the interface's address, which is what we have.
+        try:
+            link.read.sendto(hello.payload, (ALL_PIM_ROUTERS, 0))
+        except OSError as error:  # link down: the next Hello goes out when it is back
+            self.send_errors += 1
+            log.debug("Hello on %s: %s", link.name, error)
