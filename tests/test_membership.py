@@ -86,3 +86,17 @@ def test_leave_all_when_stopping():
     sends = m.leave_all(now=1.0)
     assert sorted((s.interface, records(s.payload)[0][0]) for s in sends) == [("eth0", TO_INCLUDE), ("eth1", BLOCK_OLD)]
     assert m.leave_all(now=2.0) == []
+
+
+def test_a_leave_cancels_the_joins_retransmission():
+    """A join is reported twice (RFC 3376 5.1); leaving before the second
+    went out must not send it after the leave, which would join again."""
+    from mcr.membership import _MembershipSockets
+
+    service = _MembershipSockets()
+    service._open = lambda interface: None  # no sockets: only what gets scheduled
+    service._link_filter = lambda *args: None
+    service.join("eth0", "239.1.1.1", None)
+    service.leave("eth0", "239.1.1.1", None)
+    pending = [records(t[2].payload)[0][0] for t in sorted(service._timers)]
+    assert pending == [TO_INCLUDE, TO_INCLUDE], "a TO_EXCLUDE (join) was still due after the leave"

@@ -60,6 +60,10 @@ class Send:
     destination: str
     payload: bytes
     delay: float = 0.0
+    # The group a state-change report is about: a later change for it makes
+    # this one's retransmission stale (a join repeated after a leave would
+    # undo the leave). None: a current-state answer to a query.
+    group: str | None = None
 
 
 def inet_checksum(data: bytes) -> int:
@@ -130,7 +134,8 @@ class Membership:
         else:
             record = (TO_EXCLUDE, group, []) if source is None else (ALLOW_NEW, group, [source])
             message, destination = v3_report([record]), V3_ROUTERS
-        return [Send(interface, destination, message), Send(interface, destination, message, UNSOLICITED_INTERVAL)]
+        return [Send(interface, destination, message, 0.0, group),
+                Send(interface, destination, message, UNSOLICITED_INTERVAL, group)]
 
     def leave(self, interface: str, group: str, source: str | None, now: float) -> list[Send]:
         keys = self.users.get(interface, {})
@@ -141,12 +146,14 @@ class Membership:
             return []
         del keys[(group, source)]
         if self._v2(interface, now):
-            return [] if self.has_group(interface, group) else [Send(interface, ALL_ROUTERS, v2_message(V2_LEAVE, group))]
+            return [] if self.has_group(interface, group) else [
+                Send(interface, ALL_ROUTERS, v2_message(V2_LEAVE, group), 0.0, group)]
         record = (TO_INCLUDE, group, []) if source is None else (BLOCK_OLD, group, [source])
         message = v3_report([record])
         # RFC 3376 5.1: a state-change report goes out [Robustness] times, so
         # one lost leave does not keep the group coming for a membership interval.
-        return [Send(interface, V3_ROUTERS, message), Send(interface, V3_ROUTERS, message, UNSOLICITED_INTERVAL)]
+        return [Send(interface, V3_ROUTERS, message, 0.0, group),
+                Send(interface, V3_ROUTERS, message, UNSOLICITED_INTERVAL, group)]
 
     def leave_all(self, now: float) -> list[Send]:
         """Leaves for every membership (the relay is stopping): routers stop sending at once."""
@@ -204,11 +211,11 @@ class _MembershipSockets:
             self._open(interface)
             if not self.state.has_group(interface, group):
                 self._link_filter(interface, group, PACKET_ADD_MEMBERSHIP)
-            self._schedule(self.state.join(interface, group, source, time.monotonic()))
+            self._schedule_change(interface, group, self.state.join(interface, group, source, time.monotonic()))
 
     def leave(self, interface: str, group: str, source: str | None) -> None:
         with self._lock:
-            self._schedule(self.state.leave(interface, group, source, time.monotonic()))
+            self._schedule_change(interface, group, self.state.leave(interface, group, source, time.monotonic()))
             if interface in self._links and not self.state.has_group(interface, group):
                 self._link_filter(interface, group, PACKET_DROP_MEMBERSHIP)
 
@@ -273,6 +280,13 @@ class _MembershipSockets:
         mac = bytes([0x01, 0x00, 0x5E, g[1] & 0x7F, g[2], g[3]])  # RFC 1112 6.4
         mreq = struct.pack("iHH8s", socket.if_nametoindex(interface), PACKET_MR_MULTICAST, 6, mac)
         self._links[interface].setsockopt(SOL_PACKET, action, mreq)
+
+    def _schedule_change(self, interface: str, group: str, sends: list[Send]) -> None:
+        """A state change for `group`: its reports replace any still pending for it."""
+        if sends:
+            self._timers = [t for t in self._timers if (t[2].interface, t[2].group) != (interface, group)]
+            heapq.heapify(self._timers)
+        self._schedule(sends)
 
     def _schedule(self, sends: list[Send]) -> None:
         now = time.monotonic()
