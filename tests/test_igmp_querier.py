@@ -20,7 +20,8 @@ from scapy.layers.igmp import IGMP, IGMPv3_MQ, IGMPv3_MR, IGMPv3_MR_Group
 
 from mcr.membership import (ALLOW_NEW, BLOCK_OLD, MODE_IS_EXCLUDE, MODE_IS_INCLUDE, TO_EXCLUDE, TO_INCLUDE,
                             inet_checksum, v2_message, v3_report)
-from mcr.protocols.igmp import TABLE, FilterMode, MembershipChanged, Querier, SendQuery, Settings
+from mcr.protocols.igmp import FilterMode, MembershipChanged, Querier, SendQuery, Settings
+from mcr.protocols.igmp_groups import TABLE
 from mcr.protocols.igmp_wire import (ALL_SYSTEMS, ANY_GROUP, MAX_CODE_VALUE, Query, decode_code, encode_code,
                                      encode_query, parse_message)
 
