@@ -213,6 +213,11 @@ class NetworkMonitor:
     def by_name(self, name: str) -> Interface | None:
         return next((i for i in self._table.values() if i.name == name), None)
 
+    def primary_address(self, name: str) -> str | None:
+        """The IPv4 address an interface sends from (its first), None if it has none or does not exist."""
+        iface = self.by_name(name)
+        return iface.addresses[0].split("/")[0] if iface is not None and iface.addresses else None
+
     async def changes(self) -> AsyncIterator[list[Change]]:
         """Batches of changes, one per netlink datagram or re-dump.
 

@@ -84,16 +84,8 @@ class IgmpService(LinkService):
         self._publish = publish
         self.send_errors = 0
 
-    def enable(self, name: str, settings: Settings, address: str) -> None:
-        """Run a querier on `name` (replacing one with other settings)."""
-        link = self._links.get(name)
-        if link is not None and link.core.settings == settings:
-            if link.core.address != address:
-                self._apply(link, link.core.set_address(time.monotonic(), address))
-            return
-        self.disable(name)
-        log.info("IGMPv%d querier on %s (%s)", settings.version, name, address)
-        self._add(_Link(name, settings, address))
+    def _new_link(self, name: str, settings: Settings, address: str) -> _Link:
+        return _Link(name, settings, address)
 
     # What the MRIB and the CLI read -----------------------------------------------
 

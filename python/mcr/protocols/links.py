@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from typing import Callable
 
 
 class Link:
@@ -36,6 +37,35 @@ class LinkService:
 
     def interfaces(self) -> list[str]:
         return sorted(self._links)
+
+    def follow(self, wanted: dict[str, object], address_of: Callable[[str], str | None]) -> None:
+        """Run on each wanted interface (name -> settings) that has an IPv4
+        address (`address_of`), with its settings; on no other."""
+        for name in self.interfaces():
+            if name not in wanted or address_of(name) is None:
+                self.disable(name)
+        for name, settings in wanted.items():
+            address = address_of(name)
+            if address is None:
+                continue
+            try:
+                self.enable(name, settings, address)
+            except OSError as error:  # e.g. gone again meanwhile: netlink will tell
+                self.log.warning("%s on %s: %s", type(self).__name__, name, error)
+
+    def enable(self, name: str, settings: object, address: str) -> None:
+        """Run on `name` (again, if its settings changed; re-addressed in place)."""
+        link = self._links.get(name)
+        if link is not None and link.core.settings == settings:
+            if link.core.address != address:
+                self._apply(link, link.core.set_address(time.monotonic(), address))
+            return
+        self.disable(name)
+        self.log.info("%s on %s (%s): %s", type(self).__name__, name, address, settings)
+        self._add(self._new_link(name, settings, address))
+
+    def _new_link(self, name: str, settings: object, address: str) -> Link:
+        raise NotImplementedError
 
     def _add(self, link: Link) -> None:
         self._links[link.name] = link

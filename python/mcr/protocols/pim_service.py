@@ -67,16 +67,8 @@ class PimService(LinkService):
         self._publish = publish
         self.send_errors = 0
 
-    def enable(self, name: str, settings: Settings, address: str) -> None:
-        """Run PIM on `name` (again, if its settings changed)."""
-        link = self._links.get(name)
-        if link is not None and link.core.settings == settings:
-            if link.core.address != address:
-                self._apply(link, link.core.set_address(time.monotonic(), address))
-            return
-        self.disable(name)
-        log.info("PIM on %s (%s)", name, address)
-        self._add(_Link(name, settings, address))
+    def _new_link(self, name: str, settings: Settings, address: str) -> _Link:
+        return _Link(name, settings, address)
 
     def describe(self) -> list[dict]:
         now = time.monotonic()

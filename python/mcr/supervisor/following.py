@@ -140,12 +140,11 @@ async def carry_counters(sup, rule_ids: list[int]) -> None:
 
 def describe_interfaces(sup) -> list[dict]:
     """Every interface netlink knows, with the rules that name it."""
-    users: dict[str, list[int]] = {}
+    users: dict[str, list[int]] = {}  # interfaces a rule needs (it waits for them)
+    members: dict[str, list[int]] = {}  # members interfaces (a rule does not wait for them)
     for rule_id, rule in sup.list_rules():
         for name in mrib.interfaces_of(rule):
             users.setdefault(name, []).append(rule_id)
-    members: dict[str, list[int]] = {}
-    for rule_id, rule in sup.list_rules():
         for name in rule.members:
             members.setdefault(name, []).append(rule_id)
     listed = [{"name": i.name, "index": i.index, "up": i.up, "carrier": i.carrier, "mtu": i.mtu, "mac": i.mac,

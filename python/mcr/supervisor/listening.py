@@ -33,18 +33,7 @@ class Listening:
 
     def sync_igmp(self) -> None:
         """A querier on each wanted interface that exists with an IPv4 address, none elsewhere."""
-        wanted = self.igmp_wanted()
-        for name in self.igmp.interfaces():
-            iface = self.network.by_name(name)
-            if name not in wanted or iface is None or not iface.addresses:
-                self.igmp.disable(name)
-        for name, settings in wanted.items():
-            iface = self.network.by_name(name)
-            if iface is not None and iface.addresses:
-                try:
-                    self.igmp.enable(name, settings, iface.addresses[0].split("/")[0])
-                except OSError as error:  # e.g. gone again meanwhile: netlink will tell
-                    log.warning("IGMP querier on %s: %s", name, error)
+        self.igmp.follow(self.igmp_wanted(), self.network.primary_address)
 
     def _membership_changed(self, interface: str, group: str) -> None:
         """Listeners changed: recompute the routes once for a burst of changes."""

@@ -29,7 +29,6 @@ from .commands import CommandError
 from .joins import StaticJoins
 from .listening import Listening
 from .pool import WorkerPool
-from .routing import Routing
 from .ruleset import RuleSet
 from .workers import Worker, WorkerError, add_counters
 
@@ -39,7 +38,7 @@ TASK_RESTART_DELAY = 1.0  # after a background task failed, before it runs again
 log = logging.getLogger("mcr.supervisor")
 
 
-class Supervisor(WorkerPool, Listening, Routing):
+class Supervisor(WorkerPool, Listening):
     version = __version__
 
     def __init__(self, config: Config, *, config_path: str | None = None, state_path: str | None = None,
@@ -165,6 +164,10 @@ class Supervisor(WorkerPool, Listening, Routing):
             log.info("reloaded %s: %s", self.config_path, result)
         except (ConfigError, CommandError) as error:
             log.error("reload of %s refused, nothing changed: %s", self.config_path, error)
+
+    def sync_pim(self) -> None:
+        """PIM on each configured interface that exists with an IPv4 address, none elsewhere."""
+        self.pim.follow(self.config.pim, self.network.primary_address)
 
     def _any_active(self) -> bool:
         return any(r.state == mrib.ACTIVE for r in self.routes.values())
