@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 from .pim_downstream import Act, Downstream, Event, step
 from .pim_join_batch import JoinBatch, encoded_source
 from .pim_macros import GroupState, SourceState
-from .pim_tree_types import Kind, Output, TreeView, is_group, is_source
+from .pim_tree_types import Kind, Output, Timer, TreeView, is_group, is_source
 from .pim_upstream import Hop, RptEvent, UpEvent, UpState
 from .pim_wire import GroupSet, JoinPrune
 

@@ -20,7 +20,6 @@ import heapq
 import itertools
 import random
 from collections import Counter
-from enum import Enum, auto
 
 from mcr.mrib import Listening
 
@@ -29,22 +28,10 @@ from .pim_forwarding import group_entries, spt_bit_would_set, switch_desired
 from .pim_join_batch import JoinBatch, encoded_source
 from .pim_join_receive import JoinPruneReceipt
 from .pim_macros import GroupState, Macros, SourceState
-from .pim_tree_types import Forwarding, Kind, Output, TreeChanged, TreeSettings, TreeView, is_group, is_source
+from .pim_tree_types import (Forwarding, Key, Kind, Output, Timer, TreeChanged, TreeSettings, TreeView, is_group,
+                             is_source)
 from .pim_upstream import (Hop, RptAct, RptEvent, RptUpState, UpAct, UpEvent, UpState, Upstream, step_rpt)
 from .pim_upstream import step as step_up
-
-
-class Timer(Enum):
-    """Every timer the tree runs (RFC 7761 4.10, 4.11)."""
-
-    EXPIRY = auto()  # downstream ET(*,G,I), ET(S,G,I), ET(S,G,rpt,I)
-    PRUNE_PENDING = auto()  # downstream PPT
-    JOIN = auto()  # upstream JT(*,G), JT(S,G)
-    OVERRIDE = auto()  # upstream OT(S,G,rpt)
-    KEEPALIVE = auto()  # KAT(S,G)
-
-
-Key = tuple[str, str | None, Kind, str]  # group, source (None: (*,G)), kind, interface ("" upstream)
 
 
 class PimTree(JoinPruneReceipt):

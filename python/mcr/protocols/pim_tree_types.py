@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from enum import Enum
+from enum import Enum, auto
 from ipaddress import IPv4Address
 from typing import Protocol
 
@@ -26,6 +26,19 @@ class Kind(Enum):
     STAR_G = "(*,G)"
     SG = "(S,G)"
     SG_RPT = "(S,G,rpt)"
+
+
+class Timer(Enum):
+    """Every timer the tree runs (RFC 7761 4.10, 4.11)."""
+
+    EXPIRY = auto()  # downstream ET(*,G,I), ET(S,G,I), ET(S,G,rpt,I)
+    PRUNE_PENDING = auto()  # downstream PPT
+    JOIN = auto()  # upstream JT(*,G), JT(S,G)
+    OVERRIDE = auto()  # upstream OT(S,G,rpt)
+    KEEPALIVE = auto()  # KAT(S,G)
+
+
+Key = tuple[str, str | None, Kind, str]  # group, source (None: (*,G)), kind, interface ("" upstream)
 
 
 @dataclass(frozen=True)
