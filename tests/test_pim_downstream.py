@@ -109,8 +109,7 @@ def test_prune_with_one_neighbor_takes_effect_at_once_without_echo():
     tree, _ = router()
     tree.receive_join_prune(0.0, "down", DOWN_NBR, star_join(DOWN))
     out = tree.receive_join_prune(10.0, "down", DOWN_NBR, message(DOWN, prunes=[(RP, "*")]))
-    # PPT = 0 on a link with a single neighbor: expired by the next timer run, no PruneEcho
-    out += tree.expire(10.0)
+    # PPT = 0 on a link with a single neighbor: the prune is done on return, without PruneEcho
     assert tree.downstream(10.0) == []
     assert not [e for e in entries(out) if e[0] == DOWN]
     assert entries(out) == {(UP0_NBR, G, RP, "*", False)}

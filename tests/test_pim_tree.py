@@ -171,6 +171,8 @@ def test_lost_assert_removes_the_interface():
     out = tree.routing_changed(1.0)
     assert changed(out) == {(None, G)}
     assert tree.forwarding() == [fwd("up0", None, {"lan"}, notify=True)]
+    assert tree.could_assert(None, G, "lan") and tree.could_assert(None, G, "down")  # joins(*,G) still holds it
+    assert not tree.could_assert(None, G, "up0")  # never on RPF_interface(RP(G))
 
 
 def test_unknown_rp_makes_no_star_entry():

@@ -144,6 +144,24 @@ def test_rpf_change_by_assert_only_hastens_the_join():
     assert entries(out) == {(OTHER, G, RP, "*", True)}  # RPF'(*,G) is the Assert winner
 
 
+def test_new_rp_behind_the_same_neighbor_prunes_the_old_and_joins_the_new():
+    tree, view = joined_star()
+    view.rps[G] = "10.255.0.2"
+    view.routes["10.255.0.2"] = Rpf("up0", UP0_NBR)
+    out = tree.routing_changed(5.0)
+    [(_, msg)] = sent(out)  # one message: prune and join in one group set
+    assert entries(out) == {(UP0_NBR, G, RP, "*", False), (UP0_NBR, G, "10.255.0.2", "*", True)}
+
+
+def test_rpf_change_takes_the_rpt_prunes_to_the_new_neighbor():
+    tree, view = joined_star()
+    tree.data_arrived(1.0, S, G, "up0")
+    tree.data_arrived(1.5, S, G, "up1")  # on the SPT, S pruned off the RP tree
+    view.routes[RP] = Rpf("down", DOWN_NBR)
+    out = tree.routing_changed(5.0)
+    assert {(DOWN_NBR, G, RP, "*", True), (DOWN_NBR, G, S, "rpt", False)} <= entries(out)
+
+
 def test_unreachable_rp_leaves_the_tree():
     tree, view = joined_star()
     del view.routes[RP]

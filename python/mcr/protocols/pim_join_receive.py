@@ -54,6 +54,7 @@ class JoinPruneReceipt:
             else:
                 self._see_group(now, Hop(interface, message.upstream), message.holdtime, group_set.group, entries)
             self._settle(now, group_set.group)
+        self._due(now)  # a Prune-Pending Timer of 0 (a single neighbor) expires at once
         return self._flush()
 
     # --- Join/Prune receipt (4.5.1-4.5.4) ---

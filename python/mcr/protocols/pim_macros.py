@@ -41,6 +41,7 @@ class GroupState:
     star: dict[str, Downstream] = field(default_factory=dict)  # interface -> (*,G) machine
     up: Upstream = field(default_factory=Upstream)
     sources: dict[str, SourceState] = field(default_factory=dict)
+    rp: str | None = None  # the RP our (*,G) Joins named: a Prune after an RP change names the old one
 
 
 Members = Mapping[tuple[str, str], Listening]  # (interface, group) -> what IGMP's listeners want
@@ -192,6 +193,20 @@ class Macros:
         """CheckSwitchToSpt's olist test (4.2.1): local receivers want S."""
         return bool((self.pim_include_star(group) - self.pim_exclude_sg(source, group))
                     | self.pim_include_sg(source, group))
+
+    def could_assert(self, g: GroupState, source: str | None, interface: str) -> bool:
+        """4.6.1 CouldAssert(S,G,I), or 4.6.2 CouldAssert(*,G,I) for source None."""
+        group = g.group
+        if source is None:
+            return interface != self.rp_interface(group) and interface in (self.joins_star(g)
+                                                                            | self.pim_include_star(group))
+        s = g.sources.get(source)
+        if s is None or not s.spt_bit or interface == self.rpf_interface(source):
+            return False
+        olist = (((self.joins_star(g) - self.prunes_rpt(s))
+                  | (self.pim_include_star(group) - self.pim_exclude_sg(source, group)))
+                 - self.lost_assert(None, group)) | self.joins_sg(s) | self.pim_include_sg(source, group)
+        return interface in olist
 
     # --- RPF' (4.1.5 with 4.5.6-4.5.8) ---
 

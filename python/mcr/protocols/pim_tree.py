@@ -183,15 +183,8 @@ class PimTree(JoinPruneReceipt):
 
     def could_assert(self, source: str | None, group: str, interface: str) -> bool:
         """RFC 7761 4.6.1 CouldAssert(S,G,I), or 4.6.2 CouldAssert(*,G,I) for source None."""
-        m, g = self._macros, self._groups.get(group)
-        if g is None:
-            return False
-        if source is None:
-            return interface != m.rp_interface(group) and interface in (m.joins_star(g) | m.pim_include_star(group))
-        s = g.sources.get(source)
-        if s is None or not s.spt_bit or interface == m.rpf_interface(source):
-            return False
-        return interface in (m.inherited_rpt(g, s, source) | m.joins_sg(s) | m.pim_include_sg(source, group))
+        g = self._groups.get(group)
+        return g is not None and self._macros.could_assert(g, source, interface)
 
     def downstream(self, now: float) -> list[dict]:
         """Every downstream machine not in NoInfo, for `mcr pim join`."""
@@ -241,9 +234,11 @@ class PimTree(JoinPruneReceipt):
 
     def _settle_star(self, now: float, g: GroupState) -> None:
         m = self._macros
-        rpf = m.rpf_star(g)
-        self._follow(now, g, None, g.up, m.join_desired_star(g) and rpf is not None,
-                     m.mrib_hop(self.view.rp_of(g.group)), rpf)
+        rp, rpf = self.view.rp_of(g.group), m.rpf_star(g)
+        # a new RP is a new RPF'(*,G), even behind the same neighbor
+        renamed = g.up.state is UpState.JOINED and rp != g.rp
+        self._follow(now, g, None, g.up, m.join_desired_star(g) and rpf is not None, m.mrib_hop(rp), rpf,
+                     renamed)
 
     def _settle_sg(self, now: float, g: GroupState, s: SourceState) -> None:
         m = self._macros
@@ -251,13 +246,13 @@ class PimTree(JoinPruneReceipt):
         self._follow(now, g, s, s.up, m.join_desired_sg(g, s) and rpf is not None, m.mrib_hop(s.source), rpf)
 
     def _follow(self, now: float, g: GroupState, s: SourceState | None, up: Upstream, desired: bool,
-                mrib: Hop | None, rpf: Hop | None) -> None:
+                mrib: Hop | None, rpf: Hop | None, renamed: bool = False) -> None:
         """4.5.6/4.5.7: JoinDesired and RPF' changes of one upstream machine."""
         old = up.rpf
         if up.state is UpState.JOINED and not desired:
             event = UpEvent.JOIN_NOT_DESIRED
-        elif up.state is UpState.JOINED and rpf != old:
-            event = UpEvent.RPF_CHANGED if mrib != up.mrib else UpEvent.RPF_CHANGED_BY_ASSERT
+        elif up.state is UpState.JOINED and (rpf != old or renamed):
+            event = UpEvent.RPF_CHANGED if mrib != up.mrib or renamed else UpEvent.RPF_CHANGED_BY_ASSERT
         elif up.state is UpState.NOT_JOINED and desired:
             event = UpEvent.JOIN_DESIRED
         else:
@@ -342,14 +337,17 @@ class PimTree(JoinPruneReceipt):
         if source is not None:
             self._add(hop, g.group, encoded_source(Kind.SG, source), join)
             return
-        rp = self.view.rp_of(g.group)
-        if rp is None:
+        if not join:
+            if g.rp is not None:
+                self._add(hop, g.group, encoded_source(Kind.STAR_G, g.rp), False)
             return
-        self._add(hop, g.group, encoded_source(Kind.STAR_G, rp), join)
-        if join:
-            for s in g.sources.values():
-                if s.rpt_up.state is RptUpState.PRUNED and s.rpt_up.rpf == hop:
-                    self._add(hop, g.group, encoded_source(Kind.SG_RPT, s.source), False)
+        g.rp = self.view.rp_of(g.group)
+        if g.rp is None:
+            return
+        self._add(hop, g.group, encoded_source(Kind.STAR_G, g.rp), True)
+        for s in g.sources.values():
+            if s.rpt_up.state is RptUpState.PRUNED and self._macros.rpf_rpt(g, s.source) == hop:
+                self._add(hop, g.group, encoded_source(Kind.SG_RPT, s.source), False)
 
     def _send_rpt(self, hop: Hop | None, g: GroupState, source: str, join: bool) -> None:
         self._add(hop, g.group, encoded_source(Kind.SG_RPT, source), join)
