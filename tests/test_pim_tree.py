@@ -56,7 +56,7 @@ def test_source_going_quiet_returns_to_the_rp_tree():
     tree, _ = last_hop()
     tree.data_arrived(1.0, S, G, "up0")
     tree.data_arrived(1.5, S, G, "up1")
-    out = tree.keepalive(100.0, S, G)
+    tree.keepalive(100.0, S, G)
     assert [r["keepalive_left"] for r in tree.upstream(100.0) if r["kind"] == "(S,G)"] == [210.0]
     out = tree.expire(309.9)
     assert (UP1_NBR, G, S, "sg", False) not in entries(out)

@@ -149,7 +149,7 @@ def test_new_rp_behind_the_same_neighbor_prunes_the_old_and_joins_the_new():
     view.rps[G] = "10.255.0.2"
     view.routes["10.255.0.2"] = Rpf("up0", UP0_NBR)
     out = tree.routing_changed(5.0)
-    [(_, msg)] = sent(out)  # one message: prune and join in one group set
+    assert len(sent(out)) == 1  # prune and join in one message
     assert entries(out) == {(UP0_NBR, G, RP, "*", False), (UP0_NBR, G, "10.255.0.2", "*", True)}
 
 

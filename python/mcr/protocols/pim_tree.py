@@ -83,13 +83,11 @@ class PimTree(JoinPruneReceipt):
         if s is not None and spt_bit_would_set(m, g, s, interface):  # Update_SPTbit(S,G,iif)
             s.spt_bit = True
         spt = s is not None and s.spt_bit
-        if interface == s_if and spt:
-            pass
-        elif interface == rp_if and not spt:
+        if interface == rp_if and not spt:  # down the RP tree
             if switch_desired(m, g, source, self.settings.spt_switchover):  # CheckSwitchToSpt(S,G)
                 self._restart_keepalive(now, g, self._source(g, source), self.settings.keepalive_period)
-        else:
-            self.counters["data_wrong_interface"] += 1  # the RPF check failed: Assert's business (4.6)
+        elif not (interface == s_if and spt):  # neither tree: the RPF check failed, Assert's business (4.6)
+            self.counters["data_wrong_interface"] += 1
         self._settle(now, group)
         return self._flush()
 
