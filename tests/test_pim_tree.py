@@ -6,9 +6,12 @@ RP, at an intermediate router; local membership and the DR; the KAT."""
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings as hypothesis_settings, strategies as st
 
 from mcr.mrib import Listening
-from mcr.protocols.pim_tree_types import REGISTER_VIF, Forwarding, Rpf, TreeSettings
+from mcr.protocols.pim_tree_types import (MAX_JOIN_PRUNE_BYTES, REGISTER_VIF, Forwarding, Rpf, SendJoinPrune,
+                                          TreeSettings)
+from mcr.protocols.pim_wire import JoinPrune, parse_message
 from pim_tree_fakes import (DOWN, DOWN_NBR, G, LAN, RP, S, UP0_NBR, UP1_NBR, at_rp, changed, entries, message,
                             router, star_join)
 
@@ -135,6 +138,15 @@ def test_intermediate_router_on_the_rp_tree_with_a_pruned_source():
     assert fwd("up0", None, {"down", "lan"}, notify=True) in tree.forwarding()
 
 
+def test_joins_on_the_incoming_interface_never_send_packets_back_out_of_it():
+    tree, _ = last_hop()
+    tree.receive_join_prune(0.0, "up0", UP0_NBR, star_join("10.0.1.1"))  # a Join(*,G) from upstream itself
+    tree.receive_join_prune(0.0, "up1", UP1_NBR, message("10.0.2.1", joins=[(S, "sg")]))
+    tree.data_arrived(1.0, S, G, "up0")
+    assert tree.forwarding() == [fwd("up0", None, {"lan"}, notify=True), fwd("up0", S, {"lan"}),
+                                 fwd("up1", S, {"lan", "up0"}, notify=True)]
+
+
 def test_membership_counts_only_where_we_are_dr():
     tree, view = router()
     view.add("lan", LAN, "10.0.9.9", neighbor_priority=5)  # a neighbor outranks us: it is DR
@@ -221,3 +233,70 @@ def test_rows_for_the_cli():
         {"source": S, "group": G, "kind": "(S,G,rpt)", "state": "NotPruned", "rpf_interface": "up0",
          "rpf_neighbor": UP0_NBR, "override_timer_left": None}]
     assert tree.next_deadline() == 60.0
+
+
+# --- any sequence of inputs keeps the invariants, and state drains away ---
+
+S2, G2 = "192.0.2.20", "239.1.1.2"
+SENDERS = {"down": (DOWN, DOWN_NBR), "up0": ("10.0.1.1", UP0_NBR), "up1": ("10.0.2.1", UP1_NBR)}
+_entry = st.tuples(st.sampled_from(["*", "sg", "rpt"]), st.sampled_from([S, S2]), st.booleans())
+_input = st.one_of(
+    st.tuples(st.just("jp"), st.sampled_from(sorted(SENDERS)), st.booleans(), st.sampled_from([G, G2]),
+              st.lists(_entry, max_size=4), st.sampled_from([30, 210])),
+    st.tuples(st.just("member"), st.sampled_from([G, G2]),
+              st.sampled_from([None, ALL, Listening("include", frozenset({S})),
+                               Listening("exclude", frozenset({S2}))])),
+    st.tuples(st.just("data"), st.sampled_from([S, S2]), st.sampled_from([G, G2]),
+              st.sampled_from(["up0", "up1", "down", "lan"])),
+    st.tuples(st.just("keepalive"), st.sampled_from([S, S2]), st.sampled_from([G, G2])),
+    st.tuples(st.just("reroute"), st.sampled_from(["up0", "down"])),
+    st.tuples(st.just("restart"), st.sampled_from(sorted(SENDERS))),
+    st.tuples(st.just("wait"), st.floats(0, 100)))
+
+
+def _apply(tree, view, now, step):
+    kind = step[0]
+    if kind == "jp":
+        _, interface, to_us, group, listed, holdtime = step
+        ours, neighbor = SENDERS[interface]
+        joins = [(RP if k == "*" else s, k) for k, s, j in listed if j]
+        prunes = [(RP if k == "*" else s, k) for k, s, j in listed if not j]
+        return tree.receive_join_prune(now, interface, neighbor,
+                                       message(ours if to_us else "10.0.0.99", joins, prunes, group, holdtime))
+    if kind == "member":
+        return tree.set_membership(now, "lan", step[1], step[2])
+    if kind == "data":
+        return tree.data_arrived(now, step[1], step[2], step[3])
+    if kind == "keepalive":
+        return tree.keepalive(now, step[1], step[2])
+    if kind == "reroute":
+        view.routes[RP] = Rpf(step[1], UP0_NBR if step[1] == "up0" else DOWN_NBR)
+        return tree.routing_changed(now)
+    if kind == "restart":
+        return tree.neighbor_changed(now, step[1], SENDERS[step[1]][1], "restarted")
+    return tree.expire(now)
+
+
+def _check(tree, view, out):
+    for o in out:
+        if isinstance(o, SendJoinPrune):
+            assert len(o.payload) <= MAX_JOIN_PRUNE_BYTES
+            assert isinstance(parse_message(o.payload), JoinPrune)
+    for f in tree.forwarding():
+        assert f.interface not in f.outputs and f.outputs <= set(view.pims)
+
+
+@hypothesis_settings(max_examples=150, deadline=None)
+@given(st.lists(_input, max_size=25))
+def test_any_inputs_keep_the_invariants_and_drain_away(steps):
+    tree, view = router()
+    now = 0.0
+    for step in steps:
+        if step[0] == "wait":
+            now += step[1]
+        _check(tree, view, _apply(tree, view, now, step))
+    for group in (G, G2):
+        _check(tree, view, tree.set_membership(now, "lan", group, None))
+    _check(tree, view, tree.expire(now + 1000))
+    assert tree.forwarding() == [] and tree.downstream(now + 1000) == [] and tree.upstream(now + 1000) == []
+    assert tree.next_deadline() is None
