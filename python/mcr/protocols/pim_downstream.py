@@ -85,8 +85,9 @@ RPT_TABLE: Table = {
     (_RNI, Event.PRUNE_RPT): (_PP, Act.START_EXPIRY | Act.START_PRUNE_PENDING),
     (_P, Event.PRUNE_RPT): (_P, Act.EXTEND_EXPIRY),
     (_PP, Event.PRUNE_RPT): (_PP, Act.EXTEND_EXPIRY),
-    (_PT, Event.PRUNE_RPT): (_P, Act.EXTEND_EXPIRY),
-    (_PPT, Event.PRUNE_RPT): (_PP, Act.EXTEND_EXPIRY),
+    # back from Tmp, the ET restarts at the new message's HoldTime (as FRR does too)
+    (_PT, Event.PRUNE_RPT): (_P, Act.START_EXPIRY),
+    (_PPT, Event.PRUNE_RPT): (_PP, Act.START_EXPIRY),
     (_P, Event.JOIN_STAR): (_PT, Act.NONE),
     (_PP, Event.JOIN_STAR): (_PPT, Act.NONE),
     (_P, Event.JOIN_RPT): (_RNI, _CLEAR),
