@@ -131,15 +131,16 @@ class JoinPruneReceipt:
                           event: Event, holdtime: float = 0.0) -> None:
         machines = self._machines(g, s, kind)
         machine = machines.get(interface) or Downstream.new(kind)
+        before = (machine.expires_at, machine.prune_pending_at)
         act = step(machine, event, now, holdtime, self._prune_pending_delay(interface))
         if machine.no_info():
             machines.pop(interface, None)
         else:
             machines[interface] = machine
         key = (g.group, None if s is None else s.source, kind, interface)
-        if act & (Act.START_EXPIRY | Act.EXTEND_EXPIRY):
+        if machine.expires_at != before[0]:
             self._arm(Timer.EXPIRY, machine.expires_at, key)
-        if Act.START_PRUNE_PENDING in act:
+        if machine.prune_pending_at != before[1]:
             self._arm(Timer.PRUNE_PENDING, machine.prune_pending_at, key)
         if Act.PRUNE_ECHO in act:
             self._prune_echo(interface, g, s)

@@ -266,13 +266,15 @@ class PimTree(JoinPruneReceipt):
     def _step_up(self, now: float, g: GroupState, source: str | None, up: Upstream, event: UpEvent,
                  holdtime: float = 0.0, prune_to: Hop | None = None) -> UpAct:
         interface = up.rpf.interface if up.rpf is not None else ""
+        before = up.join_at
         act = step_up(up, event, now, self.settings.join_prune_period,
                       self._t_joinsuppress(interface, holdtime), self._t_override(interface))
         if UpAct.SEND_PRUNE in act:
             self._send(prune_to, g, source, join=False)
         if UpAct.SEND_JOIN in act:
             self._send(up.rpf, g, source, join=True)
-        self._arm(Timer.JOIN, up.join_at, (g.group, source, Kind.STAR_G if source is None else Kind.SG, ""))
+        if up.join_at != before:
+            self._arm(Timer.JOIN, up.join_at, (g.group, source, Kind.STAR_G if source is None else Kind.SG, ""))
         return act
 
     def _settle_rpt(self, now: float, g: GroupState, s: SourceState) -> None:
@@ -290,12 +292,14 @@ class PimTree(JoinPruneReceipt):
         self._step_rpt(now, g, s, event, rpf)
 
     def _step_rpt(self, now: float, g: GroupState, s: SourceState, event: RptEvent, rpf: Hop | None) -> None:
+        before = s.rpt_up.override_at
         act = step_rpt(s.rpt_up, event, now, self._t_override(rpf.interface if rpf else ""))
         if RptAct.SEND_JOIN in act:
             self._send_rpt(rpf, g, s.source, join=True)
         if RptAct.SEND_PRUNE in act:
             self._send_rpt(rpf, g, s.source, join=False)
-        self._arm(Timer.OVERRIDE, s.rpt_up.override_at, (g.group, s.source, Kind.SG_RPT, ""))
+        if s.rpt_up.override_at != before:
+            self._arm(Timer.OVERRIDE, s.rpt_up.override_at, (g.group, s.source, Kind.SG_RPT, ""))
 
     def _collect(self, g: GroupState) -> None:
         """Forget sources, then the group, that hold nothing any more."""
