@@ -14,7 +14,7 @@ from mcr.mrib import Listening
 from mcr.protocols.pim_join_batch import JoinBatch, encoded_source
 from mcr.protocols.pim_tree_types import MAX_JOIN_PRUNE_BYTES, Kind, Rpf, SendJoinPrune, TreeSettings
 from mcr.protocols.pim_upstream import UP_TABLE, UpEvent, UpState, Upstream, step
-from mcr.protocols.pim_wire import LanPruneDelay, parse_message
+from mcr.protocols.pim_wire import Hello, LanPruneDelay, parse_message
 from pim_tree_fakes import (DOWN, DOWN_NBR, G, RP, S, UP0, UP0_NBR, UP1_NBR, entries, message, router, sent,
                             star_join)
 
@@ -160,6 +160,25 @@ def test_rpf_change_takes_the_rpt_prunes_to_the_new_neighbor():
     view.routes[RP] = Rpf("down", DOWN_NBR)
     out = tree.routing_changed(5.0)
     assert {(DOWN_NBR, G, RP, "*", True), (DOWN_NBR, G, S, "rpt", False)} <= entries(out)
+
+
+def test_rpf_neighbor_gone_leaves_the_tree_and_back_rejoins():
+    tree, view = joined_star()
+    view.pims["up0"].receive_hello(5.0, UP0_NBR, Hello(holdtime=0))  # goodbye
+    out = tree.neighbor_changed(5.0, "up0", UP0_NBR, "down")
+    assert [r for r in tree.upstream(5.0) if r["kind"] == "(*,G)"] == []  # no PIM neighbor: NBR() is NULL
+    assert entries(out) == {(UP0_NBR, G, RP, "*", False)}
+    view.pims["up0"].receive_hello(9.0, UP0_NBR, Hello(105, 1, 8, LanPruneDelay(False, 500, 2500)))
+    out = tree.neighbor_changed(9.0, "up0", UP0_NBR, "up")
+    assert entries(out) == {(UP0_NBR, G, RP, "*", True)}
+
+
+def test_next_hop_named_by_a_secondary_address_gets_joins_at_its_primary():
+    tree, view = router()
+    view.pims["up0"].receive_hello(0.0, UP0_NBR, Hello(105, 1, 7, addresses=("10.0.1.102",)))
+    view.routes[RP] = Rpf("up0", "10.0.1.102")
+    out = tree.set_membership(0.0, "lan", G, Listening("exclude"))
+    assert entries(out) == {(UP0_NBR, G, RP, "*", True)}
 
 
 def test_unreachable_rp_leaves_the_tree():

@@ -211,8 +211,19 @@ class Macros:
     # --- RPF' (4.1.5 with 4.5.6-4.5.8) ---
 
     def mrib_hop(self, address: str | None) -> Hop | None:
+        """The MRIB's next hop toward `address` as 4.1.5's NBR() reads it:
+        the PIM neighbor by its primary address (a Hello's Address List maps
+        a secondary one, 4.3.4); None when the next hop is no PIM neighbor."""
         rpf = None if address is None else self.view.rpf(address)
-        return None if rpf is None else Hop(rpf.interface, rpf.neighbor)
+        if rpf is None or rpf.neighbor is None:
+            return None if rpf is None else Hop(rpf.interface, None)
+        pim = self.view.interfaces().get(rpf.interface)
+        if pim is None:
+            return None
+        for neighbor in pim.neighbors().values():
+            if rpf.neighbor == neighbor.address or rpf.neighbor in neighbor.secondary:
+                return Hop(rpf.interface, neighbor.address)
+        return None
 
     def _via_assert(self, hop: Hop | None, source: str | None, group: str) -> Hop | None:
         """The Assert winner on the RPF interface replaces the MRIB neighbor
