@@ -65,6 +65,19 @@ def test_join_timer_refreshes_every_period_with_its_holdtime():
     assert join_times(tree, 400) == []  # JT cancelled
 
 
+def test_periodic_joins_to_one_neighbor_fall_into_step():
+    tree, view = joined_star()
+    g2 = "239.1.1.2"
+    view.rps[g2] = RP
+    tree.set_membership(20.0, "lan", g2, Listening("exclude"))  # its JT would fire at 80
+    out = tree.expire(60.0)
+    assert len(sent(out)) == 1  # both groups in one message, the second 20 s early
+    assert entries(out) == {(UP0_NBR, G, RP, "*", True), (UP0_NBR, g2, RP, "*", True)}
+    assert sent(tree.expire(119.9)) == []
+    out = tree.expire(120.0)
+    assert len(sent(out)) == 1 and len(entries(out)) == 2
+
+
 def test_period_and_holdtime_are_settings():
     tree, _ = joined_star(TreeSettings(join_prune_period=10))
     assert join_times(tree, 25) == [10.0, 20.0]

@@ -51,6 +51,8 @@ class PimTree(JoinPruneReceipt):
         self._batch = JoinBatch()
         self._exported: dict[str, dict[str | None, frozenset[Forwarding]]] = {}
         self._changed: dict[tuple[str | None, str], None] = {}  # in order, without repeats
+        # upstream entries joined toward each RPF', so their periodic Joins go together
+        self._joined: dict[Hop, dict[tuple[str, str | None], None]] = {}
 
     # --- inputs ---
 
@@ -257,11 +259,18 @@ class PimTree(JoinPruneReceipt):
             up.mrib = mrib
             return
         up.mrib, up.rpf = mrib, (rpf if desired else old)
-        act = self._step_up(now, g, None if s is None else s.source, up, event, prune_to=old)
+        source = None if s is None else s.source
+        act = self._step_up(now, g, source, up, event, prune_to=old)
         if UpAct.CLEAR_SPT in act and s is not None:
             s.spt_bit = False
         if not desired:
             up.rpf = None
+        if old is not None:
+            self._joined.get(old, {}).pop((g.group, source), None)
+            if not self._joined.get(old, True):
+                del self._joined[old]
+        if up.rpf is not None:
+            self._joined.setdefault(up.rpf, {})[(g.group, source)] = None
 
     def _step_up(self, now: float, g: GroupState, source: str | None, up: Upstream, event: UpEvent,
                  holdtime: float = 0.0, prune_to: Hop | None = None) -> UpAct:
@@ -402,13 +411,28 @@ class PimTree(JoinPruneReceipt):
             case Timer.PRUNE_PENDING:
                 self._downstream_event(now, interface, g, s, entry, Event.PRUNE_PENDING_EXPIRED)
             case Timer.JOIN:
-                self._step_up(now, g, source, g.up if s is None else s.up, UpEvent.TIMER)
+                up = g.up if s is None else s.up
+                self._step_up(now, g, source, up, UpEvent.TIMER)
+                if up.rpf is not None:
+                    self._refresh_with(now, up.rpf)
             case Timer.OVERRIDE:
                 assert s is not None
                 self._step_rpt(now, g, s, RptEvent.OVERRIDE_TIMER, s.rpt_up.rpf)
             case Timer.KEEPALIVE:
                 assert s is not None
                 s.keepalive_at = None  # 4.1.3: (S,G) state lives on only if something else holds it
+
+    def _refresh_with(self, now: float, hop: Hop) -> None:
+        """A periodic Join goes to `hop`: the other entries joined toward it
+        that are due within half a period come along (a Join early is only a
+        refresh), so after one period each neighbor gets one periodic message,
+        as FRR sends them, not one per entry."""
+        horizon = now + self.settings.join_prune_period / 2
+        for group, source in list(self._joined.get(hop, {})):
+            g = self._groups[group]
+            up = g.up if source is None else g.sources[source].up
+            if up.join_at is not None and now < up.join_at <= horizon:
+                self._step_up(now, g, source, up, UpEvent.TIMER)
 
     def _restart_keepalive(self, now: float, g: GroupState, s: SourceState, period: float) -> None:
         s.keepalive_at = now + period
