@@ -139,6 +139,12 @@ def test_restarted_neighbor_gets_a_join_within_t_override():
     assert 20.0 <= first <= 22.5
 
 
+def test_unknown_neighbor_change_is_refused():
+    tree, _ = joined_star()
+    with pytest.raises(ValueError, match="up, down or restarted"):
+        tree.neighbor_changed(1.0, "up0", UP0_NBR, "rebooted")
+
+
 def test_rpf_change_prunes_the_old_neighbor_and_joins_the_new():
     tree, view = joined_star()
     view.routes[RP] = Rpf("down", DOWN_NBR)

@@ -12,6 +12,19 @@ After every input the affected groups are settled: the upstream machines
 follow JoinDesired/PruneDesired and RPF', and the forwarding entries are
 recomputed and compared. Joins and prunes of one input go out together,
 per upstream neighbor (pim_join_batch).
+
+Beside the calls the supervisor drives, the Register machine (4.4) asks
+`register_stop_wanted` at the RP and the Assert machine (4.6) `spt_bit`
+and `could_assert`.
+
+The parts, by concern:
+  pim_tree_types    the contract: TreeView, Rpf, TreeSettings, Forwarding, outputs
+  pim_downstream    4.5.2-4.5.4 per-interface machines (what was asked of us)
+  pim_join_receive  4.5.1 reading a Join/Prune into downstream and upstream events
+  pim_upstream      4.5.6-4.5.8 machines (what we ask of RPF')
+  pim_join_batch    Join/Prune messages per upstream neighbor, MTU-bounded
+  pim_macros        the state per group and source, 4.1.6 macros and RPF'
+  pim_forwarding    4.2 forwarding rules as data-plane entries
 """
 
 from __future__ import annotations
@@ -126,6 +139,8 @@ class PimTree(JoinPruneReceipt):
     def neighbor_changed(self, now: float, interface: str, neighbor: str, change: str) -> list[Output]:
         """A PIM neighbor came up, went down or restarted (new GenID: every
         entry joined through it sends its Join within t_override, 4.5.6)."""
+        if change not in ("up", "down", "restarted"):
+            raise ValueError(f"a neighbor change is up, down or restarted, not {change!r}")
         self._due(now)
         if change == "restarted":
             hop = Hop(interface, neighbor)
