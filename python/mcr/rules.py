@@ -170,6 +170,9 @@ class Rule:
     name: str | None = field(default=None, compare=False)
     vlan: int | None = None  # match frames tagged with this VLAN only; None: untagged only
     members: tuple[str, ...] = ()  # interfaces that get the group where IGMP members want it
+    # Set on the rule a routing protocol's route is made of (mcr.mrib.protocol_routes): its
+    # outputs are the route's, and it may have none (an entry that drops what it matches).
+    protocol: str | None = None
 
     def __post_init__(self) -> None:
         _check_interface(self.input_interface, "input interface")
@@ -187,7 +190,7 @@ class Rule:
             if source.is_multicast or source.is_unspecified:
                 raise RuleError(f"source {self.source} must be a unicast address")
         _check_vlan(self.vlan, "rule")
-        if not self.outputs and not self.members:
+        if not self.outputs and not self.members and not self.protocol:
             raise RuleError("a rule needs at least one output")
         for name in self.members:
             _check_interface(name, "members interface")
