@@ -8,7 +8,8 @@ import random
 
 from mcr.protocols.pim import PimInterface, Settings
 from mcr.protocols.pim_tree import PimTree
-from mcr.protocols.pim_tree_types import REGISTER_VIF, Rpf, SendJoinPrune, TreeChanged, TreeSettings
+from mcr.protocols.pim_rpf import REGISTER_VIF, Rpf
+from mcr.protocols.pim_tree_types import SendJoinPrune, TreeChanged, TreeSettings
 from mcr.protocols.pim_wire import Hello, JoinPrune, LanPruneDelay, parse_message
 
 G = "239.1.1.1"

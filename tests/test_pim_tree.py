@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given, settings as hypothesis_settings, strategies as st
 
 from mcr.mrib import Listening
-from mcr.protocols.pim_tree_types import (MAX_JOIN_PRUNE_BYTES, REGISTER_VIF, Forwarding, Rpf, SendJoinPrune,
-                                          TreeSettings)
+from mcr.protocols.pim_rpf import REGISTER_VIF, Rpf
+from mcr.protocols.pim_tree_types import MAX_JOIN_PRUNE_BYTES, Forwarding, SendJoinPrune, TreeSettings
 from mcr.protocols.pim_wire import JoinPrune, parse_message
 from pim_tree_fakes import (DOWN, DOWN_NBR, G, LAN, RP, S, UP0_NBR, UP1_NBR, at_rp, changed, entries, message,
                             router, star_join)

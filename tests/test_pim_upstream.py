@@ -12,7 +12,8 @@ from scapy.layers.inet import IP
 
 from mcr.mrib import Listening
 from mcr.protocols.pim_join_batch import JoinBatch, encoded_source
-from mcr.protocols.pim_tree_types import MAX_JOIN_PRUNE_BYTES, Kind, Rpf, SendJoinPrune, TreeSettings
+from mcr.protocols.pim_rpf import Rpf
+from mcr.protocols.pim_tree_types import MAX_JOIN_PRUNE_BYTES, Kind, SendJoinPrune, TreeSettings
 from mcr.protocols.pim_upstream import UP_TABLE, UpEvent, UpState, Upstream, step
 from mcr.protocols.pim_wire import Hello, LanPruneDelay, parse_message
 from pim_tree_fakes import (DOWN, DOWN_NBR, G, RP, S, UP0, UP0_NBR, UP1_NBR, entries, message, router, sent,

@@ -16,7 +16,8 @@ from dataclasses import dataclass, field
 from mcr.mrib import Listening
 
 from .pim_downstream import JOINED, PRUNED, Downstream
-from .pim_tree_types import REGISTER_VIF, TreeView
+from .pim_rpf import REGISTER_VIF
+from .pim_tree_types import TreeView
 from .pim_upstream import Hop, RptUpstream, Upstream
 
 EXCLUDE = "exclude"

@@ -1,5 +1,6 @@
 """The contract between the PIM-SM tree (mcr.protocols.pim_tree) and the
-router around it: what the tree asks of the router (`TreeView`, `Rpf`),
+router around it: what the tree asks of the router (`TreeView`, whose
+RPF answers are mcr.protocols.pim_rpf's `Rpf`),
 its settings (`TreeSettings`) and what it hands back (`Forwarding`
 entries, and the outputs `SendJoinPrune` and `TreeChanged`).
 """
@@ -13,9 +14,9 @@ from ipaddress import IPv4Address
 from typing import Protocol
 
 from .pim import PimInterface
+from .pim_rpf import Rpf
 from .pim_wire import HOLDTIME_FOREVER
 
-REGISTER_VIF = "pimreg"  # the RPF interface of our own address as RP; where decapsulated Registers arrive
 MAX_JOIN_PRUNE_BYTES = 1400  # PIM payload of one Join/Prune: fits any link MTU we meet, with IP and tunnel headers
 SPT_SWITCHOVER = ("immediate", "never")
 
@@ -39,16 +40,6 @@ class Timer(Enum):
 
 
 Key = tuple[str, str | None, Kind, str]  # group, source (None: (*,G)), kind, interface ("" upstream)
-
-
-@dataclass(frozen=True)
-class Rpf:
-    """What the unicast routing table says about an address."""
-
-    interface: str  # RPF interface toward it; REGISTER_VIF when it is our own address as RP
-    neighbor: str | None  # next-hop PIM neighbor on it; None when the address is directly connected
-    preference: int = 0  # route admin distance (for Assert metrics)
-    metric: int = 0
 
 
 class TreeView(Protocol):
@@ -101,7 +92,7 @@ class Forwarding:
     """One data-plane entry: packets of (source or any, group) arriving on
     `interface` go out of `outputs` (empty: dropped)."""
 
-    interface: str  # may be REGISTER_VIF for decapsulated Registers at the RP
+    interface: str  # may be pim_rpf.REGISTER_VIF for decapsulated Registers at the RP
     source: str | None  # None: (*,G)
     group: str
     outputs: frozenset[str]  # never holds `interface`
