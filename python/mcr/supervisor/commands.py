@@ -10,6 +10,7 @@ control.py.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import Any, Awaitable, Callable
 
@@ -117,6 +118,28 @@ async def pim_neighbors(sup: Any, args: dict) -> dict:
     return {"neighbors": [{"interface": i["interface"], **n} for i in sup.pim.describe() for n in i["neighbors"]]}
 
 
+def _pim_router(sup: Any):
+    return sup.pim.router if sup.pim is not None else None
+
+
+async def pim_join(sup: Any, args: dict) -> dict:
+    _args(args)
+    router = _pim_router(sup)
+    return {"joins": router.tree.downstream(time.monotonic()) if router else []}
+
+
+async def pim_upstream(sup: Any, args: dict) -> dict:
+    _args(args)
+    router = _pim_router(sup)
+    return {"upstream": router.tree.upstream(time.monotonic()) if router else []}
+
+
+async def pim_rp(sup: Any, args: dict) -> dict:
+    _args(args)
+    router = _pim_router(sup)
+    return {"rps": router.describe_rps() if router else []}
+
+
 async def stats(sup: Any, args: dict) -> dict:
     _args(args)
     return await sup.stats()
@@ -212,6 +235,12 @@ COMMANDS: dict[str, Command] = {
                               '{"cmd": "pim.interfaces"}'),
     "pim.neighbors": Command(pim_neighbors, "PIM neighbors: interface, address, DR priority, holdtime, uptime",
                              '{"cmd": "pim.neighbors"}'),
+    "pim.join": Command(pim_join, "PIM downstream state per interface: (*,G), (S,G), (S,G,rpt), timers",
+                        '{"cmd": "pim.join"}'),
+    "pim.upstream": Command(pim_upstream, "PIM upstream state: joined or not, RPF neighbor, SPT bit, timers",
+                            '{"cmd": "pim.upstream"}'),
+    "pim.rp": Command(pim_rp, "PIM RPs per group range, where each came from, and the way to it",
+                      '{"cmd": "pim.rp"}'),
     "stats": Command(stats, "counters per rule, output and input, drops by reason", '{"cmd": "stats"}'),
     "workers": Command(workers, "worker processes: pid, core, state, restarts, uptime", '{"cmd": "workers"}'),
     "interfaces": Command(interfaces, "interfaces as netlink reports them, with the rules that use each",

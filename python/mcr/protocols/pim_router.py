@@ -1,0 +1,121 @@
+"""PIM-SM router-wide: the tree state (mcr.protocols.pim_tree) with what
+it asks of the router around it (RP, RPF, interfaces), fed by the
+adapter's sockets, IGMP's listeners and the data plane's notifications,
+and turned into forwarding entries for the MRIB.
+
+Sans-IO like the cores it joins: `PimService` hands in messages and the
+time and carries out what comes back (`apply`); the supervisor hands in
+listeners, arrivals and keepalives and reads `forwarding()` when told
+(`on_change`).
+
+The RP of a group is the longest matching static range (RFC 7761 4.7.1).
+The RPF neighbor is the route's gateway, mapped to the PIM neighbor that
+lists it as one of its addresses (4.3.4: a neighbor may route through a
+secondary address).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+from collections.abc import Mapping
+from typing import Callable
+
+from ..mrib import Listening
+from .pim import PimInterface
+from .pim_config import PimConfig
+from .pim_rpf import RpfTable
+from .pim_tree import PimTree
+from .pim_tree_types import Forwarding, Rpf, SendJoinPrune, TreeChanged
+
+log = logging.getLogger("mcr.pim")
+
+LINK_LOCAL = ipaddress.IPv4Network("224.0.0.0/24")  # never routed (RFC 5771), never PIM state
+
+
+class PimRouter:
+    """One router's PIM tree over the interfaces `interfaces()` returns (name -> PimInterface)."""
+
+    def __init__(self, config: PimConfig, rpf: RpfTable, interfaces: Callable[[], Mapping[str, PimInterface]],
+                 send: Callable[[str, bytes], None], on_change: Callable[[], None],
+                 publish: Callable[..., None]) -> None:
+        self.config = config
+        self._rpf = rpf
+        self._interfaces = interfaces
+        self._send = send  # (interface, PIM bytes) to ALL-PIM-ROUTERS there
+        self._on_change = on_change
+        self._publish = publish
+        self._rps = sorted(((ipaddress.IPv4Network(r.groups), r.address) for r in config.rp),
+                           key=lambda entry: -entry[0].prefixlen)
+        self._listening: dict[tuple[str, str], Listening] = {}
+        self.tree = PimTree(self, config.tree)
+
+    # --- TreeView: what the tree asks -----------------------------------------
+
+    def rp_of(self, group: str) -> str | None:
+        address = ipaddress.IPv4Address(group)
+        return next((rp for network, rp in self._rps if address in network), None)
+
+    def rpf(self, address: str) -> Rpf | None:
+        answer = self._rpf.rpf(address)
+        if answer is None or answer.neighbor is None:
+            return answer
+        core = self._interfaces().get(answer.interface)
+        if core is None:
+            return answer
+        for neighbor in core.neighbors.values():
+            if answer.neighbor in neighbor.secondary:
+                return Rpf(answer.interface, neighbor.address, answer.preference, answer.metric)
+        return answer
+
+    def interfaces(self) -> Mapping[str, PimInterface]:
+        return self._interfaces()
+
+    def lost_assert(self, source: str | None, group: str, interface: str) -> bool:
+        return False
+
+    def assert_winner(self, source: str | None, group: str, interface: str) -> str | None:
+        return None
+
+    # --- what the adapter and the supervisor hand in --------------------------
+
+    def apply(self, outputs: list) -> None:
+        """Carry out the tree's outputs."""
+        changed = False
+        for output in outputs:
+            if isinstance(output, SendJoinPrune):
+                self._send(output.interface, output.payload)
+            elif isinstance(output, TreeChanged):
+                changed = True
+                self._publish("pim-route", source=output.source, group=output.group)
+        if changed:
+            self._on_change()
+
+    def set_listeners(self, now: float, listeners: Mapping[str, Mapping[str, Listening]]) -> None:
+        """IGMP's listeners now (interface -> group -> Listening): the tree
+        hears of each (interface, group) whose listening changed."""
+        current = {(name, group): listening for name, groups in listeners.items() if name in self._interfaces()
+                   for group, listening in groups.items() if ipaddress.IPv4Address(group) not in LINK_LOCAL}
+        for key in sorted(set(current) | set(self._listening)):
+            if current.get(key) != self._listening.get(key):
+                self.apply(self.tree.set_membership(now, key[0], key[1], current.get(key)))
+        self._listening = current
+
+    def data_arrived(self, now: float, source: str, group: str, interface: str) -> None:
+        if ipaddress.IPv4Address(group) not in LINK_LOCAL:
+            self.apply(self.tree.data_arrived(now, source, group, interface))
+
+    def keepalive(self, now: float, source: str, group: str) -> None:
+        self.apply(self.tree.keepalive(now, source, group))
+
+    def describe_rps(self) -> list[dict]:
+        """`mcr pim rp`: each group range's RP, where it came from and the way to it."""
+        rows = []
+        for network, rp in sorted(self._rps, key=lambda e: (e[0].network_address, e[0].prefixlen)):
+            way = self.rpf(rp)
+            rows.append({"groups": str(network), "rp": rp, "origin": "static",
+                         "rpf_interface": way.interface if way else None, "rpf_neighbor": way.neighbor if way else None})
+        return rows
+
+    def forwarding(self) -> list[Forwarding]:
+        return self.tree.forwarding()
