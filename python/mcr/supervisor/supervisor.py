@@ -128,12 +128,16 @@ class Supervisor(WorkerPool, Listening):
             except asyncio.CancelledError:
                 raise
             except Exception:
-                self.task_faults[name] = self.task_faults.get(name, 0) + 1
+                self._count_fault(name)
                 log.exception("background task '%s' failed (%d so far)%s", name, self.task_faults[name],
                               f"; running it again in {TASK_RESTART_DELAY:.0f} s" if forever else "")
                 if not forever:
                     return
                 await asyncio.sleep(TASK_RESTART_DELAY)
+
+    def _count_fault(self, name: str) -> None:
+        """One more failure of `name` survived (shown by `mcr stats --json` as task_faults)."""
+        self.task_faults[name] = self.task_faults.get(name, 0) + 1
 
     async def _shutdown(self) -> None:
         for task in list(self._tasks):
