@@ -87,7 +87,8 @@ def test_several_requests_on_one_connection_are_answered_in_order(conn):
     assert [conn.reply()["id"] for _ in range(20)] == list(range(20))
 
 
-@pytest.mark.parametrize("line", [b"{not json\n", b"\xff\xfe\x00\n", b"\n", b'{"cmd": "ping"\n'])
+@pytest.mark.parametrize("line", [b"{not json\n", b"\xff\xfe\x00\n", b"\n", b'{"cmd": "ping"\n',
+                                  b"[" * 100000 + b"\n"])  # the last: nested too deep for the parser
 def test_bad_json_is_refused_and_the_connection_keeps_working(conn, line):
     assert error_code(conn.ask(line)) == "bad_json"
     assert conn.ask({"cmd": "ping"})["ok"]

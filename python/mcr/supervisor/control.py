@@ -281,6 +281,8 @@ def _parse(line: bytes) -> Any:
         return json.loads(line)
     except ValueError as error:  # also malformed UTF-8
         raise CommandError("bad_json", f"request is not valid JSON: {error}") from None
+    except RecursionError:  # "[[[[..." a few thousand deep: no command looks like that
+        raise CommandError("bad_json", "request is nested too deeply to be a command") from None
 
 
 def _check(request: Any) -> None:
