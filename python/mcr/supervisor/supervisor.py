@@ -369,7 +369,14 @@ class Supervisor(WorkerPool, Listening):
         states = {rule_id: self.rule_state(rule_id) for rule_id in self.rules}
         rule_of = {engine_id: route.rule_id for engine_id, route in self.routes.items()}
         return {**snapshot(self.rules, states, total, names, rule_of),
-                "resyncs": self.resyncs, "task_faults": dict(self.task_faults), "health_passes": self.health_passes}
+                "resyncs": self.resyncs, "task_faults": self.faults(), "health_passes": self.health_passes}
+
+    def faults(self) -> dict[str, int]:
+        """Failures survived, by background task or protocol (its reader and
+        timer callbacks); only those that failed at least once."""
+        callbacks = {"igmp": self.igmp.faults if self.igmp else 0, "pim": self.pim.faults if self.pim else 0,
+                     "membership": self._holds.membership.faults if self._holds else 0}
+        return {**self.task_faults, **{name: count for name, count in callbacks.items() if count}}
 
     def interfaces(self) -> list[dict]:
         return following.describe_interfaces(self)
