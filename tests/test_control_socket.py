@@ -399,3 +399,18 @@ def test_members_of_the_socket_group_are_served(open_dir):
         reply = as_nobody(running.path, {"cmd": "config.save", "args": {"path": "/etc/passwd"}})
         assert error_code(reply) == "permission"
         assert running.sup.saved == [None]
+
+
+def test_connections_past_the_limit_are_told_busy_and_the_others_served(tmp_path):
+    with ServerThread(tmp_path / "control.sock", max_clients=5) as running:
+        held = [Conn(running.path) for _ in range(5)]
+        assert all(c.ask({"cmd": "ping"})["ok"] for c in held)  # each is being served
+        extra = Conn(running.path)
+        assert error_code(extra.reply()) == "busy"
+        assert extra.closed_by_server()
+        extra.close()
+        held.pop().close()
+        time.sleep(0.2)  # the server sees the EOF and lets the connection go
+        assert ping_ok(running.path)
+        for c in held:
+            c.close()
