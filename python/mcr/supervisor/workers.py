@@ -77,13 +77,16 @@ class Worker:
             self.process = await asyncio.create_subprocess_exec(
                 sys.executable, "-m", "mcr.worker", "--channel-fd", str(theirs.fileno()), "--user", user,
                 pass_fds=(theirs.fileno(),), stdin=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE)
+        except BaseException:  # no process: our end goes too (a failing spawn is retried, and must not leak)
+            ours.close()
+            raise
         finally:
             theirs.close()
+        asyncio.get_running_loop().create_task(self._relay_logs(self.process))
         self.channel = Channel(ours, f"worker {self.id}", WorkerError)
         core = -1 if self.core is None else self.core
         ours.send(_engine.encode_initialize(0, self.id, core, log_level, limits["max_rules"],
                                             limits["rx_frames"], limits["send_slots"]))
-        asyncio.get_running_loop().create_task(self._relay_logs(self.process))
 
     async def _relay_logs(self, process: asyncio.subprocess.Process) -> None:
         """Re-emit the worker's log lines with its id until its stderr ends.
@@ -149,7 +152,7 @@ class Worker:
             return
         try:
             self.process.kill()
-        except ProcessLookupError:  # it died after the check, and asyncio has already reaped it
+        except ProcessLookupError:  # asyncio's answer once it has reaped the process (the check makes this rare)
             pass
 
     def close_channel(self) -> None:
