@@ -50,6 +50,7 @@ class Worker:
     started: float = 0.0  # when it last became running
     crashes: int = 0  # deaths in a row that came before it had run for STABLE_AFTER
     log_lines_dropped: int = 0  # lines of its stderr we could not relay (too long, or our stderr failed)
+    _log_relay: asyncio.Task | None = field(default=None, repr=False)
     interfaces: set[tuple[str, int]] = field(default_factory=set)  # (in|out, ifindex) it has sockets for
     # Counters of earlier incarnations, so what users see never goes backwards.
     base: dict = field(default_factory=dict)
@@ -82,7 +83,8 @@ class Worker:
             raise
         finally:
             theirs.close()
-        asyncio.get_running_loop().create_task(self._relay_logs(self.process))
+        # Held here: the loop keeps only a weak reference to a task.
+        self._log_relay = asyncio.get_running_loop().create_task(self._relay_logs(self.process))
         self.channel = Channel(ours, f"worker {self.id}", WorkerError)
         core = -1 if self.core is None else self.core
         ours.send(_engine.encode_initialize(0, self.id, core, log_level, limits["max_rules"],
