@@ -150,17 +150,14 @@ class ControlServer:
         if self._server is None:
             return
         self._server.close()
-        for task in list(self._clients):
-            task.cancel()
-        if self._clients:
-            await asyncio.wait(list(self._clients), timeout=CLOSE_TIMEOUT)
+        await self._drop_clients()
         try:
-            # A connection accepted a moment ago may not have started its task
-            # yet, so nothing here cancels it: it ends on its request timeout.
-            # Shutdown does not wait that long for it.
             await asyncio.wait_for(self._server.wait_closed(), CLOSE_TIMEOUT)
         except asyncio.TimeoutError:
             log.warning("control: a client connection was still open at shutdown")
+        # A connection accepted just before close() starts its task only now:
+        # dropped too, rather than left pending on a loop about to close.
+        await self._drop_clients()
         self._server = None
         try:
             info = os.stat(self.path)
@@ -168,6 +165,12 @@ class ControlServer:
                 os.unlink(self.path)
         except FileNotFoundError:
             pass
+
+    async def _drop_clients(self) -> None:
+        for task in list(self._clients):
+            task.cancel()
+        if self._clients:
+            await asyncio.wait(list(self._clients), timeout=CLOSE_TIMEOUT)
 
     def _allowed(self, peer: Peer) -> bool:
         if peer.is_owner:
