@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import heapq
+import logging
 import random
 import select
 import socket
@@ -32,6 +33,8 @@ import time
 from dataclasses import dataclass, field
 
 from .sockets import ETH_P_ALL, PACKET_IGNORE_OUTGOING, SOL_PACKET, PortClaims, attach_filter, bpf, has_ethernet_header
+
+log = logging.getLogger("mcr.igmp")
 
 IGMP_QUERY, V2_REPORT, V2_LEAVE, V3_REPORT = 0x11, 0x16, 0x17, 0x22
 MODE_IS_INCLUDE, MODE_IS_EXCLUDE, TO_INCLUDE, TO_EXCLUDE, ALLOW_NEW, BLOCK_OLD = 1, 2, 3, 4, 5, 6
@@ -352,9 +355,17 @@ class AsyncMembershipService(_MembershipSockets):
         super().__init__()
         self._loop = asyncio.get_running_loop()
         self._timer: asyncio.TimerHandle | None = None
+        self.faults = 0  # errors in a reader or the timer: logged, counted, survived
 
     def _opened(self, interface: str, link: socket.socket) -> None:
-        self._loop.add_reader(link.fileno(), self._receive, interface, link)
+        self._loop.add_reader(link.fileno(), self._guarded, self._receive, interface, link)
+
+    def _guarded(self, callback, *args) -> None:
+        try:
+            callback(*args)
+        except Exception:  # a loop callback must not die: the next query or timer runs as usual
+            self.faults += 1
+            log.exception("IGMP membership: %s failed", callback.__name__)
 
     def _closing(self, link: socket.socket) -> None:
         self._loop.remove_reader(link.fileno())
@@ -364,12 +375,14 @@ class AsyncMembershipService(_MembershipSockets):
         if self._timer is not None:
             self._timer.cancel()
         # The loop's clock is time.monotonic(), the timers' too.
-        self._timer = self._loop.call_at(self._timers[0][0], self._fire) if self._timers else None
+        self._timer = self._loop.call_at(self._timers[0][0], self._guarded, self._fire) if self._timers else None
 
     def _fire(self) -> None:
         with self._lock:
-            self._send_due(time.monotonic())
-            self._schedule([])
+            try:
+                self._send_due(time.monotonic())
+            finally:  # the timer is armed again whatever happened to this send
+                self._schedule([])
 
     def close(self) -> None:
         super().close()

@@ -147,7 +147,7 @@ async def stats(sup: Any, args: dict) -> dict:
 
 async def workers(sup: Any, args: dict) -> dict:
     _args(args)
-    return {"workers": sup.workers()}
+    return {"workers": sup.workers(), "task_faults": sup.faults()}
 
 
 async def interfaces(sup: Any, args: dict) -> dict:
@@ -242,7 +242,7 @@ COMMANDS: dict[str, Command] = {
     "pim.rp": Command(pim_rp, "PIM RPs per group range, where each came from, and the way to it",
                       '{"cmd": "pim.rp"}'),
     "stats": Command(stats, "counters per rule, output and input, drops by reason", '{"cmd": "stats"}'),
-    "workers": Command(workers, "worker processes: pid, core, state, restarts, uptime", '{"cmd": "workers"}'),
+    "workers": Command(workers, "worker processes: pid, core, state, restarts, crashes in a row, uptime; faults survived", '{"cmd": "workers"}'),
     "interfaces": Command(interfaces, "interfaces as netlink reports them, with the rules that use each",
                           '{"cmd": "interfaces"}'),
     "mroute": Command(mroute, "what the data plane forwards and why: origin, state, counters",

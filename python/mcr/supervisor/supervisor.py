@@ -130,12 +130,16 @@ class Supervisor(WorkerPool, Listening, PimRouting):
             except asyncio.CancelledError:
                 raise
             except Exception:
-                self.task_faults[name] = self.task_faults.get(name, 0) + 1
+                self._count_fault(name)
                 log.exception("background task '%s' failed (%d so far)%s", name, self.task_faults[name],
                               f"; running it again in {TASK_RESTART_DELAY:.0f} s" if forever else "")
                 if not forever:
                     return
                 await asyncio.sleep(TASK_RESTART_DELAY)
+
+    def _count_fault(self, name: str) -> None:
+        """One more failure of `name` survived (shown by `mcr stats --json` as task_faults)."""
+        self.task_faults[name] = self.task_faults.get(name, 0) + 1
 
     async def _shutdown(self) -> None:
         for task in list(self._tasks):
@@ -368,7 +372,14 @@ class Supervisor(WorkerPool, Listening, PimRouting):
         states = {rule_id: self.rule_state(rule_id) for rule_id in self.rules}
         rule_of = {engine_id: route.rule_id for engine_id, route in self.routes.items()}
         return {**snapshot(self.rules, states, total, names, rule_of),
-                "resyncs": self.resyncs, "task_faults": dict(self.task_faults), "health_passes": self.health_passes}
+                "resyncs": self.resyncs, "task_faults": self.faults(), "health_passes": self.health_passes}
+
+    def faults(self) -> dict[str, int]:
+        """Failures survived, by background task or protocol (its reader and
+        timer callbacks); only those that failed at least once."""
+        callbacks = {"igmp": self.igmp.faults if self.igmp else 0, "pim": self.pim.faults if self.pim else 0,
+                     "membership": self._holds.membership.faults if self._holds else 0}
+        return {**self.task_faults, **{name: count for name, count in callbacks.items() if count}}
 
     def interfaces(self) -> list[dict]:
         return following.describe_interfaces(self)
