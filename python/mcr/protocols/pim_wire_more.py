@@ -164,8 +164,11 @@ def inner_header_problem(packet: bytes) -> str | None:
     header_len = (packet[0] & 0x0F) * 4
     if header_len < _IPV4_MIN or header_len > len(packet):
         return "register_inner_bad_header_length"
-    if struct.unpack_from("!H", packet, 2)[0] < header_len:
+    total_len = struct.unpack_from("!H", packet, 2)[0]
+    if total_len < header_len:
         return "register_inner_bad_total_length"
+    if total_len > len(packet):
+        return "register_inner_truncated"
     return None
 
 
