@@ -212,7 +212,8 @@ class BsrListener:
             # its fragments complete; what it never mentions times out.
             self._tag = None
         self.state = BsrState.ACCEPT_PREFERRED
-        self.bsr, self.bsr_priority, self.hash_mask_len = message.bsr_address, message.bsr_priority, message.hash_mask_len
+        self.bsr, self.bsr_priority = message.bsr_address, message.bsr_priority
+        self.hash_mask_len = message.hash_mask_len
         self._bootstrap_at = now + self.bs_timeout
 
     # --- the RP-set (5059 3.1.3, 3.4) ---

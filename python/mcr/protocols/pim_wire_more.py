@@ -136,9 +136,8 @@ def _header(kind: int, body: bytes, flags: int = 0, checked: int | None = None) 
 
 
 def _encode_group(group: str, mask_len: int, admin_scope: bool = False) -> bytes:
-    _fits("mask length", mask_len, 6)
-    if mask_len > 32:
-        raise ValueError(f"mask length {mask_len} is longer than 32")
+    if isinstance(mask_len, bool) or not isinstance(mask_len, int) or not 0 <= mask_len <= 32:
+        raise ValueError(f"mask length must be a whole number in 0..32, not {mask_len!r}")
     return _GROUP.pack(FAMILY_IPV4, NATIVE_ENCODING, 0x01 if admin_scope else 0, mask_len, socket.inet_aton(group))
 
 
