@@ -73,7 +73,7 @@ def test_the_same_rp_set_again_changes_nothing_but_is_forwarded():
 @pytest.mark.parametrize("interface, source, destination, reason", [
     ("eth1", OTHER, ALL_PIM_ROUTERS, "bootstrap_not_from_rpf_neighbor"),
     (UP, OTHER, ALL_PIM_ROUTERS, "bootstrap_not_from_rpf_neighbor"),
-    ("eth1", "10.1.5.5", ME, "bootstrap_unicast_not_neighbor"),
+    ("eth1", "10.1.5.5", ME, "bootstrap_not_from_neighbor"),
     (UP, NEIGHBOR, "10.7.7.7", "bootstrap_bad_destination"),
 ])
 def test_bootstraps_not_from_the_rpf_neighbor_are_dropped(interface, source, destination, reason):
@@ -82,10 +82,34 @@ def test_bootstraps_not_from_the_rpf_neighbor_are_dropped(interface, source, des
     assert listener.counters[reason] == 1 and listener.state is BsrState.ACCEPT_ANY
 
 
-def test_a_unicast_bootstrap_from_a_neighbor_is_accepted_but_not_forwarded():
+@pytest.mark.parametrize("destination", [ME, ALL_PIM_ROUTERS])
+def test_a_no_forward_bootstrap_from_a_neighbor_is_accepted_but_not_forwarded(destination):
     listener = BsrListener(Router())
-    out = send(listener, 0.0, bootstrap(no_forward=True), "eth1", OTHER, ME)
+    out = send(listener, 0.0, bootstrap(no_forward=True), "eth1", OTHER, destination)
     assert len(rp_sets(out)) == 1 and not any(isinstance(o, ForwardBootstrap) for o in out)
+
+
+def test_a_no_forward_bootstrap_from_a_stranger_is_dropped():
+    listener = BsrListener(Router())
+    assert send(listener, 0.0, bootstrap(no_forward=True), "eth2", "10.1.5.5") == []
+    assert listener.counters["bootstrap_not_from_neighbor"] == 1
+
+
+def test_a_no_forward_copy_of_another_tag_does_not_undo_the_bsr():
+    listener = BsrListener(Router())
+    send(listener, 0.0, bootstrap(tag=5))
+    stale = bootstrap(tag=4, groups=(BsrGroup("239.0.0.0", 8, 1, (BsrRp(RP3, 150, 0),)),), no_forward=True)
+    assert send(listener, 1.0, stale, "eth1", OTHER, ME) == []
+    assert listener.counters["bootstrap_no_forward_refused"] == 1
+    same_tag = bootstrap(tag=5, no_forward=True)
+    assert send(listener, 2.0, same_tag, "eth1", OTHER, ME) == []  # accepted; nothing new, not forwarded
+    assert listener.next_deadline() == 2.0 + BS_TIMEOUT
+
+
+def test_a_unicast_bootstrap_without_no_forward_is_forwarded_as_frr_does():
+    listener = BsrListener(Router())
+    out = send(listener, 0.0, bootstrap(), "eth1", OTHER, ME)
+    assert [o.interface for o in out if isinstance(o, ForwardBootstrap)] == [UP, "eth2"]
 
 
 def test_our_own_bsr_address_is_dropped():

@@ -129,8 +129,9 @@ class BsrListener:
             return out
         self._accept_bsr(now, message)
         out += self._store(now, message)
-        if destination == ALL_PIM_ROUTERS and not message.no_forward:
-            # 5059 3.3: forward out of every other PIM interface.
+        if not message.no_forward:
+            # 5059 3.3: forward out of every other PIM interface (a unicast
+            # one too, as FRR does, unless it says No-Forward).
             out += [ForwardBootstrap(i, payload) for i in self.view.pim_interfaces() if i != interface]
         return out
 
@@ -185,17 +186,22 @@ class BsrListener:
                             message: Bootstrap) -> str | None:
         if message.bsr_address in self.view.my_addresses():
             return "bootstrap_own"
-        if destination == ALL_PIM_ROUTERS:
-            # Multicast: only from the RPF neighbor toward the BSR, on the RPF interface.
-            if self.view.rpf_neighbor(message.bsr_address) != (interface, source):
-                return "bootstrap_not_from_rpf_neighbor"
-        elif destination in self.view.my_addresses():
-            # Unicast (a neighbor sending us its state after we restarted):
-            # only from a PIM neighbor.
-            if not self.view.is_neighbor(interface, source):
-                return "bootstrap_unicast_not_neighbor"
-        else:
+        if destination not in self.view.my_addresses() and destination != ALL_PIM_ROUTERS:
             return "bootstrap_bad_destination"
+        if message.no_forward or destination != ALL_PIM_ROUTERS:
+            # 5059 3.5: a neighbor's copy for a router that just came up, sent
+            # unicast, or with No-Forward to 224.0.0.13 (FRR without
+            # unicast-bsm): only from a PIM neighbor.
+            if not self.view.is_neighbor(interface, source):
+                return "bootstrap_not_from_neighbor"
+        elif self.view.rpf_neighbor(message.bsr_address) != (interface, source):
+            # 5059 3.1.3: multicast, only from the RPF neighbor toward the BSR, on the RPF interface.
+            return "bootstrap_not_from_rpf_neighbor"
+        if message.no_forward and self.state is BsrState.ACCEPT_PREFERRED and message.fragment_tag != self._tag:
+            # As FRR: a No-Forward copy only while we know no BSR, or when it
+            # repeats the fragment tag we hold; a stale copy must not undo
+            # what the BSR itself sent since.
+            return "bootstrap_no_forward_refused"
         if self.state is BsrState.ACCEPT_PREFERRED and not self._preferred(message):
             return "bootstrap_not_preferred"
         return None
