@@ -113,6 +113,48 @@ def test_rp_gone_is_no_info():
     assert sender.state(S, G) is RegisterState.NO_INFO
 
 
+def in_state(state: RegisterState) -> RegisterSender:
+    sender = RegisterSender(rng=random.Random(5))
+    if state is not RegisterState.NO_INFO:
+        sender.could_register(0.0, S, G, True, RP)
+    if state in (RegisterState.PRUNE, RegisterState.JOIN_PENDING):
+        sender.receive_register_stop(1.0, RegisterStop(G, S))
+    if state is RegisterState.JOIN_PENDING:
+        sender.expire(sender.next_deadline())
+    assert sender.state(S, G) is state
+    return sender
+
+
+def soon(sender: RegisterSender) -> float:
+    """A time before the sender's next timer, so an event meets the state as set up."""
+    deadline = sender.next_deadline()
+    return 200.0 if deadline is None else deadline - 0.001
+
+
+EVENTS = {
+    "timer": lambda sender: sender.expire(sender.next_deadline() or 0.0),
+    "could_register": lambda sender: sender.could_register(soon(sender), S, G, True, RP),
+    "could_not_register": lambda sender: sender.could_register(soon(sender), S, G, False, RP),
+    "register_stop": lambda sender: sender.receive_register_stop(soon(sender), RegisterStop(G, S)),
+    "rp_changed": lambda sender: sender.rp_changed(soon(sender), lambda group: RP2),
+}
+NI, J, JP, P = RegisterState.NO_INFO, RegisterState.JOIN, RegisterState.JOIN_PENDING, RegisterState.PRUNE
+# RFC 7761 4.4.1's table, written out again here: state -> event -> next state.
+RFC_TABLE = {
+    NI: {"timer": NI, "could_register": J, "could_not_register": NI, "register_stop": NI, "rp_changed": NI},
+    J: {"timer": J, "could_register": J, "could_not_register": NI, "register_stop": P, "rp_changed": J},
+    JP: {"timer": J, "could_register": JP, "could_not_register": NI, "register_stop": P, "rp_changed": J},
+    P: {"timer": JP, "could_register": P, "could_not_register": NI, "register_stop": P, "rp_changed": J},
+}
+
+
+@pytest.mark.parametrize("state, event", [(state, event) for state in RFC_TABLE for event in EVENTS])
+def test_every_state_and_event_as_the_rfc_table_says(state, event):
+    sender = in_state(state)
+    EVENTS[event](sender)
+    assert sender.state(S, G) is RFC_TABLE[state][event]
+
+
 def test_sender_settings_validated():
     with pytest.raises(ValueError, match="probe time"):
         RegisterSender(suppression_time=8, probe_time=5)

@@ -62,6 +62,34 @@ class _Flow:
     timer_at: float | None = None  # the Register-Stop Timer
 
 
+class RegisterEvent(Enum):
+    TIMER_EXPIRES = "Register-Stop Timer expires"
+    COULD_REGISTER = "CouldRegister -> TRUE"
+    COULD_NOT_REGISTER = "CouldRegister -> FALSE"
+    REGISTER_STOP = "Register-Stop received"
+    RP_CHANGED = "RP changed"
+
+
+_NI, _J, _JP, _P = RegisterState.NO_INFO, RegisterState.JOIN, RegisterState.JOIN_PENDING, RegisterState.PRUNE
+_E = RegisterEvent
+# RFC 7761 4.4.1, the per-(S,G) register state machine at a DR: (state,
+# event) -> (next state, actions in order). Pairs not listed change nothing.
+# "retarget" takes the new RP between taking the tunnel down and up.
+TRANSITIONS: dict[tuple[RegisterState, RegisterEvent], tuple[RegisterState, tuple[str, ...]]] = {
+    (_NI, _E.COULD_REGISTER): (_J, ("add_tunnel",)),
+    (_J, _E.COULD_NOT_REGISTER): (_NI, ("remove_tunnel",)),
+    (_JP, _E.COULD_NOT_REGISTER): (_NI, ()),
+    (_P, _E.COULD_NOT_REGISTER): (_NI, ()),
+    (_J, _E.REGISTER_STOP): (_P, ("remove_tunnel", "suppress")),
+    (_JP, _E.REGISTER_STOP): (_P, ("suppress",)),
+    (_P, _E.TIMER_EXPIRES): (_JP, ("probe",)),
+    (_JP, _E.TIMER_EXPIRES): (_J, ("add_tunnel",)),
+    (_J, _E.RP_CHANGED): (_J, ("remove_tunnel", "retarget", "add_tunnel")),
+    (_JP, _E.RP_CHANGED): (_J, ("cancel_timer", "retarget", "add_tunnel")),
+    (_P, _E.RP_CHANGED): (_J, ("cancel_timer", "retarget", "add_tunnel")),
+}
+
+
 class RegisterSender:
     """4.4.1 at the DR of directly connected sources, one machine per (S,G).
     CouldRegister(S,G) (I_am_DR on RPF_interface(S), KAT running, S
@@ -89,34 +117,22 @@ class RegisterSender:
         """CouldRegister(S,G) is now `could`, with RP(G) `rp` (None: no RP
         known, which is as good as not registering)."""
         out = self.expire(now)
-        flow = self._flows.get((source, group))
-        if could and rp is not None and flow is None:
-            self._flows[(source, group)] = _Flow(RegisterState.JOIN, rp)  # NI -> J: add the tunnel
-            return out + [Encapsulate(source, group, rp, True)]
-        if (not could or rp is None) and flow is not None:
-            del self._flows[(source, group)]  # -> NI: remove the tunnel
-            return out + ([Encapsulate(source, group, flow.rp, False)] if flow.state is RegisterState.JOIN else [])
-        if flow is not None and rp != flow.rp:
-            return out + self._rp_changed(source, group, flow, rp)
-        return out
+        key = (source, group)
+        if not could or rp is None:
+            return out + self._step(now, key, _E.COULD_NOT_REGISTER)
+        flow = self._flows.get(key)
+        if flow is None:
+            return out + self._step(now, key, _E.COULD_REGISTER, rp)
+        return out + (self._step(now, key, _E.RP_CHANGED, rp) if rp != flow.rp else [])
 
     def receive_register_stop(self, now: float, message: RegisterStop) -> list[SenderOutput]:
-        """A Register-Stop: J or JP -> P with the tunnel removed; source
-        0.0.0.0 stops every source of the group."""
+        """A Register-Stop; source 0.0.0.0 stops every source of the group."""
         out = self.expire(now)
         keys = [k for k in self._flows if k[1] == message.group and message.source in (ANY, k[0])]
         if not keys:
             self.counters["register_stop_unknown"] += 1
         for key in keys:
-            flow = self._flows[key]
-            if flow.state is RegisterState.PRUNE:
-                continue
-            if flow.state is RegisterState.JOIN:
-                out.append(Encapsulate(*key, flow.rp, False))
-            flow.state = RegisterState.PRUNE
-            # 4.4.1: rand(0.5, 1.5) x Register_Suppression_Time, less the probe time
-            delay = self._rng.uniform(0.5, 1.5) * self.suppression_time - self.probe_time
-            self._arm(key, flow, now + delay)
+            out += self._step(now, key, _E.REGISTER_STOP)
         return out
 
     def rp_changed(self, now: float, rp_for: Callable[[str], str | None]) -> list[SenderOutput]:
@@ -135,7 +151,7 @@ class RegisterSender:
             deadline, _, key = heapq.heappop(self._timers)
             flow = self._flows.get(key)
             if flow is not None and flow.timer_at == deadline:
-                out += self._on_register_stop_timer(now, key, flow)
+                out += self._step(now, key, _E.TIMER_EXPIRES)
         return out
 
     def next_deadline(self) -> float | None:
@@ -152,24 +168,44 @@ class RegisterSender:
                  "register_stop_timer": None if f.timer_at is None else max(0.0, f.timer_at - now)}
                 for (s, g), f in sorted(self._flows.items())]
 
-    def _on_register_stop_timer(self, now: float, key: tuple[str, str], flow: _Flow) -> list[SenderOutput]:
-        if flow.state is RegisterState.PRUNE:
-            # P -> JP: probe with a Null-Register, wait Register_Probe_Time for a Register-Stop.
-            flow.state = RegisterState.JOIN_PENDING
-            self._arm(key, flow, now + self.probe_time)
-            payload = encode_register(Register(null_register_packet(*key), null=True))
-            return [SendNullRegister(flow.rp, payload)]
-        # JP -> J: nobody stopped us, encapsulate again.
-        flow.state = RegisterState.JOIN
-        flow.timer_at = None
-        return [Encapsulate(*key, flow.rp, True)]
+    # --- the machine ---
 
-    def _rp_changed(self, source: str, group: str, flow: _Flow, rp: str) -> list[SenderOutput]:
+    def _step(self, now: float, key: tuple[str, str], event: RegisterEvent, rp: str = "") -> list[SenderOutput]:
+        """Run `event` through TRANSITIONS for one (S,G)."""
+        flow = self._flows.get(key) or _Flow(RegisterState.NO_INFO, rp)
+        transition = TRANSITIONS.get((flow.state, event))
+        if transition is None:
+            return []
+        flow.state, actions = transition
         out: list[SenderOutput] = []
-        if flow.state is RegisterState.JOIN:
-            out.append(Encapsulate(source, group, flow.rp, False))
-        flow.state, flow.rp, flow.timer_at = RegisterState.JOIN, rp, None  # any state -> J, timer stopped
-        return out + [Encapsulate(source, group, rp, True)]
+        for action in actions:
+            out += self._act(now, key, flow, action, rp)
+        if flow.state is RegisterState.NO_INFO:
+            self._flows.pop(key, None)
+        else:
+            self._flows[key] = flow
+        return out
+
+    def _act(self, now: float, key: tuple[str, str], flow: _Flow, action: str, rp: str) -> list[SenderOutput]:
+        match action:
+            case "add_tunnel":
+                flow.timer_at = None
+                return [Encapsulate(*key, flow.rp, True)]
+            case "remove_tunnel":
+                return [Encapsulate(*key, flow.rp, False)]
+            case "retarget":
+                flow.rp = rp
+            case "cancel_timer":
+                flow.timer_at = None
+            case "suppress":
+                # rand(0.5, 1.5) x Register_Suppression_Time, less the probe time
+                self._arm(key, flow, now + self._rng.uniform(0.5, 1.5) * self.suppression_time - self.probe_time)
+            case "probe":
+                # Wait Register_Probe_Time for a Register-Stop after the Null-Register.
+                self._arm(key, flow, now + self.probe_time)
+                payload = encode_register(Register(null_register_packet(*key), null=True))
+                return [SendNullRegister(flow.rp, payload)]
+        return []
 
     def _arm(self, key: tuple[str, str], flow: _Flow, deadline: float) -> None:
         flow.timer_at = deadline
