@@ -23,12 +23,19 @@ RANGE = BsrGroup("239.0.0.0", 8, 2, (BsrRp(RP1, 150, 0), BsrRp(RP2, 150, 1)))
 
 
 @dataclass
+class Route:
+    interface: str
+    neighbor: str | None
+
+
+@dataclass
 class Router:
-    rpf: dict = field(default_factory=lambda: {BSR: (UP, NEIGHBOR), BETTER: (UP, NEIGHBOR), WORSE: (UP, NEIGHBOR)})
+    routes: dict = field(default_factory=lambda: {BSR: Route(UP, NEIGHBOR), BETTER: Route(UP, NEIGHBOR),
+                                                  WORSE: Route(UP, NEIGHBOR)})
     neighbors: set = field(default_factory=lambda: {(UP, NEIGHBOR), ("eth1", OTHER)})
 
-    def rpf_neighbor(self, address):
-        return self.rpf.get(address)
+    def rpf(self, address):
+        return self.routes.get(address)
 
     def is_neighbor(self, interface, address):
         return (interface, address) in self.neighbors
@@ -89,6 +96,12 @@ def test_a_no_forward_bootstrap_from_a_neighbor_is_accepted_but_not_forwarded(de
     assert len(rp_sets(out)) == 1 and not any(isinstance(o, ForwardBootstrap) for o in out)
 
 
+def test_a_directly_connected_bsr_is_its_own_rpf_neighbor():
+    listener = BsrListener(Router(routes={BSR: Route(UP, None)}))
+    assert send(listener, 0.0, bootstrap(), UP, NEIGHBOR) == []
+    assert rp_sets(send(listener, 0.0, bootstrap(), UP, BSR)) != []
+
+
 def test_a_no_forward_bootstrap_from_a_stranger_is_dropped():
     listener = BsrListener(Router())
     assert send(listener, 0.0, bootstrap(no_forward=True), "eth2", "10.1.5.5") == []
@@ -113,7 +126,7 @@ def test_a_unicast_bootstrap_without_no_forward_is_forwarded_as_frr_does():
 
 
 def test_our_own_bsr_address_is_dropped():
-    listener = BsrListener(Router(rpf={ME: (UP, NEIGHBOR)}))
+    listener = BsrListener(Router(routes={ME: Route(UP, NEIGHBOR)}))
     assert send(listener, 0.0, bootstrap(bsr=ME)) == [] and listener.counters["bootstrap_own"] == 1
 
 

@@ -75,8 +75,8 @@ def unicast_bootstrap(sock: socket.socket, deadline: float) -> tuple[Bootstrap, 
 class OneLink:
     """The BsrListener's view of this test's router: FRR is its only neighbor."""
 
-    def rpf_neighbor(self, address):
-        return None
+    def rpf(self, address):
+        return None  # no route to the BSR: only the No-Forward copy from a neighbor can be accepted
 
     def is_neighbor(self, interface, address):
         return (interface, address) == ("eth0", PEER)

@@ -35,12 +35,17 @@ class BsrState(Enum):
     ACCEPT_PREFERRED = "Accept Preferred"
 
 
+class RouteToBsr(Protocol):
+    """The unicast route toward an address (pim_rpf's `Rpf` has these)."""
+
+    interface: str
+    neighbor: str | None  # None: directly connected
+
+
 class BsrView(Protocol):
     """What the listener reads from the rest of the router."""
 
-    def rpf_neighbor(self, address: str) -> tuple[str, str] | None:
-        """(interface, neighbor) toward `address`, or None."""
-        ...
+    def rpf(self, address: str) -> RouteToBsr | None: ...
 
     def is_neighbor(self, interface: str, address: str) -> bool: ...
 
@@ -194,8 +199,7 @@ class BsrListener:
             # unicast-bsm): only from a PIM neighbor.
             if not self.view.is_neighbor(interface, source):
                 return "bootstrap_not_from_neighbor"
-        elif self.view.rpf_neighbor(message.bsr_address) != (interface, source):
-            # 5059 3.1.3: multicast, only from the RPF neighbor toward the BSR, on the RPF interface.
+        elif not self._from_rpf_neighbor(interface, source, message.bsr_address):
             return "bootstrap_not_from_rpf_neighbor"
         if message.no_forward and self.state is BsrState.ACCEPT_PREFERRED and message.fragment_tag != self._tag:
             # As FRR: a No-Forward copy only while we know no BSR, or when it
@@ -205,6 +209,12 @@ class BsrListener:
         if self.state is BsrState.ACCEPT_PREFERRED and not self._preferred(message):
             return "bootstrap_not_preferred"
         return None
+
+    def _from_rpf_neighbor(self, interface: str, source: str, bsr: str) -> bool:
+        """5059 3.1.3: a multicast Bootstrap only from the RPF neighbor toward
+        the BSR, on the RPF interface (the BSR itself when directly connected)."""
+        route = self.view.rpf(bsr)
+        return route is not None and route.interface == interface and (route.neighbor or bsr) == source
 
     def _preferred(self, message: Bootstrap) -> bool:
         """From the current BSR, or from one at least as good."""
