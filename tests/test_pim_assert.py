@@ -202,6 +202,22 @@ def test_loser_reevaluated():
     assert changes(machines.reevaluate(6.0, S, G, LAN)) == [NI]
 
 
+def test_upstream_loser_forgets_when_the_rpf_interface_moves_away():
+    """A downstream router tracks the winner on its RPF interface (to send
+    its Joins there); when RPF_interface(S) stops being that interface, the
+    state goes (4.6.1). A loser on a downstream interface is not touched
+    by the same route change."""
+    tree = Tree(could=set(), tracking={(S, G, UPSTREAM), (S, G, LAN)})
+    machines = AssertMachines(tree)
+    machines.receive(0.0, UPSTREAM, HIGHER, Assert(G, S, False, 100, 1))
+    machines.receive(0.0, LAN, HIGHER, Assert(G, S, False, 100, 1))
+    assert machines.state(S, G, UPSTREAM) is L and not machines.lost_assert(S, G, UPSTREAM)  # never on RPF_interface
+    assert machines.reevaluate(1.0, S, G, UPSTREAM) == []
+    tree.routes[S] = Route("eth7", 110, 20)
+    assert changes(machines.reevaluate(2.0, S, G, UPSTREAM)) == [NI]
+    assert machines.reevaluate(2.0, S, G, LAN) == [] and machines.state(S, G, LAN) is L
+
+
 def test_lost_assert_is_never_true_on_the_rpf_interface():
     tree = Tree()
     machines = loser(tree)

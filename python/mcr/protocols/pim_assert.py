@@ -108,6 +108,7 @@ class _Entry:
     winner: str
     winner_metric: AssertMetric
     timer_at: float
+    on_rpf_interface: bool = False  # a loser tracking the winner upstream, on RPF_interface (4.6.1)
 
 
 class AssertMachines:
@@ -140,9 +141,7 @@ class AssertMachines:
     def lost_assert(self, source: str | None, group: str, interface: str) -> bool:
         """4.6.5 lost_assert(S,G,I) and lost_assert(*,G,I): never on the
         RPF interface itself; otherwise someone else won."""
-        toward = self._toward(source, group)
-        route = None if toward is None else self.view.rpf(toward)
-        if route is not None and route.interface == interface:
+        if self._is_rpf_interface(source, group, interface):
             return False
         entry = self._entries.get((source, group, interface))
         if entry is None or entry.winner == self.view.interface_address(interface):
@@ -219,10 +218,8 @@ class AssertMachines:
             return []
         if not self.view.assert_tracking_desired(source, group, interface):
             return self._forget(key)  # A5: AssertTrackingDesired -> FALSE
-        toward = self._toward(source, group)
-        route = None if toward is None else self.view.rpf(toward)
-        if route is not None and route.interface == interface:
-            return self._forget(key)  # A5: the RPF interface became I
+        if entry.on_rpf_interface and not self._is_rpf_interface(source, group, interface):
+            return self._forget(key)  # A5: RPF_interface stopped being I
         if self.my_assert_metric(source, group, interface).better_than(entry.winner_metric):
             return self._forget(key)  # A5: my metric became better than the winner's
         return []
@@ -328,7 +325,7 @@ class AssertMachines:
     def _become_loser(self, now: float, key: Key, metric: AssertMetric) -> list[Output]:
         """A2/A6: store the winner and its metric, AT = Assert_Time."""
         previous = self._entries.get(key)
-        entry = _Entry(AssertState.LOSER, metric.address, metric, 0.0)
+        entry = _Entry(AssertState.LOSER, metric.address, metric, 0.0, self._is_rpf_interface(*key))
         self._entries[key] = entry
         self._arm(key, entry, now + self.assert_time)
         changed = previous is None or previous.state is not AssertState.LOSER
@@ -351,8 +348,11 @@ class AssertMachines:
 
     # --- helpers ---
 
-    def _toward(self, source: str | None, group: str) -> str | None:
-        return source if source is not None else self.view.rp(group)
+    def _is_rpf_interface(self, source: str | None, group: str, interface: str) -> bool:
+        """RPF_interface(S) (or RPF_interface(RP(G)) for (*,G)) is `interface`."""
+        toward = source if source is not None else self.view.rp(group)
+        route = None if toward is None else self.view.rpf(toward)
+        return route is not None and route.interface == interface
 
     def _arm(self, key: Key, entry: _Entry, deadline: float) -> None:
         entry.timer_at = deadline
