@@ -15,6 +15,7 @@ import random
 from collections import Counter
 from dataclasses import dataclass
 from enum import Enum
+from ipaddress import IPv4Address
 from typing import Callable, Protocol
 
 from .pim_wire_more import Register, RegisterStop, encode_register, encode_register_stop, null_register_packet
@@ -276,7 +277,7 @@ class RegisterReceiver:
     def receive(self, now: float, outer_source: str, outer_destination: str,
                 message: Register) -> list[ReceiverOutput]:
         source, group = message.source, message.group
-        if not 224 <= int(group.split(".")[0]) <= 239:
+        if not IPv4Address(group).is_multicast:
             self.counters["register_not_multicast"] += 1
             return []
         if not self.view.i_am_rp(group, outer_destination):
