@@ -16,6 +16,8 @@ struct ParsedPacket {
   uint16_t udp_checksum;  // as received (network byte order); 0: none
   uint8_t ttl;
   uint8_t tos;
+  const uint8_t* ip;       // the IPv4 header, points into the frame (a Register carries the whole packet)
+  uint16_t ip_len;         // the IP total length
   const uint8_t* payload;  // UDP payload, points into the frame
   uint16_t payload_len;
   uint16_t vlan;  // VLAN id of the outer 802.1Q tag left in the frame; 0: untagged
