@@ -16,14 +16,14 @@ struct ParsedPacket {
   uint16_t udp_checksum;  // as received (network byte order); 0: none
   uint8_t ttl;
   uint8_t tos;
-  const uint8_t* ip;       // the IPv4 header, points into the frame (a Register carries the whole packet)
-  uint16_t ip_len;         // the IP total length
   const uint8_t* payload;  // UDP payload, points into the frame
   uint16_t payload_len;
   uint16_t vlan;  // VLAN id of the outer 802.1Q tag left in the frame; 0: untagged
   // The UDP checksum field holds only the pseudo-header sum (a local sender's
   // CHECKSUM_PARTIAL, TP_STATUS_CSUMNOTREADY): set by the caller, who knows.
   bool partial_checksum;
+  const uint8_t* ip;  // the IPv4 header, points into the frame (a Register carries the whole packet)
+  uint16_t ip_len;    // the IP total length
 };
 
 // Returns true and fills `out` for a relayable UDP/IPv4 frame; otherwise
