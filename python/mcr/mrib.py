@@ -89,7 +89,7 @@ class Route:
         rule = self.rule
         group, prefix = (self.group, 32) if self.group else (rule.group_address, rule.prefix_len)
         return (self.engine_id, self.input_ifindex, group, rule.port, self.source or "", outputs, rule.vlan or 0,
-                prefix, rule.notify)
+                prefix) + rule.notify_field
 
     @property
     def joinable(self) -> str | None:

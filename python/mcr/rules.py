@@ -293,7 +293,13 @@ class Rule:
         """The rule as the engine's bindings take it (mcr._engine.encode_add_rule / encode_sync_rules)."""
         outputs = [o.engine_tuple(output_ifindex(o.interface)) for o in self.outputs]
         return (rule_id, input_ifindex, self.group_address, self.port, self.source or "", outputs, self.vlan or 0,
-                self.prefix_len, self.notify)
+                self.prefix_len) + self.notify_field
+
+    @property
+    def notify_field(self) -> tuple[bool, ...]:
+        """The engine tuple's optional trailing notify field: present only when
+        set, so a rule without it has the same tuple as before PIM."""
+        return (True,) if self.notify else ()
 
     def __str__(self) -> str:
         text = f"in={self.input_interface} group={self.group}:{'any' if self.port == ANY_PORT else self.port}"
