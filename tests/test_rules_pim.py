@@ -59,3 +59,12 @@ def test_the_mrib_keeps_a_zero_output_notify_rule_active() -> None:
         (2, _engine.REGISTER_IFINDEX, "239.1.1.1", 5000, "", [("239.1.1.1", 5000, 3, -1, -1, True, 0, False)], 0, 32),
     ]
     assert _engine.ruleset_hash(mrib.engine_rules(routes))  # the bindings take both tuple shapes
+
+
+def test_a_protocol_routes_notify_reaches_the_engine_tuple() -> None:
+    """mrib.protocol_routes sets Route.notify (a PIM (*,G) whose new sources the DR must see)."""
+    rule = Rule("up", "239.1.1.1", 0, (Output("239.1.1.1", 0, "d1", keep_source=True, follow=True),), protocol="pim")
+    route = mrib.Route(9, 9, rule, mrib.ACTIVE, (), None, "239.1.1.1", 2, rule.outputs, (3,), "pim", True)
+    assert route.engine_tuple()[8:] == (True,)
+    assert mrib.Route(9, 9, rule, mrib.ACTIVE, (), None, "239.1.1.1", 2, rule.outputs, (3,), "pim").engine_tuple()[8:] == ()
+    assert _engine.ruleset_hash([route.engine_tuple()]) != _engine.ruleset_hash([route.engine_tuple()[:8]])

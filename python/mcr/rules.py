@@ -183,6 +183,12 @@ class Output:
         return text
 
 
+def notify_field(notify: bool) -> tuple[bool, ...]:
+    """An engine rule tuple's optional trailing notify field: present only
+    when set, so a rule without it keeps the tuple it had before PIM."""
+    return (True,) if notify else ()
+
+
 def parse_outputs(text: str) -> tuple[Output, ...]:
     return tuple(Output.parse(part) for part in text.split(",") if part.strip())
 
@@ -214,6 +220,9 @@ class Rule:
     name: str | None = field(default=None, compare=False)
     vlan: int | None = None  # match frames tagged with this VLAN only; None: untagged only
     members: tuple[str, ...] = ()  # interfaces that get the group where IGMP members want it
+    # Set on the rule a routing protocol's route is made of (mcr.mrib.protocol_routes): its
+    # outputs are the route's, and it may have none (an entry that drops what it matches).
+    protocol: str | None = None
     notify: bool = False  # the engine reports each new (source, group) it matches (mcr.engine.Engine.take_notifications)
 
     def __post_init__(self) -> None:
@@ -232,7 +241,7 @@ class Rule:
             if source.is_multicast or source.is_unspecified:
                 raise RuleError(f"source {self.source} must be a unicast address")
         _check_vlan(self.vlan, "rule")
-        if not self.outputs and not self.members and not self.notify:
+        if not self.outputs and not self.members and not self.protocol and not self.notify:
             raise RuleError("a rule needs at least one output (or notify)")
         for name in self.members:
             _check_interface(name, "members interface")
@@ -270,7 +279,7 @@ class Rule:
         vlan = _int(fields["vlan"], "rule vlan") if "vlan" in fields else None
         outputs, members = parse_destinations(fields.get("out", ""))
         return cls(fields["in"], group, _int(port, "input port"), outputs,
-                   fields.get("source"), fields.get("name"), vlan, members, "notify" in fields)
+                   fields.get("source"), fields.get("name"), vlan, members, notify="notify" in fields)
 
     @property
     def is_unicast_input(self) -> bool:
@@ -293,13 +302,7 @@ class Rule:
         """The rule as the engine's bindings take it (mcr._engine.encode_add_rule / encode_sync_rules)."""
         outputs = [o.engine_tuple(output_ifindex(o.interface)) for o in self.outputs]
         return (rule_id, input_ifindex, self.group_address, self.port, self.source or "", outputs, self.vlan or 0,
-                self.prefix_len) + self.notify_field
-
-    @property
-    def notify_field(self) -> tuple[bool, ...]:
-        """The engine tuple's optional trailing notify field: present only when
-        set, so a rule without it has the same tuple as before PIM."""
-        return (True,) if self.notify else ()
+                self.prefix_len) + notify_field(self.notify)
 
     def __str__(self) -> str:
         text = f"in={self.input_interface} group={self.group}:{'any' if self.port == ANY_PORT else self.port}"
