@@ -184,8 +184,9 @@ PYBIND11_MODULE(_engine, m) {
              if (rx_frames == 0 || (rx_frames & (rx_frames - 1)) || rx_frames > 32768)
                throw py::value_error("rx_frames must be a power of two <= 32768");
              if (log_level > 3) throw py::value_error("log_level must be 0..3");
-             if (notify_pending == 0 || notify_pending > (1u << 20))
-               throw py::value_error("notify_pending must be 1..1048576");
+             // All of them must fit one Notifications reply (20 bytes each, within MAX_MESSAGE).
+             if (notify_pending == 0 || notify_pending > 32768)
+               throw py::value_error("notify_pending must be 1..32768");
              EngineConfig config;
              config.worker_id = worker_id;
              config.log_level = static_cast<LogLevel>(log_level);
