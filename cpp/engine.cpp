@@ -10,6 +10,7 @@
 
 #include <cstring>
 
+#include "pim_register.h"
 #include "uring_tag.h"
 
 namespace mcr {
@@ -34,7 +35,8 @@ Engine::Engine(int command_fd, const EngineConfig& config)
       command_fd_(command_fd),
       egress_(config.send_slots, kMaxMtu),
       rules_(config.max_rules),
-      command_buffer_(wire::kMaxMessage) {}
+      command_buffer_(wire::kMaxMessage),
+      notify_(config.notify_pending) {}
 
 Engine::~Engine() {
   if (ring_ready_) io_uring_queue_exit(&ring_);
@@ -43,6 +45,7 @@ Engine::~Engine() {
   for (const EgressSocket& e : egress_sockets_) close(e.fd);
   for (const PacketEgressSocket& e : packet_egress_)
     if (e.fd >= 0) close(e.fd);
+  if (register_egress_fd_ >= 0) close(register_egress_fd_);
   close(command_fd_);
 }
 
@@ -79,6 +82,7 @@ void Engine::arm_command() {
 // full even after submitting it, the rest are polled next pass (what is
 // queued completes and wakes the loop).
 void Engine::poll_idle_inputs() {
+  if (register_input_ != nullptr) register_input_->arm_idle(&ring_);  // receives a full queue left unarmed
   for (uint32_t i = 0; i < inputs_.size(); ++i) {
     if (inputs_[i].polling || inputs_[i].fd < 0) continue;
     io_uring_sqe* sqe = next_sqe(&ring_);
@@ -138,7 +142,8 @@ void Engine::on_command_ready(const io_uring_cqe* cqe) {
 
 void Engine::execute(const wire::Command& command, int fd) {
   bool takes_socket = command.type == wire::Type::AddInput || command.type == wire::Type::AddEgress ||
-                      command.type == wire::Type::AddPacketEgress;
+                      command.type == wire::Type::AddPacketEgress || command.type == wire::Type::AddRegisterEgress ||
+                      command.type == wire::Type::AddRegisterInput;
   if (!takes_socket && fd >= 0) close(fd);
   if (takes_socket && fd < 0) {
     reply(wire::encode_error(command.seq, "this command needs a socket passed with SCM_RIGHTS"));
@@ -156,6 +161,10 @@ void Engine::execute(const wire::Command& command, int fd) {
     case wire::Type::SyncRules: error = sync_rules(command.rules); break;
     case wire::Type::SetLogLevel: log_.set_level(static_cast<LogLevel>(command.log_level)); break;
     case wire::Type::GetStats: reply(wire::encode_stats(command.seq, snapshot())); return;
+    case wire::Type::AddRegisterEgress: error = add_register_egress(fd); break;
+    case wire::Type::AddRegisterInput: error = add_register_input(fd); break;
+    case wire::Type::TakeNotifications: reply(wire::encode_notifications(command.seq, notify_.take())); return;
+    case wire::Type::SetNotifyWindow: notify_.set_window(command.notify_window_ms); break;
     case wire::Type::Shutdown: running_ = false; break;
     case wire::Type::Initialize: error = "already initialized"; break;
     default: error = "not a command"; break;
@@ -210,13 +219,22 @@ std::string Engine::add_egress(uint32_t ifindex, int fd) {
 
 // Validates `spec` against the engine's sockets and builds the rule; no change.
 std::string Engine::build_rule(const RuleSpec& spec, Rule& rule) const {
-  bool has_input = false;
+  bool has_input = spec.key.ifindex == kRegisterIfindex && register_input_ != nullptr;
   for (const Input& in : inputs_) has_input |= in.fd >= 0 && in.ifindex == spec.key.ifindex;
+  if (!has_input && spec.key.ifindex == kRegisterIfindex) return "no register input socket (AddRegisterInput)";
   if (!has_input) return "no input socket for interface " + std::to_string(spec.key.ifindex);
   rule.id = spec.id;
   rule.key = spec.key;
+  rule.notify = spec.notify;
   bool multicast = (ntohl(spec.key.group) >> 28) == 0xe;
   for (const OutputSpec& o : spec.outputs) {
+    if (o.pim_register) {
+      Output out;
+      std::string error;
+      if (!build_register_output(o, out, error)) return error;
+      rule.outputs.push_back(out);
+      continue;
+    }
     if (o.follow && !multicast)
       return "a follow output needs a multicast group (it sends to the packet's own destination)";
     // A follow output keeps group and port: on the input's own interface and VLAN it sends the packet back.
@@ -384,6 +402,8 @@ wire::Stats Engine::snapshot() {
     }
     stats.inputs.push_back({in.ifindex, in.frames, in.bytes, in.kernel_packets, in.kernel_drops});
   }
+  if (register_input_ != nullptr)  // what the raw socket read, as the virtual input's frames
+    stats.inputs.push_back({kRegisterIfindex, register_input_->registers, register_input_->bytes, 0, 0});
   for (const Rule& rule : rules_.rules()) {
     if (!rule.live) continue;
     wire::RuleStats rs{rule.id, rule.packets, rule.bytes, {}};

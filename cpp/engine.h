@@ -1,5 +1,6 @@
 // The engine: one io_uring loop that relays multicast UDP from AF_PACKET
-// inputs (each read through an RX ring) to its outputs. It opens no privileged socket itself: every
+// inputs (each read through an RX ring), and from PIM Registers (at the RP),
+// to its outputs. It opens no privileged socket itself: every
 // socket arrives over the command channel (see wire.h), which is also how
 // rules, stats requests and shutdown arrive.
 #pragma once
@@ -13,6 +14,8 @@
 #include "counters.h"
 #include "egress.h"
 #include "log.h"
+#include "notify_table.h"
+#include "register_input.h"
 #include "rule_table.h"
 #include "rx_ring.h"
 #include "tx_ring.h"
@@ -28,6 +31,7 @@ struct EngineConfig {
   uint32_t send_slots = 8192;
   uint32_t ring_entries = 4096;
   uint32_t max_inputs = 256;
+  uint32_t notify_pending = 1024;  // notifications held until the supervisor takes them
 };
 
 class Engine {
@@ -83,9 +87,17 @@ class Engine {
   wire::Stats snapshot();
   void reply(const std::vector<uint8_t>& message);
 
+  // PIM's data plane: Register sockets and notifications (engine_pim.cpp).
+  std::string add_register_egress(int fd);
+  std::string add_register_input(int fd);
+  bool build_register_output(const OutputSpec& spec, Output& out, std::string& error) const;
+  void on_register(const io_uring_cqe* cqe);
+  void note(const Rule& rule, const ParsedPacket& packet, uint32_t ifindex, uint32_t dr);
+
   // The data path (loop.cpp).
   bool drain(uint32_t index);
   void relay(uint32_t index, const RxRing::Frame& frame);
+  void forward(uint32_t ifindex, const ParsedPacket& packet, uint32_t dr);
   void dispatch(const io_uring_cqe* cqe);
   void on_input_ready(const io_uring_cqe* cqe);
   void on_send(const io_uring_cqe* cqe);
@@ -107,6 +119,10 @@ class Engine {
   std::vector<EgressSocket> egress_sockets_;
   std::vector<PacketEgressSocket> packet_egress_;
   std::vector<uint8_t> command_buffer_;
+  int register_egress_fd_ = -1;                     // raw IPPROTO_PIM socket for register outputs
+  std::unique_ptr<RegisterInput> register_input_;   // Registers in, at the RP
+  NotifyTable notify_;
+  uint64_t now_ms_ = 0;  // CLOCK_MONOTONIC_COARSE, read once per loop pass: the notify window's clock
 };
 
 }  // namespace mcr

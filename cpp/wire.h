@@ -19,6 +19,10 @@
 //               (The prefix_len byte and flag bit 1 came with any-port and
 //               range rules; engine and bindings are one module, so both
 //               ends always agree.)
+//               Output flag bit 2, register: a PIM Register to the RP at dst
+//               (pim_register.h); such an output is followed by {u32 source}
+//               (the outer source address, 0: the kernel's choice). After the
+//               outputs, {u8 rule_flags}: bit 0 notify (notify_table.h).
 //   RemoveRule {u32 id}
 //   GetStats   {}
 //   Shutdown   {}
@@ -32,6 +36,12 @@
 //                  MAC changed: every output's header template on it follows
 //   RemoveInterface {u32 ifindex}   no rule uses it any more: close its sockets
 //                  and unmap its rings (refused while a rule still does)
+//   AddRegisterEgress {}  + fd: raw IPPROTO_PIM socket that register outputs send on
+//   AddRegisterInput  {}  + fd: raw IPPROTO_PIM socket the engine reads Registers
+//                  from; their packets match rules on input kRegisterIfindex
+//   TakeNotifications {}  reply Notifications {u32 n, n x {u32 rule_id, u32 source,
+//                  u32 group, u32 ifindex, u32 dr}}, the pending ones, now cleared
+//   SetNotifyWindow {u32 window_ms}   how long a recorded (rule, S, G) stays quiet
 // Replies echo the seq: Ok {}, Error {utf-8 message}, Stats {snapshot}.
 // The stats snapshot carries the ruleset hash (FNV-1a over the rules' wire
 // bodies in id order), so a supervisor can detect drift and re-sync.
@@ -42,6 +52,7 @@
 #include <vector>
 
 #include "counters.h"
+#include "notify_table.h"
 #include "rule_table.h"
 
 namespace mcr::wire {
@@ -59,9 +70,14 @@ enum class Type : uint16_t {
   AddPacketEgress = 10,
   UpdateLink = 11,
   RemoveInterface = 12,
+  AddRegisterEgress = 13,
+  AddRegisterInput = 14,
+  TakeNotifications = 15,
+  SetNotifyWindow = 16,
   ReplyOk = 100,
   ReplyError = 101,
   ReplyStats = 102,
+  ReplyNotifications = 103,
 };
 
 constexpr size_t kHeaderSize = 8;
@@ -92,6 +108,7 @@ struct Command {
   std::vector<RuleSpec> rules;   // SyncRules
   Initialize init;               // Initialize
   PacketEgress packet_egress;    // AddPacketEgress
+  uint32_t notify_window_ms = 0;  // SetNotifyWindow
 };
 
 struct InputStats {
@@ -119,6 +136,7 @@ struct Reply {
   uint32_t seq = 0;
   std::string error;  // ReplyError
   Stats stats;        // ReplyStats
+  std::vector<Notification> notifications;  // ReplyNotifications
 };
 
 // Decoders return an empty string on success, else what was wrong.
@@ -129,6 +147,7 @@ std::vector<uint8_t> encode_command(const Command& command);
 std::vector<uint8_t> encode_ok(uint32_t seq);
 std::vector<uint8_t> encode_error(uint32_t seq, const std::string& message);
 std::vector<uint8_t> encode_stats(uint32_t seq, const Stats& stats);
+std::vector<uint8_t> encode_notifications(uint32_t seq, const std::vector<Notification>& notifications);
 
 // The hash a rule set is known by; `rules` sorted by id.
 uint64_t ruleset_hash(const std::vector<RuleSpec>& rules);

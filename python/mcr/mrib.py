@@ -32,7 +32,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable, Iterable, Mapping
 
-from .rules import ANY_PORT, Output, Rule
+from .rules import ANY_PORT, Output, Rule, notify_field
 
 ACTIVE, WAITING, PRUNED = "active", "waiting", "pruned"
 INCLUDE, EXCLUDE = "include", "exclude"
@@ -93,7 +93,7 @@ class Route:
         rule = self.rule
         group, prefix = (self.group, 32) if self.group else (rule.group_address, rule.prefix_len)
         return (self.engine_id, self.input_ifindex, group, rule.port, self.source or "", outputs, rule.vlan or 0,
-                prefix)
+                prefix) + notify_field(self.notify or rule.notify)
 
     @property
     def joinable(self) -> str | None:
@@ -184,7 +184,9 @@ def _routes_of(rule_id: int, rule: Rule, ifindex: Mapping[str, int], wanting: di
         members = tuple(member_output(rule, group or rule.group, name) for name, listening in sorted(wanting.items())
                         if listening.wants(source))
         outputs = rule.outputs + members
-        return Route(engine_id, rule_id, rule, ACTIVE if outputs else state_if_empty, (), source, group,
+        # A notify rule with nothing to send still tells PIM what arrives (a first-hop catch-all).
+        active = outputs or rule.notify
+        return Route(engine_id, rule_id, rule, ACTIVE if active else state_if_empty, (), source, group,
                      ifindex[rule.input_interface], outputs, tuple(ifindex[o.interface] for o in outputs))
 
     main = route(engine_id, rule.source, PRUNED)
