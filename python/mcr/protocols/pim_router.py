@@ -8,10 +8,10 @@ time and carries out what comes back (`apply`); the supervisor hands in
 listeners, arrivals and keepalives and reads `forwarding()` when told
 (`on_change`).
 
-The RP of a group is the longest matching static range (RFC 7761 4.7.1).
-The RPF neighbor is the route's gateway, mapped to the PIM neighbor that
-lists it as one of its addresses (4.3.4: a neighbor may route through a
-secondary address).
+The RP of a group comes from mcr.protocols.pim_rp (static ranges, longest
+match; a BSR's RP-set).
+RPF answers come from mcr.protocols.pim_rpf's cache; when one comes in or
+moves, `routing_changed` has the tree look again.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from typing import Callable
 from ..mrib import Listening
 from .pim import PimInterface
 from .pim_config import PimConfig
+from .pim_rp import RpMapping
 from .pim_rpf import RpfTable
 from .pim_tree import PimTree
 from .pim_tree_types import Forwarding, Rpf, SendJoinPrune, TreeChanged
@@ -45,28 +46,19 @@ class PimRouter:
         self._send = send  # (interface, PIM bytes) to ALL-PIM-ROUTERS there
         self._on_change = on_change
         self._publish = publish
-        self._rps = sorted(((ipaddress.IPv4Network(r.groups), r.address) for r in config.rp),
-                           key=lambda entry: -entry[0].prefixlen)
+        self.rps = RpMapping()
+        for static in config.rp:
+            self.rps.set_static(static.groups, static.address)
         self._listening: dict[tuple[str, str], Listening] = {}
         self.tree = PimTree(self, config.tree)
 
     # --- TreeView: what the tree asks -----------------------------------------
 
     def rp_of(self, group: str) -> str | None:
-        address = ipaddress.IPv4Address(group)
-        return next((rp for network, rp in self._rps if address in network), None)
+        return self.rps.rp_for(group)
 
     def rpf(self, address: str) -> Rpf | None:
-        answer = self._rpf.rpf(address)
-        if answer is None or answer.neighbor is None:
-            return answer
-        core = self._interfaces().get(answer.interface)
-        if core is None:
-            return answer
-        for neighbor in core.neighbors.values():
-            if answer.neighbor in neighbor.secondary:
-                return Rpf(answer.interface, neighbor.address, answer.preference, answer.metric)
-        return answer
+        return self._rpf.rpf(address)  # the tree maps a gateway to its PIM neighbor (secondary addresses too)
 
     def interfaces(self) -> Mapping[str, PimInterface]:
         return self._interfaces()
@@ -101,6 +93,10 @@ class PimRouter:
                 self.apply(self.tree.set_membership(now, key[0], key[1], current.get(key)))
         self._listening = current
 
+    def routing_changed(self, now: float) -> None:
+        """Unicast routes (RPF answers) or the RP set changed: the tree looks again."""
+        self.apply(self.tree.routing_changed(now))
+
     def data_arrived(self, now: float, source: str, group: str, interface: str) -> None:
         if ipaddress.IPv4Address(group) not in LINK_LOCAL:
             self.apply(self.tree.data_arrived(now, source, group, interface))
@@ -110,11 +106,10 @@ class PimRouter:
 
     def describe_rps(self) -> list[dict]:
         """`mcr pim rp`: each group range's RP, where it came from and the way to it."""
-        rows = []
-        for network, rp in sorted(self._rps, key=lambda e: (e[0].network_address, e[0].prefixlen)):
-            way = self.rpf(rp)
-            rows.append({"groups": str(network), "rp": rp, "origin": "static",
-                         "rpf_interface": way.interface if way else None, "rpf_neighbor": way.neighbor if way else None})
+        rows = self.rps.describe()
+        for row in rows:
+            way = self.rpf(row["rp"]) if "rp" in row else None
+            row["rpf_interface"], row["rpf_neighbor"] = (way.interface, way.neighbor) if way else (None, None)
         return rows
 
     def forwarding(self) -> list[Forwarding]:

@@ -27,7 +27,7 @@ class PimRouting:
     def _start_pim(self) -> None:
         interfaces = self.network.interfaces
         self._rpf = RpfTable(self.network.route_to, lambda index: getattr(interfaces().get(index), "name", None),
-                             self._own_address, self._pim_changed, time.monotonic)
+                             self._own_address, self._rpf_changed, time.monotonic)
         self._pim_ids: dict[tuple, int] = {}
         self._next_pim_id = PIM_IDS
         self._pim_pending = False
@@ -44,6 +44,11 @@ class PimRouting:
 
     def _own_address(self, address: str) -> bool:
         return any(a.split("/")[0] == address for i in self.network.interfaces().values() for a in i.addresses)
+
+    def _rpf_changed(self) -> None:
+        if self.pim.router is not None:
+            self.pim.router.routing_changed(time.monotonic())
+            self.pim._arm()
 
     def _pim_changed(self) -> None:
         """The tree's forwarding changed (or an RPF answer came in): recompute once for a burst."""
