@@ -219,5 +219,21 @@ PYBIND11_MODULE(_engine, m) {
   m.attr("DROP_REASONS") = py::cast(std::vector<std::string>(kDropNames.begin(), kDropNames.end()));
   m.attr("EVENTS") = py::cast(std::vector<std::string>(kEventNames.begin(), kEventNames.end()));
   m.attr("MAX_MESSAGE") = wire::kMaxMessage;
+  m.attr("MAX_PART") = wire::kMaxPart;
+  m.def("split_message", [](const py::bytes& message) {
+    std::string raw = message;
+    if (raw.size() < wire::kHeaderSize) throw py::value_error("a message starts with its 8-byte header");
+    py::list parts;
+    for (const auto& part : wire::split(std::vector<uint8_t>(raw.begin(), raw.end()))) parts.append(to_bytes(part));
+    return parts;
+  }, "The datagrams that carry one encoded message (see wire_framing.h)");
+  py::class_<wire::Assembler>(m, "Assembler", "Joins reply parts into whole messages")
+      .def(py::init<>())
+      .def("add", [](wire::Assembler& a, const py::bytes& part) -> py::object {
+        std::string raw = part;
+        if (!a.add(reinterpret_cast<const uint8_t*>(raw.data()), raw.size())) return py::none();
+        return to_bytes(a.message());
+      }, "One datagram; the whole message when it was the last part, else None")
+      .def("take_errors", &wire::Assembler::take_errors, "(seq, reason) for each message refused since");
   traffic::bind_traffic(m);  // mcr._engine.Generator and TrafficSink
 }

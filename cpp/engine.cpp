@@ -34,7 +34,7 @@ Engine::Engine(int command_fd, const EngineConfig& config)
       command_fd_(command_fd),
       egress_(config.send_slots, kMaxMtu),
       rules_(config.max_rules),
-      command_buffer_(wire::kMaxMessage) {}
+      command_buffer_(wire::kMaxPart + 1) {}
 
 Engine::~Engine() {
   if (ring_ready_) io_uring_queue_exit(&ring_);
@@ -95,10 +95,28 @@ bool Engine::peer_closed() const {
   return poll(&p, 1, 0) > 0 && (p.revents & (POLLHUP | POLLRDHUP));
 }
 
-// Drains every pending command. Control path: allocation and syscalls are fine here.
+// Parts of commands read per loop pass before the inputs get their turn
+// again: a big rule sync arrives over several passes.
+constexpr uint32_t kCommandPartsPerPass = 8;
+
 void Engine::on_command_ready(const io_uring_cqe* cqe) {
   if (!(cqe->flags & IORING_CQE_F_MORE)) command_armed_ = false;
-  for (;;) {
+  read_commands();
+}
+
+// Reads command parts and runs each command they complete, until the
+// channel is empty or the pass's budget is spent. A staged sync, or replies
+// the client has not taken, hold the rest back: commands run in order, and
+// a client that reads no replies is sent no more. Control path: allocation
+// and syscalls are fine here.
+void Engine::read_commands() {
+  commands_waiting_ = false;
+  for (uint32_t parts = 0;; ++parts) {
+    if (outbox_bytes_ > wire::kMaxMessage) return;  // on_command_writable resumes
+    if (sync_ != nullptr || parts == kCommandPartsPerPass) {
+      commands_waiting_ = true;
+      return;
+    }
     iovec iov{command_buffer_.data(), command_buffer_.size()};
     alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int) * 4)];
     msghdr msg{};
@@ -122,11 +140,23 @@ void Engine::on_command_ready(const io_uring_cqe* cqe) {
         if (fd < 0) fd = received; else close(received);  // at most one socket per command
       }
     }
+    bool complete = assembler_.add(command_buffer_.data(), static_cast<size_t>(n), msg.msg_flags & MSG_TRUNC);
+    for (auto& [seq, error] : assembler_.take_errors()) {
+      log_.log(LogLevel::Warning, "bad command: " + error);
+      reply(wire::encode_error(seq, error));
+    }
+    std::vector<uint8_t>& message = assembler_.message();
+    if (complete && wire::message_type(message) == wire::Type::SyncRules) {
+      if (fd >= 0) close(fd);
+      begin_sync(std::move(message));
+      continue;
+    }
+    if (!complete) {  // a socket comes with a command's one and only part
+      if (fd >= 0) close(fd);
+      continue;
+    }
     wire::Command command;
-    std::string error = (msg.msg_flags & MSG_TRUNC)
-                            ? "command larger than " + std::to_string(wire::kMaxMessage) + " bytes"
-                            : wire::decode_command(command_buffer_.data(), static_cast<size_t>(n), command);
-    if (!error.empty()) {
+    if (std::string error = wire::decode_command(message.data(), message.size(), command); !error.empty()) {
       if (fd >= 0) close(fd);
       log_.log(LogLevel::Warning, "bad command: " + error);
       reply(wire::encode_error(command.seq, error));
@@ -134,6 +164,16 @@ void Engine::on_command_ready(const io_uring_cqe* cqe) {
     }
     execute(command, fd);
   }
+}
+
+// Each pass: the staged sync's next step, then any commands the last read
+// left waiting, and replies to retry if no poll could be queued for them.
+// Returns whether work is left, so that the loop does not sleep on it.
+bool Engine::step_control() {
+  if (sync_ != nullptr) step_sync();
+  if (sync_ == nullptr && commands_waiting_) read_commands();
+  if (!outbox_.empty() && !reply_poll_armed_) flush_replies();
+  return sync_ != nullptr || commands_waiting_;
 }
 
 void Engine::execute(const wire::Command& command, int fd) {
@@ -153,7 +193,6 @@ void Engine::execute(const wire::Command& command, int fd) {
     case wire::Type::RemoveInterface: error = remove_interface(command.ifindex); break;
     case wire::Type::AddRule: error = add_rule(command.rule); break;
     case wire::Type::RemoveRule: error = rules_.remove(command.rule_id); break;
-    case wire::Type::SyncRules: error = sync_rules(command.rules); break;
     case wire::Type::SetLogLevel: log_.set_level(static_cast<LogLevel>(command.log_level)); break;
     case wire::Type::GetStats: reply(wire::encode_stats(command.seq, snapshot())); return;
     case wire::Type::Shutdown: running_ = false; break;
@@ -343,35 +382,13 @@ std::string Engine::add_rule(const RuleSpec& spec) {
   return error.empty() ? rules_.add(std::move(rule), slot) : error;
 }
 
-// Makes the table equal `specs`, all or nothing. Rules already present and
-// unchanged are left alone, so their traffic and counters are undisturbed.
-std::string Engine::sync_rules(const std::vector<RuleSpec>& specs) {
-  std::vector<Rule> built(specs.size());
-  std::unordered_map<uint32_t, const RuleSpec*> wanted;
-  for (size_t i = 0; i < specs.size(); ++i) {
-    std::string error = build_rule(specs[i], built[i]);
-    if (!error.empty()) return "rule " + std::to_string(specs[i].id) + ": " + error;
-    if (!wanted.emplace(specs[i].id, &specs[i]).second) return "duplicate rule id " + std::to_string(specs[i].id);
-    for (size_t j = 0; j < i; ++j)
-      if (specs[j].key == specs[i].key) return "rules " + std::to_string(specs[j].id) + " and " + std::to_string(specs[i].id) + " have the same key";
-  }
-  if (specs.size() > rules_.capacity()) return "rule table full (" + std::to_string(rules_.capacity()) + " rules)";
-  for (const RuleSpec& current : rules_.specs()) {
-    auto it = wanted.find(current.id);
-    if (it == wanted.end() || !(*it->second == current)) rules_.remove(current.id);
-  }
-  for (size_t i = 0; i < specs.size(); ++i) {
-    if (rules_.by_id(specs[i].id) != nullptr) continue;  // unchanged
-    uint32_t slot;
-    std::string error = rules_.add(std::move(built[i]), slot);
-    if (!error.empty()) log_.log(LogLevel::Error, "sync: rule " + std::to_string(specs[i].id) + ": " + error);
-  }
-  return {};
-}
-
 wire::Stats Engine::snapshot() {
   wire::Stats stats;
-  stats.ruleset_hash = wire::ruleset_hash(rules_.specs());
+  if (hashed_changes_ != rules_.changes()) {  // hashing every rule is worth doing once per change
+    ruleset_hash_ = wire::ruleset_hash(rules_.specs());
+    hashed_changes_ = rules_.changes();
+  }
+  stats.ruleset_hash = ruleset_hash_;
   stats.drops = drops_;
   stats.events = egress_.events();
   for (Input& in : inputs_) {
@@ -393,9 +410,43 @@ wire::Stats Engine::snapshot() {
   return stats;
 }
 
+// A reply goes out in parts; what the channel cannot take now waits in the
+// outbox for a POLLOUT poll, so that no reply is lost to a full buffer.
 void Engine::reply(const std::vector<uint8_t>& message) {
-  // Never block the data path on a slow client; it would time out and see it.
-  send(command_fd_, message.data(), message.size(), MSG_DONTWAIT | MSG_NOSIGNAL);
+  for (std::vector<uint8_t>& part : wire::split(message)) {
+    outbox_bytes_ += part.size();
+    outbox_.push_back(std::move(part));
+  }
+  if (!reply_poll_armed_) flush_replies();
+}
+
+void Engine::flush_replies() {
+  while (!outbox_.empty()) {
+    const std::vector<uint8_t>& part = outbox_.front();
+    ssize_t n = send(command_fd_, part.data(), part.size(), MSG_DONTWAIT | MSG_NOSIGNAL);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && (errno == EAGAIN || errno == ENOBUFS)) {
+      io_uring_sqe* sqe = next_sqe(&ring_);  // none: step_control tries again next pass
+      if (sqe == nullptr) return;
+      io_uring_prep_poll_add(sqe, command_fd_, POLLOUT);
+      io_uring_sqe_set_data64(sqe, make_tag(Op::CommandWritable, 0));
+      reply_poll_armed_ = true;
+      return;
+    }
+    if (n < 0) {  // the client is gone: nobody to answer (reading sees the end and stops)
+      outbox_.clear();
+      outbox_bytes_ = 0;
+      return;
+    }
+    outbox_bytes_ -= part.size();
+    outbox_.pop_front();
+  }
+}
+
+void Engine::on_command_writable(const io_uring_cqe*) {
+  reply_poll_armed_ = false;
+  flush_replies();
+  commands_waiting_ = true;  // reading may have stopped for a full outbox
 }
 
 }  // namespace mcr

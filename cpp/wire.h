@@ -2,9 +2,11 @@
 // (decode commands, encode replies) and, through the bindings, by Python
 // (encode commands, decode replies).
 //
-// Transport: a SOCK_SEQPACKET socketpair, one message per datagram, host byte
-// order. Every message starts with a header {u16 type, u16 reserved=0,
-// u32 seq}. Commands that hand over a socket carry it as SCM_RIGHTS.
+// Transport: a SOCK_SEQPACKET socketpair, host byte order. Every message
+// starts with a header {u16 type, u16 flags, u32 seq} and travels as one or
+// more datagrams (wire_framing.h: flags say whether more parts follow; a
+// whole message, as decoded here, has flags 0). Commands that hand over a
+// socket carry it as SCM_RIGHTS, on their first part.
 //
 //   AddInput   {u32 ifindex}                 + fd: AF_PACKET socket on ifindex
 //   AddEgress  {u32 ifindex}                 + fd: UDP socket for that output
@@ -38,11 +40,13 @@
 #pragma once
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <string>
 #include <vector>
 
 #include "counters.h"
 #include "rule_table.h"
+#include "wire_framing.h"
 
 namespace mcr::wire {
 
@@ -65,7 +69,6 @@ enum class Type : uint16_t {
 };
 
 constexpr size_t kHeaderSize = 8;
-constexpr size_t kMaxMessage = 1 << 20;   // largest message either side accepts
 constexpr uint16_t kMaxOutputs = 4096;    // outputs per rule
 
 struct Initialize {
@@ -121,9 +124,32 @@ struct Reply {
   Stats stats;        // ReplyStats
 };
 
+// The type in a message's header (at least kHeaderSize bytes).
+inline Type message_type(const std::vector<uint8_t>& message) {
+  uint16_t type;
+  std::memcpy(&type, message.data(), sizeof(type));
+  return static_cast<Type>(type);
+}
+
 // Decoders return an empty string on success, else what was wrong.
 std::string decode_command(const uint8_t* data, size_t len, Command& out);
 std::string decode_reply(const uint8_t* data, size_t len, Reply& out);
+
+// Reads a SyncRules message one rule at a time, so that the engine can
+// check and build a large rule set over several loop passes.
+class SyncReader {
+ public:
+  // `data`: a whole SyncRules message, header included; it must outlive the reader.
+  std::string open(const uint8_t* data, size_t len);
+  uint32_t left() const { return left_; }
+  // The next rule; the last one also checks that nothing trails it.
+  std::string next(RuleSpec& rule);
+
+ private:
+  const uint8_t* data_ = nullptr;
+  size_t len_ = 0, pos_ = 0;
+  uint32_t left_ = 0;
+};
 
 std::vector<uint8_t> encode_command(const Command& command);
 std::vector<uint8_t> encode_ok(uint32_t seq);
