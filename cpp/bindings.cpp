@@ -161,7 +161,7 @@ PYBIND11_MODULE(_engine, m) {
              config.send_slots = send_slots;
              return std::make_unique<Engine>(command_fd, config);
            }),
-           py::arg("command_fd"), py::arg("max_rules") = 4096, py::arg("rx_frames") = 2048,
+           py::arg("command_fd"), py::arg("max_rules") = 16384, py::arg("rx_frames") = 2048,
            py::arg("send_slots") = 8192, py::arg("worker_id") = 0, py::arg("log_level") = 2)
       .def("run", [](Engine& engine) {
         std::string error;

@@ -24,7 +24,7 @@ namespace mcr {
 struct EngineConfig {
   uint32_t worker_id = 0;
   LogLevel log_level = LogLevel::Info;
-  uint32_t max_rules = 4096;
+  uint32_t max_rules = 16384;
   uint32_t rx_frames = 2048;  // per input; power of two
   uint32_t send_slots = 8192;
   uint32_t ring_entries = 4096;

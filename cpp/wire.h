@@ -75,7 +75,7 @@ struct Initialize {
   uint32_t worker_id = 0;
   int32_t core = -1;  // -1: not pinned
   uint8_t log_level = 1;
-  uint32_t max_rules = 4096, rx_frames = 2048, send_slots = 8192;
+  uint32_t max_rules = 16384, rx_frames = 2048, send_slots = 8192;
 };
 
 struct PacketEgress {

@@ -64,15 +64,17 @@ class Channel:
 
     def _discard_stale(self) -> None:
         """Read what replies to timed-out requests left queued, so that the
-        engine (which sends no more while its replies pile up) goes on."""
-        while True:
-            try:
-                part = self.sock.recv(_engine.MAX_PART, socket.MSG_DONTWAIT)
-            except BlockingIOError:
-                return
-            if not part:
-                return  # the end: the next read reports it
-            self._take(part, None)
+        engine (which sends no more while its replies pile up) goes on.
+        (A socket with a timeout would wait for one even with MSG_DONTWAIT.)"""
+        timeout = self.sock.gettimeout()
+        self.sock.setblocking(False)
+        try:
+            while part := self.sock.recv(_engine.MAX_PART):  # b"": the end, which the next read reports
+                self._take(part, None)
+        except BlockingIOError:
+            pass
+        finally:
+            self.sock.settimeout(timeout)
 
     def _take(self, part: bytes, seq: int | None) -> dict | None:
         """One datagram: the reply to `seq` once it is whole, None until then
