@@ -50,6 +50,7 @@ struct Engine::SyncJob {
   std::unordered_map<uint32_t, uint32_t> wanted;         // rule id -> index in built
   std::unordered_map<RuleKey, uint32_t, KeyHash> keys;  // key -> rule id
   uint32_t ranges = 0;
+  bool all_added = true;
 };
 
 void Engine::SyncJobDeleter::operator()(SyncJob* job) const { delete job; }
@@ -120,10 +121,18 @@ void Engine::add_synced_rules(uint32_t budget) {
     uint32_t id = rule.id, slot;
     // Checked above; a refusal here would be a bug, and the hash the
     // supervisor polls shows the drift.
-    if (std::string error = rules_.add(std::move(rule), slot); !error.empty())
+    if (std::string error = rules_.add(std::move(rule), slot); !error.empty()) {
       log_.log(LogLevel::Error, "sync: rule " + std::to_string(id) + ": " + error);
+      job.all_added = false;
+    }
   }
-  if (job.next == job.built.size()) end_sync({});
+  if (job.next == job.built.size()) {
+    if (job.reader.sorted() && job.all_added) {  // the table holds exactly these rules: their hash is known
+      ruleset_hash_ = job.reader.hash();
+      hashed_changes_ = rules_.changes();
+    }
+    end_sync({});
+  }
 }
 
 void Engine::end_sync(const std::string& error) {

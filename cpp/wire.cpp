@@ -209,7 +209,12 @@ std::string SyncReader::next(RuleSpec& rule) {
   Reader r(data_ + pos_, len_ - pos_);
   std::string error = decode_rule_body(r, rule);
   if (!error.empty()) return "SyncRules: " + error;
-  pos_ = len_ - r.remaining();
+  size_t end = len_ - r.remaining();
+  hash_ = fnv1a(data_ + pos_, end - pos_, hash_);  // a rule's body is what ruleset_hash hashes for it
+  sorted_ = sorted_ && (first_ || rule.id > last_id_);
+  first_ = false;
+  last_id_ = rule.id;
+  pos_ = end;
   return --left_ == 0 ? finish(r, "SyncRules") : std::string();
 }
 
@@ -332,12 +337,15 @@ std::string decode_reply(const uint8_t* data, size_t len, Reply& out) {
   }
 }
 
+uint64_t fnv1a(const uint8_t* data, size_t len, uint64_t hash) {
+  for (size_t i = 0; i < len; ++i) hash = (hash ^ data[i]) * 0x100000001b3ull;
+  return hash;
+}
+
 uint64_t ruleset_hash(const std::vector<RuleSpec>& rules) {
   Writer w;
   for (const RuleSpec& rule : rules) put_rule(w, rule);
-  uint64_t hash = 0xcbf29ce484222325ull;  // FNV-1a 64
-  for (uint8_t byte : w.bytes) hash = (hash ^ byte) * 0x100000001b3ull;
-  return hash;
+  return fnv1a(w.bytes.data(), w.bytes.size(), kHashSeed);
 }
 
 }  // namespace mcr::wire

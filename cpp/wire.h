@@ -135,6 +135,10 @@ inline Type message_type(const std::vector<uint8_t>& message) {
 std::string decode_command(const uint8_t* data, size_t len, Command& out);
 std::string decode_reply(const uint8_t* data, size_t len, Reply& out);
 
+// FNV-1a 64 over `len` bytes, continuing from `hash`.
+constexpr uint64_t kHashSeed = 0xcbf29ce484222325ull;
+uint64_t fnv1a(const uint8_t* data, size_t len, uint64_t hash);
+
 // Reads a SyncRules message one rule at a time, so that the engine can
 // check and build a large rule set over several loop passes.
 class SyncReader {
@@ -144,11 +148,20 @@ class SyncReader {
   uint32_t left() const { return left_; }
   // The next rule; the last one also checks that nothing trails it.
   std::string next(RuleSpec& rule);
+  // ruleset_hash of the rules read so far, had they been sent sorted by id
+  // (a sender that sorts them, as the bindings do, saves the engine hashing
+  // the table again after the sync).
+  uint64_t hash() const { return hash_; }
+  bool sorted() const { return sorted_; }
 
  private:
   const uint8_t* data_ = nullptr;
   size_t len_ = 0, pos_ = 0;
   uint32_t left_ = 0;
+  uint64_t hash_ = kHashSeed;
+  bool sorted_ = true;
+  uint32_t last_id_ = 0;
+  bool first_ = true;
 };
 
 std::vector<uint8_t> encode_command(const Command& command);
