@@ -120,12 +120,26 @@ py::dict stats_dict(const wire::Stats& s) {
   for (const auto& i : s.inputs)
     inputs.append(py::dict(py::arg("ifindex") = i.ifindex, py::arg("frames") = i.frames, py::arg("bytes") = i.bytes,
                            py::arg("kernel_packets") = i.kernel_packets, py::arg("kernel_drops") = i.kernel_drops));
+  // Tens of thousands of rules and outputs: dicts built with the keys made
+  // once (pybind11's keyword dicts took 0.2 s for 100,000 outputs).
+  py::str id_key("id"), packets_key("packets"), bytes_key("bytes"), errors_key("errors"), outputs_key("outputs");
+  auto counters = [&](py::dict d, uint64_t packets, uint64_t bytes) {
+    PyDict_SetItem(d.ptr(), packets_key.ptr(), py::int_(packets).ptr());
+    PyDict_SetItem(d.ptr(), bytes_key.ptr(), py::int_(bytes).ptr());
+    return d;
+  };
   for (const auto& r : s.rules) {
-    py::list outputs;
-    for (const auto& o : r.outputs)
-      outputs.append(py::dict(py::arg("packets") = o.packets, py::arg("bytes") = o.bytes, py::arg("errors") = o.errors));
-    rules.append(py::dict(py::arg("id") = r.id, py::arg("packets") = r.packets, py::arg("bytes") = r.bytes,
-                          py::arg("outputs") = outputs));
+    py::list outputs(r.outputs.size());
+    for (size_t i = 0; i < r.outputs.size(); ++i) {
+      py::dict o = counters(py::dict(), r.outputs[i].packets, r.outputs[i].bytes);
+      PyDict_SetItem(o.ptr(), errors_key.ptr(), py::int_(r.outputs[i].errors).ptr());
+      PyList_SET_ITEM(outputs.ptr(), i, o.release().ptr());
+    }
+    py::dict rule;
+    PyDict_SetItem(rule.ptr(), id_key.ptr(), py::int_(r.id).ptr());
+    counters(rule, r.packets, r.bytes);
+    PyDict_SetItem(rule.ptr(), outputs_key.ptr(), outputs.ptr());
+    rules.append(rule);
   }
   return py::dict(py::arg("ruleset_hash") = s.ruleset_hash, py::arg("drops") = drops, py::arg("events") = events, py::arg("inputs") = inputs,
                   py::arg("rules") = rules);
