@@ -74,10 +74,6 @@ class Engine {
   std::string setup_ring();
   void arm_command();
   void poll_idle_inputs();
-  void on_command_ready(const io_uring_cqe* cqe);
-  void read_commands();
-  bool step_control();
-  bool peer_closed() const;
   void execute(const wire::Command& command, int fd);
   std::string add_input(uint32_t ifindex, int fd);
   std::string add_egress(uint32_t ifindex, int fd);
@@ -88,6 +84,12 @@ class Engine {
   std::string build_rule(const RuleSpec& spec, Rule& rule) const;
   std::string add_rule(const RuleSpec& spec);
   wire::Stats snapshot();
+
+  // The command channel itself: parts in, replies out (command_io.cpp).
+  void on_command_ready(const io_uring_cqe* cqe);
+  void read_commands();
+  bool step_control();
+  bool peer_closed() const;
   void reply(const std::vector<uint8_t>& message);
   void flush_replies();
   void on_command_writable(const io_uring_cqe* cqe);

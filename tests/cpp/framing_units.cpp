@@ -5,6 +5,7 @@
 
 #include <cstdio>
 #include <cstring>
+#include <random>
 #include <vector>
 
 #include "wire.h"
@@ -96,8 +97,29 @@ static void test_sync_reader_hash() {
   CHECK(error.find("trailing") != std::string::npos);
 }
 
+// Random datagrams, some with a valid header and the more flag: the
+// assembler never reads out of bounds (ASan) and never holds more than a
+// message's worth.
+static void test_fuzz() {
+  std::mt19937 rng(7);
+  wire::Assembler a;
+  for (int i = 0; i < 20000; ++i) {
+    std::vector<uint8_t> part(rng() % 64);
+    for (uint8_t& byte : part) byte = static_cast<uint8_t>(rng());
+    if (part.size() >= 8 && rng() % 2) {
+      part[2] = rng() % 2;  // more parts, or the last
+      part[3] = 0;
+      part[4] = rng() % 4;  // a few seqs, so messages do get joined and abandoned
+      std::memset(part.data() + 5, 0, 3);
+    }
+    if (a.add(part.data(), part.size(), rng() % 50 == 0)) CHECK(a.message().size() >= 8);
+    for (const auto& error : a.take_errors()) CHECK(!error.second.empty());  // every refusal says why
+  }
+}
+
 int main() {
   test_split_and_join();
+  test_fuzz();
   test_refusals_name_their_seq();
   test_sync_reader_hash();
   if (failures) {
