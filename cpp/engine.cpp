@@ -35,7 +35,7 @@ Engine::Engine(int command_fd, const EngineConfig& config)
       command_fd_(command_fd),
       egress_(config.send_slots, kMaxMtu),
       rules_(config.max_rules),
-      command_buffer_(wire::kMaxMessage),
+      command_buffer_(wire::kMaxPart + 1),
       notify_(config.notify_pending) {}
 
 Engine::~Engine() {
@@ -93,53 +93,6 @@ void Engine::poll_idle_inputs() {
   }
 }
 
-// A SOCK_SEQPACKET read of 0 bytes is either an empty message or the end.
-bool Engine::peer_closed() const {
-  pollfd p{command_fd_, POLLRDHUP, 0};
-  return poll(&p, 1, 0) > 0 && (p.revents & (POLLHUP | POLLRDHUP));
-}
-
-// Drains every pending command. Control path: allocation and syscalls are fine here.
-void Engine::on_command_ready(const io_uring_cqe* cqe) {
-  if (!(cqe->flags & IORING_CQE_F_MORE)) command_armed_ = false;
-  for (;;) {
-    iovec iov{command_buffer_.data(), command_buffer_.size()};
-    alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int) * 4)];
-    msghdr msg{};
-    msg.msg_iov = &iov;
-    msg.msg_iovlen = 1;
-    msg.msg_control = control;
-    msg.msg_controllen = sizeof(control);
-    ssize_t n = recvmsg(command_fd_, &msg, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
-    if (n < 0 && (errno == EAGAIN || errno == EINTR)) return;
-    if (n < 0 || (n == 0 && peer_closed())) {  // nobody can command us any more
-      running_ = false;
-      return;
-    }
-    int fd = -1;
-    for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c != nullptr; c = CMSG_NXTHDR(&msg, c)) {
-      if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) continue;
-      size_t count = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-      for (size_t i = 0; i < count; ++i) {
-        int received;
-        std::memcpy(&received, CMSG_DATA(c) + i * sizeof(int), sizeof(int));
-        if (fd < 0) fd = received; else close(received);  // at most one socket per command
-      }
-    }
-    wire::Command command;
-    std::string error = (msg.msg_flags & MSG_TRUNC)
-                            ? "command larger than " + std::to_string(wire::kMaxMessage) + " bytes"
-                            : wire::decode_command(command_buffer_.data(), static_cast<size_t>(n), command);
-    if (!error.empty()) {
-      if (fd >= 0) close(fd);
-      log_.log(LogLevel::Warning, "bad command: " + error);
-      reply(wire::encode_error(command.seq, error));
-      continue;
-    }
-    execute(command, fd);
-  }
-}
-
 void Engine::execute(const wire::Command& command, int fd) {
   bool takes_socket = command.type == wire::Type::AddInput || command.type == wire::Type::AddEgress ||
                       command.type == wire::Type::AddPacketEgress || command.type == wire::Type::AddRegisterEgress ||
@@ -158,7 +111,6 @@ void Engine::execute(const wire::Command& command, int fd) {
     case wire::Type::RemoveInterface: error = remove_interface(command.ifindex); break;
     case wire::Type::AddRule: error = add_rule(command.rule); break;
     case wire::Type::RemoveRule: error = rules_.remove(command.rule_id); break;
-    case wire::Type::SyncRules: error = sync_rules(command.rules); break;
     case wire::Type::SetLogLevel: log_.set_level(static_cast<LogLevel>(command.log_level)); break;
     case wire::Type::GetStats: reply(wire::encode_stats(command.seq, snapshot())); return;
     case wire::Type::AddRegisterEgress: error = add_register_egress(fd); break;
@@ -361,35 +313,13 @@ std::string Engine::add_rule(const RuleSpec& spec) {
   return error.empty() ? rules_.add(std::move(rule), slot) : error;
 }
 
-// Makes the table equal `specs`, all or nothing. Rules already present and
-// unchanged are left alone, so their traffic and counters are undisturbed.
-std::string Engine::sync_rules(const std::vector<RuleSpec>& specs) {
-  std::vector<Rule> built(specs.size());
-  std::unordered_map<uint32_t, const RuleSpec*> wanted;
-  for (size_t i = 0; i < specs.size(); ++i) {
-    std::string error = build_rule(specs[i], built[i]);
-    if (!error.empty()) return "rule " + std::to_string(specs[i].id) + ": " + error;
-    if (!wanted.emplace(specs[i].id, &specs[i]).second) return "duplicate rule id " + std::to_string(specs[i].id);
-    for (size_t j = 0; j < i; ++j)
-      if (specs[j].key == specs[i].key) return "rules " + std::to_string(specs[j].id) + " and " + std::to_string(specs[i].id) + " have the same key";
-  }
-  if (specs.size() > rules_.capacity()) return "rule table full (" + std::to_string(rules_.capacity()) + " rules)";
-  for (const RuleSpec& current : rules_.specs()) {
-    auto it = wanted.find(current.id);
-    if (it == wanted.end() || !(*it->second == current)) rules_.remove(current.id);
-  }
-  for (size_t i = 0; i < specs.size(); ++i) {
-    if (rules_.by_id(specs[i].id) != nullptr) continue;  // unchanged
-    uint32_t slot;
-    std::string error = rules_.add(std::move(built[i]), slot);
-    if (!error.empty()) log_.log(LogLevel::Error, "sync: rule " + std::to_string(specs[i].id) + ": " + error);
-  }
-  return {};
-}
-
 wire::Stats Engine::snapshot() {
   wire::Stats stats;
-  stats.ruleset_hash = wire::ruleset_hash(rules_.specs());
+  if (hashed_changes_ != rules_.changes()) {  // hashing every rule is worth doing once per change
+    ruleset_hash_ = wire::ruleset_hash(rules_.specs());
+    hashed_changes_ = rules_.changes();
+  }
+  stats.ruleset_hash = ruleset_hash_;
   stats.drops = drops_;
   stats.events = egress_.events();
   for (Input& in : inputs_) {
@@ -411,11 +341,6 @@ wire::Stats Engine::snapshot() {
     stats.rules.push_back(std::move(rs));
   }
   return stats;
-}
-
-void Engine::reply(const std::vector<uint8_t>& message) {
-  // Never block the data path on a slow client; it would time out and see it.
-  send(command_fd_, message.data(), message.size(), MSG_DONTWAIT | MSG_NOSIGNAL);
 }
 
 }  // namespace mcr

@@ -36,6 +36,7 @@ std::string Engine::run() {
     bool busy = false;
     for (uint32_t i = 0; i < inputs_.size(); ++i)
       if (inputs_[i].fd >= 0) busy |= drain(i);
+    busy |= step_control();  // a bounded step of control work left from the last pass
     flush_rings();
     // Busy: hand this pass's sends over and collect completions without
     // sleeping. Idle: sleep until a frame, a completion or a command.
@@ -116,6 +117,7 @@ void Engine::dispatch(const io_uring_cqe* cqe) {
     case Op::InputReady: on_input_ready(cqe); break;
     case Op::Send: on_send(cqe); break;
     case Op::Command: on_command_ready(cqe); break;
+    case Op::CommandWritable: on_command_writable(cqe); break;
     case Op::Flush: on_flush(cqe); break;
     case Op::Cancel: break;  // a removed input's poll, cancelled
     case Op::RegisterRecv: on_register(cqe); break;

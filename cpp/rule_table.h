@@ -149,6 +149,7 @@ class RuleTable {
   std::vector<Rule>& mutable_rules() { return rules_; }  // control path: outputs change in place, keys never
   uint32_t size() const { return static_cast<uint32_t>(by_id_.size()); }
   uint32_t capacity() const { return static_cast<uint32_t>(rules_.size()); }
+  uint64_t changes() const { return changes_; }  // rules added and removed so far
 
  private:
   static constexpr int32_t kEmpty = -1;
@@ -203,6 +204,7 @@ class RuleTable {
   uint32_t any_port_ = 0;          // (S,G,any) and (*,G,any) rules
   uint32_t any_port_sources_ = 0;  // (S,G,any) rules
   uint32_t wildcards_ = 0;         // any-port and range rules: 0 keeps lookup on the exact path
+  uint64_t changes_ = 0;
 };
 
 }  // namespace mcr

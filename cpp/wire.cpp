@@ -125,17 +125,6 @@ std::string decode_rule(Reader& r, RuleSpec& rule) {
   return error.empty() ? finish(r, "AddRule") : error;
 }
 
-std::string decode_sync(Reader& r, std::vector<RuleSpec>& rules) {
-  uint32_t n = r.get<uint32_t>();
-  if (r.failed || n > r.remaining() / kMinRuleBody) return "SyncRules: message truncated";
-  rules.resize(n);
-  for (RuleSpec& rule : rules) {
-    std::string error = decode_rule_body(r, rule);
-    if (!error.empty()) return "SyncRules: " + error;
-  }
-  return finish(r, "SyncRules");
-}
-
 std::string decode_initialize(Reader& r, Initialize& init) {
   init.worker_id = r.get<uint32_t>();
   init.core = r.get<int32_t>();
@@ -201,8 +190,13 @@ std::string decode_command(const uint8_t* data, size_t len, Command& out) {
       return finish(r, "Shutdown");
     case Type::Initialize:
       return decode_initialize(r, out.init);
-    case Type::SyncRules:
-      return decode_sync(r, out.rules);
+    case Type::SyncRules: {
+      SyncReader sync;
+      std::string error = sync.open(data, len);
+      out.rules.resize(error.empty() ? sync.left() : 0);
+      for (size_t i = 0; i < out.rules.size() && error.empty(); ++i) error = sync.next(out.rules[i]);
+      return error;
+    }
     case Type::AddPacketEgress:
     case Type::UpdateLink: {
       const char* what = out.type == Type::UpdateLink ? "UpdateLink" : "AddPacketEgress";
@@ -222,6 +216,30 @@ std::string decode_command(const uint8_t* data, size_t len, Command& out) {
     default:
       return "unknown command type " + std::to_string(type);
   }
+}
+
+std::string SyncReader::open(const uint8_t* data, size_t len) {
+  Reader r(data + kHeaderSize, len < kHeaderSize ? 0 : len - kHeaderSize);
+  left_ = r.get<uint32_t>();
+  if (r.failed || left_ > r.remaining() / kMinRuleBody) return "SyncRules: message truncated";
+  data_ = data;
+  len_ = len;
+  pos_ = len - r.remaining();
+  return left_ == 0 ? finish(r, "SyncRules") : std::string();
+}
+
+std::string SyncReader::next(RuleSpec& rule) {
+  if (left_ == 0) return "SyncRules: no rule left";
+  Reader r(data_ + pos_, len_ - pos_);
+  std::string error = decode_rule_body(r, rule);
+  if (!error.empty()) return "SyncRules: " + error;
+  size_t end = len_ - r.remaining();
+  hash_ = fnv1a(data_ + pos_, end - pos_, hash_);  // a rule's body is what ruleset_hash hashes for it
+  sorted_ = sorted_ && (first_ || rule.id > last_id_);
+  first_ = false;
+  last_id_ = rule.id;
+  pos_ = end;
+  return --left_ == 0 ? finish(r, "SyncRules") : std::string();
 }
 
 std::vector<uint8_t> encode_command(const Command& c) {
@@ -369,12 +387,15 @@ std::string decode_reply(const uint8_t* data, size_t len, Reply& out) {
   }
 }
 
+uint64_t fnv1a(const uint8_t* data, size_t len, uint64_t hash) {
+  for (size_t i = 0; i < len; ++i) hash = (hash ^ data[i]) * 0x100000001b3ull;
+  return hash;
+}
+
 uint64_t ruleset_hash(const std::vector<RuleSpec>& rules) {
   Writer w;
   for (const RuleSpec& rule : rules) put_rule(w, rule);
-  uint64_t hash = 0xcbf29ce484222325ull;  // FNV-1a 64
-  for (uint8_t byte : w.bytes) hash = (hash ^ byte) * 0x100000001b3ull;
-  return hash;
+  return fnv1a(w.bytes.data(), w.bytes.size(), kHashSeed);
 }
 
 }  // namespace mcr::wire

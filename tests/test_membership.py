@@ -100,7 +100,7 @@ def test_a_leave_cancels_the_joins_retransmission():
     service._link_filter = lambda *args: None
     service.join("eth0", "239.1.1.1", None)
     service.leave("eth0", "239.1.1.1", None)
-    pending = [records(t[2].payload)[0][0] for t in sorted(service._timers)]
+    pending = [records(send.payload)[0][0] for send in service.pending()]
     assert pending == [TO_INCLUDE, TO_INCLUDE], "a TO_EXCLUDE (join) was still due after the leave"
 
 

@@ -29,7 +29,7 @@ class EngineError(RuntimeError):
 class Engine:
     """A relay engine on a background thread, configured through its command channel."""
 
-    def __init__(self, netns: str | None = None, *, max_rules: int = 4096, rx_frames: int = 2048,
+    def __init__(self, netns: str | None = None, *, max_rules: int = 16384, rx_frames: int = 2048,
                  send_slots: int = 8192, notify_pending: int = 1024) -> None:
         self.netns = netns
         ours, engine_end = channel.pair()

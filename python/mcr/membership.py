@@ -119,19 +119,24 @@ class Membership:
 
     users: dict[str, dict[Key, int]] = field(default_factory=dict)
     v2_querier_until: dict[str, float] = field(default_factory=dict)
+    # Per interface, how many of its keys are for each group: has_group in
+    # O(1), so that joining thousands of groups is not quadratic.
+    groups: dict[str, dict[str, int]] = field(default_factory=dict)
 
     def _v2(self, interface: str, now: float) -> bool:
         return self.v2_querier_until.get(interface, 0.0) > now
 
     def has_group(self, interface: str, group: str) -> bool:
         """Whether any membership (from any source) holds `group` on `interface`."""
-        return any(g == group for g, _ in self.users.get(interface, {}))
+        return self.groups.get(interface, {}).get(group, 0) > 0
 
     def join(self, interface: str, group: str, source: str | None, now: float) -> list[Send]:
         keys = self.users.setdefault(interface, {})
         keys[(group, source)] = keys.get((group, source), 0) + 1
         if keys[(group, source)] > 1:
             return []
+        held = self.groups.setdefault(interface, {})
+        held[group] = held.get(group, 0) + 1
         if self._v2(interface, now):
             message, destination = v2_message(V2_REPORT, group), group
         else:
@@ -148,6 +153,10 @@ class Membership:
         if keys[(group, source)] > 0:
             return []
         del keys[(group, source)]
+        held = self.groups[interface]
+        held[group] -= 1
+        if held[group] == 0:
+            del held[group]
         if self._v2(interface, now):
             return [] if self.has_group(interface, group) else [
                 Send(interface, ALL_ROUTERS, v2_message(V2_LEAVE, group), 0.0, group)]
@@ -201,6 +210,7 @@ class _MembershipSockets:
         self._links: dict[str, socket.socket] = {}
         self._timers: list[tuple[float, int, Send]] = []
         self._order = 0
+        self._changed: dict[tuple[str, str], int] = {}  # (interface, group) -> first order of its latest change
 
     def _opened(self, interface: str, link: socket.socket) -> None:
         """A query socket to read from now on (the driver's business)."""
@@ -285,10 +295,11 @@ class _MembershipSockets:
         self._links[interface].setsockopt(SOL_PACKET, action, mreq)
 
     def _schedule_change(self, interface: str, group: str, sends: list[Send]) -> None:
-        """A state change for `group`: its reports replace any still pending for it."""
+        """A state change for `group`: its reports replace any still pending for
+        it (those, scheduled before this change, are skipped when they come due:
+        filtering the heap here made joining thousands of groups quadratic)."""
         if sends:
-            self._timers = [t for t in self._timers if (t[2].interface, t[2].group) != (interface, group)]
-            heapq.heapify(self._timers)
+            self._changed[(interface, group)] = self._order + 1
         self._schedule(sends)
 
     def _schedule(self, sends: list[Send]) -> None:
@@ -297,9 +308,19 @@ class _MembershipSockets:
             self._order += 1
             heapq.heappush(self._timers, (now + send.delay, self._order, send))
 
+    def _superseded(self, order: int, send: Send) -> bool:
+        """Whether a later change for its group replaced this report."""
+        return send.group is not None and order < self._changed.get((send.interface, send.group), 0)
+
+    def pending(self) -> list[Send]:
+        """The reports still to go, soonest first."""
+        return [send for _, order, send in sorted(self._timers) if not self._superseded(order, send)]
+
     def _send_due(self, now: float) -> None:
         while self._timers and self._timers[0][0] <= now:
-            send = heapq.heappop(self._timers)[2]
+            _, order, send = heapq.heappop(self._timers)
+            if self._superseded(order, send):
+                continue
             sock = self._igmp.get(send.interface)
             if sock is not None:
                 try:

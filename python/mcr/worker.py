@@ -63,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     supervisor = os.getppid()
     channel = socket.socket(fileno=args.channel_fd)
-    init = _engine.decode_initialize(channel.recv(_engine.MAX_MESSAGE))
+    init = _engine.decode_initialize(channel.recv(_engine.MAX_PART))
     if init["core"] >= 0:
         os.sched_setaffinity(0, {init["core"]})
     if os.geteuid() == 0:

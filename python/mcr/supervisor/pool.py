@@ -19,7 +19,10 @@ from .commands import CommandError
 from .workers import RESTARTING, Worker, WorkerError, add_counters
 
 HEALTH_INTERVAL = 1.0
-DEFAULT_LIMITS = {"max_rules": 4096, "rx_frames": 2048, "send_slots": 8192}
+# Engine limits per worker: 16,384 rules (the engine allows 1,048,576), up to
+# 4,096 outputs each; one command or reply at most _engine.MAX_MESSAGE (64 MiB:
+# a sync of about 3.9 million outputs, stats for about 2.7 million).
+DEFAULT_LIMITS = {"max_rules": 16384, "rx_frames": 2048, "send_slots": 8192}
 
 log = logging.getLogger("mcr.supervisor")
 
