@@ -221,3 +221,31 @@ def rp_config(domain: Domain, tmp_path, rp: str):
         "pim": {"interfaces": {domain.mcr_up: FAST_HELLO, domain.mcr_down: FAST_HELLO},
                 "rp": [{"address": rp, "groups": "239.0.0.0/8"}], "join_prune_period": 5}}))
     return path
+
+
+def test_frr_restart_new_generation_id_gets_mcrs_joins_again(tmp_path):
+    """FRR's pimd restarts (a new generation ID, and no memory of MCR's
+    joins): MCR sends its Join again at once (RFC 7761 4.5.6: within
+    t_override, not at the next periodic refresh) and traffic resumes. The
+    CLI shows the state on the way."""
+    with line(["src", "frr", "mcr", "rcv"]) as net:
+        domain = Domain(net)
+        config = domain.mcr_config(tmp_path, spt_switchover="never", join_prune_period=60)
+        with frr.Frr(net.ns["frr"], frr_config(domain.frr_ifs, domain.rp)) as peer, \
+                daemon(net, tmp_path, config=config) as d, UdpSink(net.ns["rcv"], GROUP, PORT, domain.rcv_if) as sink:
+            wait_for(lambda: ("*", GROUP) in frr_joins(peer, domain.frr_down), 15, "MCR's (*,G) join at FRR")
+            send_and_count(domain, sink, 50, stream=1)  # FRR's first packets of a source: a primer
+            assert send_and_count(domain, sink, 200, stream=2) == list(range(200))
+            text = d.mcr("pim", "upstream").stdout
+            assert GROUP in text and "Joined" in text and domain.frr_down_addr in text, text
+            assert domain.rp in d.mcr("pim", "rp").stdout
+            assert "rcv" not in d.mcr("pim", "join").stdout  # no PIM router downstream of MCR
+            joined = time.monotonic()
+            peer.stop_daemon("pimd")
+            peer.start_daemon("pimd")
+            wait_for(lambda: ("*", GROUP) in frr_joins(peer, domain.frr_down), 20,
+                     "MCR's (*,G) join at the restarted FRR")
+            # Well before the 60 s periodic Join: the restart itself made MCR send it.
+            assert time.monotonic() - joined < 30
+            send_and_count(domain, sink, 50, stream=3)
+            assert send_and_count(domain, sink, 200, stream=4) == list(range(200))

@@ -186,6 +186,8 @@ class PimService(LinkService):
         if link is None:
             self.send_errors += 1
             return
+        if link.core.hello_triggered:  # a neighbor that just came up learns us first (RFC 7761 4.3.1)
+            self._act(link, link.core.send_hello(time.monotonic()), True)
         try:
             link.read.sendto(payload, (ALL_PIM_ROUTERS, 0))
         except OSError as error:
