@@ -24,14 +24,16 @@ import subprocess
 import sys
 import tempfile
 import threading
+import time
 from pathlib import Path
 
 import pytest
-from daemon_support import wait_for
 
 from mcr.api import Client
 from mcr.cli import daemon as daemon_cli
 from mcr.lab import Lab, UdpSender, UdpSink, chain, numbered_payloads, payload_seq, udp_counters
+from mcr.supervisor.notify import ENVIRONMENT as NOTIFY_ENVIRONMENT
+from mcr.supervisor.notify import Notifier
 
 UNITS = Path(__file__).resolve().parent.parent / "packaging" / "systemd"
 MCR = Path(sys.executable).with_name("mcr")  # the console script the units start
@@ -94,6 +96,26 @@ def test_instance_paths_follow_the_namespace():
     assert daemon_cli.paths(args()) == ("/run/mcr/control.sock", "/var/lib/mcr/state.json")
     assert daemon_cli.paths(args("--netns", "blue")) == ("/run/mcr/blue/control.sock", "/var/lib/mcr/blue/state.json")
     assert daemon_cli.paths(args("--netns", "blue", "--socket", "/tmp/s", "--state", "")) == ("/tmp/s", None)
+
+
+def test_notifier_speaks_sd_notify_on_an_abstract_socket(monkeypatch):
+    name = f"mcr-notify-test-{os.getpid()}"
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as manager:
+        manager.bind(b"\0" + name.encode())
+        manager.settimeout(5)
+        monkeypatch.setenv(NOTIFY_ENVIRONMENT, "@" + name)
+        notifier = Notifier.from_environment()
+        assert NOTIFY_ENVIRONMENT not in os.environ  # workers must not inherit it
+        assert notifier.ready("2 rules")
+        assert manager.recv(4096) == b"READY=1\nSTATUS=2 rules"
+        before = time.clock_gettime_ns(time.CLOCK_MONOTONIC) // 1000
+        assert notifier.reloading()
+        fields = dict(line.split("=") for line in manager.recv(4096).decode().split("\n"))
+        assert fields["RELOADING"] == "1" and 0 <= int(fields["MONOTONIC_USEC"]) - before < 5_000_000
+        assert notifier.stopping()
+        assert manager.recv(4096) == b"STOPPING=1"
+    assert not notifier.ready("gone")  # the manager went away: reported, never raised
+    assert not Notifier(None).ready("no manager")
 
 
 @pytest.mark.parametrize("name, message", [
