@@ -228,7 +228,8 @@ def test_unprivileged_daemon_in_netns_notifies_relays_and_reloads():
             write_config(config, lab, [GROUP, "239.1.1.2"])
             process.send_signal(signal.SIGHUP)
             assert notify.next(timeout=10)["RELOADING"] == "1"
-            assert notify.next(timeout=10)["READY"] == "1"
+            reloaded = notify.next(timeout=10)
+            assert reloaded["READY"] == "1" and "2 rules" in reloaded["STATUS"], reloaded  # after, not before
             rules = {r.name: r for r in client.rules().values()}
             assert sorted(rules) == ["in-239.1.1.1", "in-239.1.1.2"]
 

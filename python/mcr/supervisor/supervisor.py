@@ -51,6 +51,7 @@ class Supervisor(WorkerPool, Listening, PimRouting):
         self.state_path = state_path
         self.socket_path = socket_path
         self.notifier = notifier or Notifier(None)  # the service manager (systemd Type=notify), if any
+        self._serving = False  # ready was reported: from then on a reload is reported too
         self.levels = {"default": config.log_level, **config.log_levels}
         self._idle_since: float | None = None  # since when no route was active (workers stop after a while)
         count = config.workers or os.cpu_count() or 1
@@ -107,6 +108,7 @@ class Supervisor(WorkerPool, Listening, PimRouting):
         log.info("supervisor ready: %d workers, %d rules, control socket %s",
                  len(self.pool), len(self.rules), self.socket_path)
         self.notifier.ready(self._status())
+        self._serving = True
         try:
             await self._stopping.wait()
         finally:
@@ -173,7 +175,9 @@ class Supervisor(WorkerPool, Listening, PimRouting):
         if not self.config_path:
             log.warning("SIGHUP: no config file to reload")
             return
-        self.notifier.reloading()
+        # A SIGHUP during startup is applied as well, but a READY=1 after it
+        # would tell systemd the daemon serves before it does.
+        reported = self._serving and self.notifier.reloading()
         try:
             config = Config.load(self.config_path)
             result = await self.load_config(config, replace=True)
@@ -181,7 +185,8 @@ class Supervisor(WorkerPool, Listening, PimRouting):
         except (ConfigError, CommandError) as error:
             log.error("reload of %s refused, nothing changed: %s", self.config_path, error)
         finally:  # reloaded or refused, the daemon serves on
-            self.notifier.ready(self._status())
+            if reported:
+                self.notifier.ready(self._status())
 
     def _any_active(self) -> bool:
         return any(r.state == mrib.ACTIVE for r in self.routes.values())
