@@ -28,8 +28,9 @@ import time
 from pathlib import Path
 
 import pytest
+from daemon_support import wait_for
 
-from mcr.api import Client
+from mcr.api import ApiError, Client
 from mcr.cli import daemon as daemon_cli
 from mcr.lab import Lab, UdpSender, UdpSink, chain, numbered_payloads, payload_seq, udp_counters
 from mcr.supervisor.notify import ENVIRONMENT as NOTIFY_ENVIRONMENT
@@ -139,6 +140,32 @@ def test_unprivileged_daemon_outside_its_netns_says_how_to_start_it(tmp_path):
     assert result.returncode == 1
     assert f"entering network namespace '{ns}' needs CAP_SYS_ADMIN" in result.stderr, result.stderr
     assert f"NetworkNamespacePath=/run/netns/{ns}" in result.stderr
+
+
+def test_root_daemon_enters_its_netns(tmp_path):
+    control = tmp_path / "control.sock"
+    with Lab("mcru") as lab:
+        ns = lab.add_namespace("relay")
+        process = subprocess.Popen([str(MCR), "daemon", "--netns", ns, "--socket", str(control), "--state", ""],
+                                   stdin=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            wait_for(lambda: answers(control, process), 15, "the daemon's control socket")
+            assert os.stat(f"/proc/{process.pid}/ns/net").st_ino == os.stat(f"/run/netns/{ns}").st_ino
+            assert os.stat(f"/proc/{process.pid}/ns/net").st_ino != os.stat("/proc/self/ns/net").st_ino
+            process.send_signal(signal.SIGTERM)
+            assert process.wait(15) == 0
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.wait(5)
+
+
+def answers(control: Path, process: subprocess.Popen) -> bool:
+    assert process.poll() is None, f"the daemon exited with {process.returncode}"
+    try:
+        return bool(Client(str(control), timeout=1).ping())
+    except ApiError:  # not listening yet
+        return False
 
 
 def setpriv() -> list[str]:
