@@ -16,13 +16,19 @@ FUZZ    := build/fuzz
 # Inputs per fuzz target, and the seconds each may take at most.
 FUZZ_RUNS := 1000000
 FUZZ_TIME := 90
+# The relay integration tests against an ASan/UBSan build of the extension, in a
+# venv of its own (the editable install in .venv keeps the plain build).
+ASAN    := build/asan
+ASAN_PY := $(ASAN)/venv/bin/python
+ASAN_REPORTS := $(CURDIR)/$(ASAN)/reports
+ASAN_TESTS ?= tests/test_relay_*.py
 
-.PHONY: demo test bench unit-tests fuzz fuzz-build fuzz-seeds install debs clean
+.PHONY: demo test bench unit-tests fuzz fuzz-build fuzz-seeds sanitized-relay-tests install debs clean
 
 demo: install
 	$(VENV)/bin/mcr demo
 
-test: install unit-tests fuzz
+test: install unit-tests fuzz sanitized-relay-tests
 	$(PY) -m pytest -q
 
 # MCR against socat and kernel forwarding (benchmarks/run.py): `make bench QUICK=1`
@@ -52,6 +58,22 @@ fuzz-build: install
 fuzz-seeds: fuzz-build
 	$(FUZZ)/tests/fuzz/fuzz_seeds tests/fuzz/corpus
 	$(PY) tests/fuzz/python_seeds.py tests/fuzz/corpus
+
+# Python is not built with ASan, so its runtime is preloaded (engines run in the
+# test process, and relays and workers inherit it); reports go to files, checked
+# after the run, since a worker that aborts is restarted and its test may pass. Leak detection is off: CPython's own allocations
+# would drown any real report.
+sanitized-relay-tests: debs
+	test -x $(ASAN_PY) || python3 -m venv $(ASAN)/venv
+	$(ASAN_PY) -m pip install -q --disable-pip-version-check pytest
+	$(ASAN_PY) -m pip install -q --disable-pip-version-check . -C cmake.build-type=Debug -C build-dir=$(ASAN)/cmake \
+		-C "cmake.define.CMAKE_CXX_FLAGS=$(SANITIZE) -fno-omit-frame-pointer -O1"
+	rm -rf $(ASAN_REPORTS) && mkdir -p $(ASAN_REPORTS)
+	status=0; LD_PRELOAD=$$(g++ -print-file-name=libasan.so) ASAN_OPTIONS=detect_leaks=0:log_path=$(ASAN_REPORTS)/asan \
+		UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1:log_path=$(ASAN_REPORTS)/ubsan \
+		$(ASAN_PY) -m pytest -q -p no:cacheprovider $(ASAN_TESTS) || status=$$?; \
+	if [ -n "$$(ls $(ASAN_REPORTS))" ]; then cat $(ASAN_REPORTS)/*; echo "sanitizer reports above"; exit 1; fi; \
+	exit $$status
 
 install: debs $(VENV)/bin/python
 	$(PY) -m pip install -q --disable-pip-version-check -e '.[test]'
