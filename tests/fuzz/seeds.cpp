@@ -4,6 +4,7 @@
 // harness's "fix the checksum" flag).
 #include <arpa/inet.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <fstream>
 #include <string>
@@ -55,7 +56,9 @@ Bytes frame(size_t payload, int tags = 0, size_t options = 0, uint16_t fragment 
   f[at + 8] = 16;
   f[at + 9] = proto;
   put16(f, at + 10, 0);
-  for (int i = 0; i < 4; ++i) f[at + 12 + i] = static_cast<uint8_t>(10 + i), f[at + 16 + i] = i ? 1 : 239;
+  const uint8_t source[4] = {10, 0, 0, 2}, group[4] = {239, 1, 1, 1};
+  std::copy(source, source + 4, f.begin() + static_cast<long>(at) + 12);
+  std::copy(group, group + 4, f.begin() + static_cast<long>(at) + 16);
   put16(f, at + ihl, 40000);
   put16(f, at + ihl + 2, 5000);
   put16(f, at + ihl + 4, static_cast<uint16_t>(8 + payload));
