@@ -36,6 +36,7 @@ from mcr.lab.relays import RELAYS, RelayError
 
 from . import report
 from .measure import median_range, no_drop_rate, trial
+from . import scale_relay
 from .wildcard_relay import relay_for
 
 GEN_CORE, RELAY_CORE = 0, 1
@@ -59,11 +60,14 @@ class Profile:
     systems: list[str] = field(default_factory=lambda: ["mcr", "socat", "kernel"])
     # benchmarks/wildcard_relay.py variants, measured in fanout_placements
     wildcards: list[str] = field(default_factory=lambda: ["exact", "exact+wildcards", "range-hit"])
+    # benchmarks/scale_relay.py variants, measured in fanout_placements
+    scale: list[str] = field(default_factory=lambda: list(scale_relay.VARIANTS))
     ceiling: float = 800_000  # the first (overload) trial of a search; above what the generator reaches
 
 
 PROFILES = {
-    "smoke": Profile([64], ["A"], trial=0.15, steps=2, repeats=1, streams=[1], fanout=[1, 2], fanout_placements=["A"]),
+    "smoke": Profile([64], ["A"], trial=0.15, steps=2, repeats=1, streams=[1], fanout=[1, 2], fanout_placements=["A"],
+                     scale=[]),
     "quick": Profile([64, 1400], ["A", "B", "C"], trial=0.8, steps=6, repeats=1, fanout_placements=["B"]),
     "full": Profile([64, 512, 1400, 8972], ["A", "B", "C"], trial=2.0, steps=8, repeats=3),
 }
@@ -317,8 +321,52 @@ def run_wildcards(bench: Bench) -> None:
                     bench.record("wildcards-cpu", placement, relay.name, repeat, fixed, size=64, rate=LATENCY_RATE)
 
 
+SYNC_TRIAL = 3.0  # seconds of fixed-rate traffic while 10,000-rule syncs run (one per 0.5 s)
+SYNC_RATE = 50_000  # well under the no-drop rate, so that loss is the syncs' doing, not overload
+
+
+def run_scale(bench: Bench) -> None:
+    """A 10,000-rule table (100,000 outputs) against one rule: the no-drop
+    rate of the measured flow with each, and its loss at a fixed 50k pps
+    while full 10,000-rule syncs replace every other rule twice a second
+    (and, as the baseline in the same run, without them). Variants rotate
+    per repeat as in run_wildcards (benchmarks/scale_relay.py)."""
+    p = bench.profile
+    if not p.scale:
+        return
+    with chain(n_sinks=1, prefix="mcrs") as setup:
+        prepare(setup)
+        for repeat in range(p.repeats):
+            for placement in p.fanout_placements:
+                set_placement(setup.relay_ns, setup.relay_in, placement)
+                for variant in p.scale[repeat % len(p.scale):] + p.scale[:repeat % len(p.scale)]:
+                    bench.log(f"repeat {repeat + 1}/{p.repeats}, placement {placement}, mcr, rules: {variant}")
+                    relay = scale_relay.relay_for(variant)(setup.relay_ns, setup.relay_in, setup.relay_out[:1],
+                                                           streams(), source=setup.source_addr,
+                                                           out_addrs=setup.relay_out_addr[:1], cpu=RELAY_CORE)
+                    try:
+                        with relay:
+                            scale_trials(bench, setup, relay, variant, placement, repeat)
+                    except RelayError as error:
+                        bench.skip(f"placement {placement}, rules {variant}", str(error))
+
+
+def scale_trials(bench: Bench, setup, relay, variant: str, placement: str, repeat: int) -> None:
+    if variant != "10000-rules-syncing":
+        found = bench.search(setup, relay, 64)
+        bench.record_search(placement, relay.name, repeat, found, relay, test="scale", size=64, streams=1,
+                            outputs=1)
+    if variant == "1-rule":
+        return
+    before = relay.last_stats["scale"]["syncs"]
+    fixed = trial(setup, relay, SYNC_RATE, 64, SYNC_TRIAL, RELAY_CORE)
+    after = relay.last_stats["scale"]
+    bench.record("scale-sync", placement, relay.name, repeat, fixed, size=64, rate=SYNC_RATE,
+                 syncs=after["syncs"] - before, sync_ms_max=after["sync_ms_max"], rules=after["rules"])
+
+
 SECTIONS = {"main": run_main, "fanout": run_fanout, "workers": run_workers, "senders": run_senders,
-            "wildcards": run_wildcards}
+            "wildcards": run_wildcards, "scale": run_scale}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -328,7 +376,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, help="output folder (default benchmarks/results/<time>)")
     parser.add_argument("--only", action="append", choices=sorted(SECTIONS),
                         help="run only this part (repeatable; default all): main (payloads, streams), fanout, "
-                             "workers, senders, wildcards")
+                             "workers, senders, wildcards, scale")
     parser.add_argument("--repeats", type=int, help="repeats instead of the profile's")
     args = parser.parse_args(argv)
     if os.geteuid() != 0:

@@ -24,6 +24,13 @@ enum class DropReason : uint8_t {
   OutputDown,     // the output interface was down (ENETDOWN, ENXIO): its frames were dropped
   TxRefused,      // the output device refused the frames flush after flush (no carrier, queue stayed full)
   TooBig,         // beyond the output's MTU where only the packet path may send (keep-source)
+  // Register decapsulation (RFC 7761 4.4): what the register input refused.
+  RegisterShort,        // shorter than an IPv4 header plus the 8-byte Register header
+  RegisterNotRegister,  // a PIM message that is not a version 2 Register (type 1)
+  RegisterBadChecksum,  // checksum wrong over both the 8-byte header and the whole message
+  RegisterNull,         // a null-Register (N bit): normal, it is the supervisor's (its own socket reads it)
+  RegisterBadInner,     // the encapsulated packet is not relayable UDP/IPv4 (or a fragment)
+  NotifyOverflow,       // a notification that found the pending table (or its hash table) full
   kCount
 };
 
@@ -31,7 +38,9 @@ constexpr std::array<const char*, static_cast<size_t>(DropReason::kCount)> kDrop
     "truncated",  "not_ipv4", "bad_ip_header", "bad_ip_length", "bad_ip_checksum",
     "fragment",   "not_udp",  "bad_udp_length", "no_rule",       "ttl_expired",
     "no_send_slot", "send_failed", "rx_error", "unknown_completion",
-    "output_down", "tx_refused",   "too_big"};
+    "output_down", "tx_refused",   "too_big",
+    "register_short", "register_not_register", "register_bad_checksum", "register_null", "register_bad_inner",
+    "notify_overflow"};
 
 using DropCounters = std::array<uint64_t, static_cast<size_t>(DropReason::kCount)>;
 

@@ -195,7 +195,13 @@ uint16_t Egress::queue(io_uring* ring, Rule& rule, uint32_t rule_slot, const Par
   for (uint16_t i = 0; i < rule.outputs.size(); ++i) {
     Output& out = rule.outputs[i];
     // RFC 1812 5.3.1: a router does not forward a packet whose TTL expires.
+    // Nor register it (its TTL 1 would expire at the RP; Linux's pimreg vif
+    // has the same threshold), though a Register carries the TTL as received.
     if (out.spec.ttl < 0 && packet.ttl <= 1) continue;
+    if (out.spec.pim_register) {
+      outputs += queue_register(ring, out, {rule_slot, rule.generation, i, packet.payload_len}, packet, drops);
+      continue;
+    }
     bool fits = out.packet_fd >= 0 && packet.payload_len <= out.max_payload;
     if (fits && out.tx != nullptr) {
       if (write_to_ring(ring, out, {rule_slot, rule.generation, i, packet.payload_len}, packet)) {

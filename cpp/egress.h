@@ -11,6 +11,12 @@
 // A follow output (a layer-3 route, for any-port and range rules) sends to
 // each packet's own group and UDP port: the packet path writes them, and
 // the group's MAC, into the frame; the sendmsg path into the slot's address.
+// A register output (PIM-SM, at the DR of a source) sends the whole IPv4
+// packet, behind the 8-byte Register header, to the RP on the raw PIM
+// socket: one copy of the packet into a BufferPool buffer, one sendmsg.
+// The kernel adds the outer IPv4 header; that socket clears DF (the
+// supervisor sets IP_PMTUDISC_DONT), so a Register beyond the path MTU is
+// fragmented by the kernel and reassembled by the RP, as with Linux's pimreg.
 // Send slots and buffers are preallocated; nothing is allocated per packet.
 #pragma once
 #include <liburing.h>
@@ -63,12 +69,16 @@ class Egress {
     iovec iov[2]{};
     uint8_t header[kMaxFrameHeader]{};
     alignas(cmsghdr) uint8_t control[2 * CMSG_SPACE(sizeof(int))]{};
+    alignas(cmsghdr) uint8_t pktinfo[CMSG_SPACE(sizeof(in_pktinfo))]{};  // a register's outer source
     sockaddr_in address{};  // a follow output's destination: the packet's group and port
     uint32_t rule_slot = 0, generation = 0, payload = 0;
     uint16_t output = 0, payload_len = 0;
   };
   static int prepare_udp(Slot& s, Output& out, const ParsedPacket& packet, uint8_t* payload);
   static int prepare_frame(Slot& s, Output& out, const ParsedPacket& packet, uint8_t* payload);
+  static int prepare_register(Slot& s, Output& out, const ParsedPacket& packet, uint8_t* copy);
+  bool queue_register(io_uring* ring, Output& out, const FrameOwner& owner, const ParsedPacket& packet,
+                      DropCounters& drops);
   bool write_to_ring(io_uring* ring, Output& out, const FrameOwner& owner, const ParsedPacket& packet);
 
   std::vector<Slot> slots_;

@@ -10,6 +10,7 @@
 
 #include <cstring>
 
+#include "pim_register.h"
 #include "uring_tag.h"
 
 namespace mcr {
@@ -34,7 +35,8 @@ Engine::Engine(int command_fd, const EngineConfig& config)
       command_fd_(command_fd),
       egress_(config.send_slots, kMaxMtu),
       rules_(config.max_rules),
-      command_buffer_(wire::kMaxMessage) {}
+      command_buffer_(wire::kMaxPart + 1),
+      notify_(config.notify_pending) {}
 
 Engine::~Engine() {
   if (ring_ready_) io_uring_queue_exit(&ring_);
@@ -43,6 +45,7 @@ Engine::~Engine() {
   for (const EgressSocket& e : egress_sockets_) close(e.fd);
   for (const PacketEgressSocket& e : packet_egress_)
     if (e.fd >= 0) close(e.fd);
+  if (register_egress_fd_ >= 0) close(register_egress_fd_);
   close(command_fd_);
 }
 
@@ -79,6 +82,7 @@ void Engine::arm_command() {
 // full even after submitting it, the rest are polled next pass (what is
 // queued completes and wakes the loop).
 void Engine::poll_idle_inputs() {
+  if (register_input_ != nullptr) register_input_->arm_idle(&ring_);  // receives a full queue left unarmed
   for (uint32_t i = 0; i < inputs_.size(); ++i) {
     if (inputs_[i].polling || inputs_[i].fd < 0) continue;
     io_uring_sqe* sqe = next_sqe(&ring_);
@@ -89,56 +93,10 @@ void Engine::poll_idle_inputs() {
   }
 }
 
-// A SOCK_SEQPACKET read of 0 bytes is either an empty message or the end.
-bool Engine::peer_closed() const {
-  pollfd p{command_fd_, POLLRDHUP, 0};
-  return poll(&p, 1, 0) > 0 && (p.revents & (POLLHUP | POLLRDHUP));
-}
-
-// Drains every pending command. Control path: allocation and syscalls are fine here.
-void Engine::on_command_ready(const io_uring_cqe* cqe) {
-  if (!(cqe->flags & IORING_CQE_F_MORE)) command_armed_ = false;
-  for (;;) {
-    iovec iov{command_buffer_.data(), command_buffer_.size()};
-    alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int) * 4)];
-    msghdr msg{};
-    msg.msg_iov = &iov;
-    msg.msg_iovlen = 1;
-    msg.msg_control = control;
-    msg.msg_controllen = sizeof(control);
-    ssize_t n = recvmsg(command_fd_, &msg, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
-    if (n < 0 && (errno == EAGAIN || errno == EINTR)) return;
-    if (n < 0 || (n == 0 && peer_closed())) {  // nobody can command us any more
-      running_ = false;
-      return;
-    }
-    int fd = -1;
-    for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c != nullptr; c = CMSG_NXTHDR(&msg, c)) {
-      if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) continue;
-      size_t count = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-      for (size_t i = 0; i < count; ++i) {
-        int received;
-        std::memcpy(&received, CMSG_DATA(c) + i * sizeof(int), sizeof(int));
-        if (fd < 0) fd = received; else close(received);  // at most one socket per command
-      }
-    }
-    wire::Command command;
-    std::string error = (msg.msg_flags & MSG_TRUNC)
-                            ? "command larger than " + std::to_string(wire::kMaxMessage) + " bytes"
-                            : wire::decode_command(command_buffer_.data(), static_cast<size_t>(n), command);
-    if (!error.empty()) {
-      if (fd >= 0) close(fd);
-      log_.log(LogLevel::Warning, "bad command: " + error);
-      reply(wire::encode_error(command.seq, error));
-      continue;
-    }
-    execute(command, fd);
-  }
-}
-
 void Engine::execute(const wire::Command& command, int fd) {
   bool takes_socket = command.type == wire::Type::AddInput || command.type == wire::Type::AddEgress ||
-                      command.type == wire::Type::AddPacketEgress;
+                      command.type == wire::Type::AddPacketEgress || command.type == wire::Type::AddRegisterEgress ||
+                      command.type == wire::Type::AddRegisterInput;
   if (!takes_socket && fd >= 0) close(fd);
   if (takes_socket && fd < 0) {
     reply(wire::encode_error(command.seq, "this command needs a socket passed with SCM_RIGHTS"));
@@ -153,9 +111,12 @@ void Engine::execute(const wire::Command& command, int fd) {
     case wire::Type::RemoveInterface: error = remove_interface(command.ifindex); break;
     case wire::Type::AddRule: error = add_rule(command.rule); break;
     case wire::Type::RemoveRule: error = rules_.remove(command.rule_id); break;
-    case wire::Type::SyncRules: error = sync_rules(command.rules); break;
     case wire::Type::SetLogLevel: log_.set_level(static_cast<LogLevel>(command.log_level)); break;
     case wire::Type::GetStats: reply(wire::encode_stats(command.seq, snapshot())); return;
+    case wire::Type::AddRegisterEgress: error = add_register_egress(fd); break;
+    case wire::Type::AddRegisterInput: error = add_register_input(fd); break;
+    case wire::Type::TakeNotifications: reply(wire::encode_notifications(command.seq, notify_.take())); return;
+    case wire::Type::SetNotifyWindow: notify_.set_window(command.notify_window_ms); break;
     case wire::Type::Shutdown: running_ = false; break;
     case wire::Type::Initialize: error = "already initialized"; break;
     default: error = "not a command"; break;
@@ -210,13 +171,22 @@ std::string Engine::add_egress(uint32_t ifindex, int fd) {
 
 // Validates `spec` against the engine's sockets and builds the rule; no change.
 std::string Engine::build_rule(const RuleSpec& spec, Rule& rule) const {
-  bool has_input = false;
+  bool has_input = spec.key.ifindex == kRegisterIfindex && register_input_ != nullptr;
   for (const Input& in : inputs_) has_input |= in.fd >= 0 && in.ifindex == spec.key.ifindex;
+  if (!has_input && spec.key.ifindex == kRegisterIfindex) return "no register input socket (AddRegisterInput)";
   if (!has_input) return "no input socket for interface " + std::to_string(spec.key.ifindex);
   rule.id = spec.id;
   rule.key = spec.key;
+  rule.notify = spec.notify;
   bool multicast = (ntohl(spec.key.group) >> 28) == 0xe;
   for (const OutputSpec& o : spec.outputs) {
+    if (o.pim_register) {
+      Output out;
+      std::string error;
+      if (!build_register_output(o, out, error)) return error;
+      rule.outputs.push_back(out);
+      continue;
+    }
     if (o.follow && !multicast)
       return "a follow output needs a multicast group (it sends to the packet's own destination)";
     // A follow output keeps group and port: on the input's own interface and VLAN it sends the packet back.
@@ -343,35 +313,13 @@ std::string Engine::add_rule(const RuleSpec& spec) {
   return error.empty() ? rules_.add(std::move(rule), slot) : error;
 }
 
-// Makes the table equal `specs`, all or nothing. Rules already present and
-// unchanged are left alone, so their traffic and counters are undisturbed.
-std::string Engine::sync_rules(const std::vector<RuleSpec>& specs) {
-  std::vector<Rule> built(specs.size());
-  std::unordered_map<uint32_t, const RuleSpec*> wanted;
-  for (size_t i = 0; i < specs.size(); ++i) {
-    std::string error = build_rule(specs[i], built[i]);
-    if (!error.empty()) return "rule " + std::to_string(specs[i].id) + ": " + error;
-    if (!wanted.emplace(specs[i].id, &specs[i]).second) return "duplicate rule id " + std::to_string(specs[i].id);
-    for (size_t j = 0; j < i; ++j)
-      if (specs[j].key == specs[i].key) return "rules " + std::to_string(specs[j].id) + " and " + std::to_string(specs[i].id) + " have the same key";
-  }
-  if (specs.size() > rules_.capacity()) return "rule table full (" + std::to_string(rules_.capacity()) + " rules)";
-  for (const RuleSpec& current : rules_.specs()) {
-    auto it = wanted.find(current.id);
-    if (it == wanted.end() || !(*it->second == current)) rules_.remove(current.id);
-  }
-  for (size_t i = 0; i < specs.size(); ++i) {
-    if (rules_.by_id(specs[i].id) != nullptr) continue;  // unchanged
-    uint32_t slot;
-    std::string error = rules_.add(std::move(built[i]), slot);
-    if (!error.empty()) log_.log(LogLevel::Error, "sync: rule " + std::to_string(specs[i].id) + ": " + error);
-  }
-  return {};
-}
-
 wire::Stats Engine::snapshot() {
   wire::Stats stats;
-  stats.ruleset_hash = wire::ruleset_hash(rules_.specs());
+  if (hashed_changes_ != rules_.changes()) {  // hashing every rule is worth doing once per change
+    ruleset_hash_ = wire::ruleset_hash(rules_.specs());
+    hashed_changes_ = rules_.changes();
+  }
+  stats.ruleset_hash = ruleset_hash_;
   stats.drops = drops_;
   stats.events = egress_.events();
   for (Input& in : inputs_) {
@@ -384,6 +332,8 @@ wire::Stats Engine::snapshot() {
     }
     stats.inputs.push_back({in.ifindex, in.frames, in.bytes, in.kernel_packets, in.kernel_drops});
   }
+  if (register_input_ != nullptr)  // what the raw socket read, as the virtual input's frames
+    stats.inputs.push_back({kRegisterIfindex, register_input_->registers, register_input_->bytes, 0, 0});
   for (const Rule& rule : rules_.rules()) {
     if (!rule.live) continue;
     wire::RuleStats rs{rule.id, rule.packets, rule.bytes, {}};
@@ -391,11 +341,6 @@ wire::Stats Engine::snapshot() {
     stats.rules.push_back(std::move(rs));
   }
   return stats;
-}
-
-void Engine::reply(const std::vector<uint8_t>& message) {
-  // Never block the data path on a slow client; it would time out and see it.
-  send(command_fd_, message.data(), message.size(), MSG_DONTWAIT | MSG_NOSIGNAL);
 }
 
 }  // namespace mcr

@@ -1,11 +1,13 @@
 // The engine: one io_uring loop that relays multicast UDP from AF_PACKET
-// inputs (each read through an RX ring) to its outputs. It opens no privileged socket itself: every
+// inputs (each read through an RX ring), and from PIM Registers (at the RP),
+// to its outputs. It opens no privileged socket itself: every
 // socket arrives over the command channel (see wire.h), which is also how
 // rules, stats requests and shutdown arrive.
 #pragma once
 #include <liburing.h>
 
 #include <cstdint>
+#include <deque>
 #include <memory>
 #include <string>
 #include <vector>
@@ -13,6 +15,8 @@
 #include "counters.h"
 #include "egress.h"
 #include "log.h"
+#include "notify_table.h"
+#include "register_input.h"
 #include "rule_table.h"
 #include "rx_ring.h"
 #include "tx_ring.h"
@@ -23,11 +27,12 @@ namespace mcr {
 struct EngineConfig {
   uint32_t worker_id = 0;
   LogLevel log_level = LogLevel::Info;
-  uint32_t max_rules = 4096;
+  uint32_t max_rules = 16384;
   uint32_t rx_frames = 2048;  // per input; power of two
   uint32_t send_slots = 8192;
   uint32_t ring_entries = 4096;
   uint32_t max_inputs = 256;
+  uint32_t notify_pending = 1024;  // notifications held until the supervisor takes them
 };
 
 class Engine {
@@ -64,12 +69,15 @@ class Engine {
     std::unique_ptr<TxRing> ring;  // null if the socket could not take one
   };
 
+  struct SyncJob;  // a rule sync being applied (rule_sync.cpp, where it is complete)
+  struct SyncJobDeleter {
+    void operator()(SyncJob* job) const;
+  };
+
   // Setup and the control path (engine.cpp).
   std::string setup_ring();
   void arm_command();
   void poll_idle_inputs();
-  void on_command_ready(const io_uring_cqe* cqe);
-  bool peer_closed() const;
   void execute(const wire::Command& command, int fd);
   std::string add_input(uint32_t ifindex, int fd);
   std::string add_egress(uint32_t ifindex, int fd);
@@ -79,13 +87,36 @@ class Engine {
   void use_packet_egress(Output& out) const;
   std::string build_rule(const RuleSpec& spec, Rule& rule) const;
   std::string add_rule(const RuleSpec& spec);
-  std::string sync_rules(const std::vector<RuleSpec>& specs);
   wire::Stats snapshot();
+
+  // The command channel itself: parts in, replies out (command_io.cpp).
+  void on_command_ready(const io_uring_cqe* cqe);
+  void read_commands();
+  bool step_control();
+  bool peer_closed() const;
   void reply(const std::vector<uint8_t>& message);
+  void flush_replies();
+  void on_command_writable(const io_uring_cqe* cqe);
+
+  // Rule sync in bounded steps, one per loop pass (rule_sync.cpp).
+  void begin_sync(std::vector<uint8_t>&& message);
+  void step_sync();
+  void check_synced_rules(uint32_t budget);
+  void remove_unwanted_rules(uint32_t budget);
+  void add_synced_rules(uint32_t budget);
+  void end_sync(const std::string& error);
+
+  // PIM's data plane: Register sockets and notifications (engine_pim.cpp).
+  std::string add_register_egress(int fd);
+  std::string add_register_input(int fd);
+  bool build_register_output(const OutputSpec& spec, Output& out, std::string& error) const;
+  void on_register(const io_uring_cqe* cqe);
+  void note(const Rule& rule, const ParsedPacket& packet, uint32_t ifindex, uint32_t dr);
 
   // The data path (loop.cpp).
   bool drain(uint32_t index);
   void relay(uint32_t index, const RxRing::Frame& frame);
+  void forward(uint32_t ifindex, const ParsedPacket& packet, uint32_t dr);
   void dispatch(const io_uring_cqe* cqe);
   void on_input_ready(const io_uring_cqe* cqe);
   void on_send(const io_uring_cqe* cqe);
@@ -106,7 +137,19 @@ class Engine {
   std::vector<Input> inputs_;
   std::vector<EgressSocket> egress_sockets_;
   std::vector<PacketEgressSocket> packet_egress_;
-  std::vector<uint8_t> command_buffer_;
+  std::vector<uint8_t> command_buffer_;  // one part of a command
+  wire::Assembler assembler_;
+  bool commands_waiting_ = false;  // the last read stopped at its budget or for a sync: read on next pass
+  std::unique_ptr<SyncJob, SyncJobDeleter> sync_;  // while set, no other command is read
+  std::deque<std::vector<uint8_t>> outbox_;  // reply parts the channel could not take yet
+  size_t outbox_bytes_ = 0;
+  bool reply_poll_armed_ = false;  // a POLLOUT poll on the channel is queued
+  uint64_t hashed_changes_ = ~0ull;  // the rule table's change count when ruleset_hash_ was computed
+  uint64_t ruleset_hash_ = 0;
+  int register_egress_fd_ = -1;                     // raw IPPROTO_PIM socket for register outputs
+  std::unique_ptr<RegisterInput> register_input_;   // Registers in, at the RP
+  NotifyTable notify_;
+  uint64_t now_ms_ = 0;  // CLOCK_MONOTONIC_COARSE, read once per loop pass: the notify window's clock
 };
 
 }  // namespace mcr

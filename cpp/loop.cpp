@@ -5,6 +5,7 @@
 
 #include <cerrno>
 #include <cstring>
+#include <ctime>
 
 #include "engine.h"
 #include "packet_parser.h"
@@ -16,6 +17,12 @@ namespace {
 // Frames read from one input per pass before the others, the TX ring
 // flushes and the completions get their turn.
 constexpr uint32_t kPassBudget = 256;
+
+uint64_t coarse_now_ms() {
+  timespec now{};
+  clock_gettime(CLOCK_MONOTONIC_COARSE, &now);
+  return static_cast<uint64_t>(now.tv_sec) * 1000 + static_cast<uint64_t>(now.tv_nsec) / 1000000;
+}
 
 }  // namespace
 
@@ -29,12 +36,14 @@ std::string Engine::run() {
     bool busy = false;
     for (uint32_t i = 0; i < inputs_.size(); ++i)
       if (inputs_[i].fd >= 0) busy |= drain(i);
+    busy |= step_control();  // a bounded step of control work left from the last pass
     flush_rings();
     // Busy: hand this pass's sends over and collect completions without
     // sleeping. Idle: sleep until a frame, a completion or a command.
     if (!busy) poll_idle_inputs();
     int rc = busy ? io_uring_submit_and_get_events(&ring_) : io_uring_submit_and_wait(&ring_, 1);
     if (rc < 0 && rc != -EINTR && rc != -EBUSY) return std::string("io_uring_submit_and_wait: ") + strerror(-rc);
+    now_ms_ = coarse_now_ms();  // after the wait: what it dispatches and the next pass drains is "now"
     unsigned head, seen = 0;
     io_uring_cqe* cqe;
     io_uring_for_each_cqe(&ring_, head, cqe) {
@@ -82,11 +91,18 @@ void Engine::relay(uint32_t index, const RxRing::Frame& frame) {
   }
   packet.partial_checksum = frame.status & TP_STATUS_CSUMNOTREADY;
   if (frame.status & TP_STATUS_VLAN_VALID) packet.vlan = frame.vlan_tci & 0x0fff;  // the tag the kernel stripped
-  Rule* rule = rules_.lookup(input.ifindex, packet.destination, packet.dst_port, packet.source, packet.vlan);
+  forward(input.ifindex, packet, 0);
+}
+
+// Looks up and sends one parsed packet that came in on `ifindex` (from
+// the DR `dr`, if it came in a Register).
+void Engine::forward(uint32_t ifindex, const ParsedPacket& packet, uint32_t dr) {
+  Rule* rule = rules_.lookup(ifindex, packet.destination, packet.dst_port, packet.source, packet.vlan);
   if (rule == nullptr) {
     count(drops_, DropReason::NoRule);
     return;
   }
+  if (rule->notify) note(*rule, packet, ifindex, dr);
   uint32_t slot = static_cast<uint32_t>(rule - &rules_.at(0));
   uint16_t outputs = egress_.queue(&ring_, *rule, slot, packet, drops_);
   if (outputs == 0 && packet.ttl <= 1) count(drops_, DropReason::TtlExpired);
@@ -101,8 +117,10 @@ void Engine::dispatch(const io_uring_cqe* cqe) {
     case Op::InputReady: on_input_ready(cqe); break;
     case Op::Send: on_send(cqe); break;
     case Op::Command: on_command_ready(cqe); break;
+    case Op::CommandWritable: on_command_writable(cqe); break;
     case Op::Flush: on_flush(cqe); break;
     case Op::Cancel: break;  // a removed input's poll, cancelled
+    case Op::RegisterRecv: on_register(cqe); break;
     default: count(drops_, DropReason::UnknownCompletion); break;
   }
 }

@@ -71,6 +71,8 @@ bool parse_ipv4(const uint8_t* ip, size_t available, ParsedPacket& out, DropReas
   out.dst_port = be16(udp + 2);
   out.ttl = ip[8];
   out.tos = ip[1];
+  out.ip = ip;
+  out.ip_len = static_cast<uint16_t>(total_len);
   out.payload = udp + 8;
   out.payload_len = static_cast<uint16_t>(udp_len - 8);
   out.partial_checksum = false;

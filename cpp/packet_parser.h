@@ -22,6 +22,8 @@ struct ParsedPacket {
   // The UDP checksum field holds only the pseudo-header sum (a local sender's
   // CHECKSUM_PARTIAL, TP_STATUS_CSUMNOTREADY): set by the caller, who knows.
   bool partial_checksum;
+  const uint8_t* ip;  // the IPv4 header, points into the frame (a Register carries the whole packet)
+  uint16_t ip_len;    // the IP total length
 };
 
 // Returns true and fills `out` for a relayable UDP/IPv4 frame; otherwise

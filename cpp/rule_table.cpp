@@ -87,6 +87,7 @@ std::string RuleTable::add(Rule&& rule, uint32_t& slot) {
   rules_[slot].generation = generation;
   rules_[slot].live = true;
   by_id_[rules_[slot].id] = slot;
+  ++changes_;
   const RuleKey& added = rules_[slot].key;
   if (added.is_range()) {
     // After every rule it does not rank before, so equals keep their order.
@@ -119,6 +120,7 @@ std::string RuleTable::remove(uint32_t id) {
   rule.outputs.clear();
   by_id_.erase(it);
   free_slots_.push_back(slot);
+  ++changes_;
   return {};
 }
 

@@ -55,6 +55,12 @@ struct OutputSpec {
   // `destination` and `port` are then unused. What range and any-port rules
   // need, since their outputs cannot name one group or port.
   bool follow = false;
+  // A PIM Register to the RP at `destination` (RFC 7761 4.4.1): the whole
+  // IPv4 packet, as received, behind an 8-byte Register header, on the
+  // engine's raw PIM socket (port, ifindex, ttl, dscp, vlan unused). The
+  // outer source is `register_source`, or the kernel's choice if 0.
+  bool pim_register = false;
+  uint32_t register_source = 0;  // network byte order
   bool operator==(const OutputSpec&) const = default;
 };
 
@@ -62,6 +68,7 @@ struct RuleSpec {
   uint32_t id = 0;
   RuleKey key;
   std::vector<OutputSpec> outputs;
+  bool notify = false;  // record new (rule, source, group)s for the supervisor (notify_table.h)
   bool operator==(const RuleSpec&) const = default;
 };
 
@@ -98,9 +105,10 @@ struct Rule {
   uint64_t packets = 0, bytes = 0;
   uint32_t generation = 0;  // bumped when the slot is reused; stale sends check it
   bool live = false;
+  bool notify = false;
 
   RuleSpec spec() const {
-    RuleSpec s{id, key, {}};
+    RuleSpec s{id, key, {}, notify};
     for (const Output& o : outputs) s.outputs.push_back(o.spec);
     return s;
   }
@@ -141,6 +149,7 @@ class RuleTable {
   std::vector<Rule>& mutable_rules() { return rules_; }  // control path: outputs change in place, keys never
   uint32_t size() const { return static_cast<uint32_t>(by_id_.size()); }
   uint32_t capacity() const { return static_cast<uint32_t>(rules_.size()); }
+  uint64_t changes() const { return changes_; }  // rules added and removed so far
 
  private:
   static constexpr int32_t kEmpty = -1;
@@ -195,6 +204,7 @@ class RuleTable {
   uint32_t any_port_ = 0;          // (S,G,any) and (*,G,any) rules
   uint32_t any_port_sources_ = 0;  // (S,G,any) rules
   uint32_t wildcards_ = 0;         // any-port and range rules: 0 keeps lookup on the exact path
+  uint64_t changes_ = 0;
 };
 
 }  // namespace mcr

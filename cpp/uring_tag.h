@@ -10,7 +10,8 @@
 
 namespace mcr {
 
-enum class Op : uint8_t { Command = 1, InputReady = 2, Send = 3, Flush = 4, Cancel = 5 };
+enum class Op : uint8_t { Command = 1, InputReady = 2, Send = 3, Flush = 4, Cancel = 5, RegisterRecv = 6,
+                          CommandWritable = 7 };
 
 // op (8 bits) | generation (24 bits) | index (32 bits).
 constexpr uint32_t kGenerationMask = 0xffffff;

@@ -58,8 +58,9 @@ std::string finish(const Reader& r, const char* what) {
   return {};
 }
 
-constexpr uint8_t kKeepSource = 1, kFollow = 2;  // output flags
-constexpr size_t kMinRuleBody = 23;  // a rule without outputs
+constexpr uint8_t kKeepSource = 1, kFollow = 2, kRegister = 4;  // output flags
+constexpr uint8_t kNotify = 1;                                   // rule flags
+constexpr size_t kMinRuleBody = 24;  // a rule without outputs
 
 // A group range is a multicast prefix written in its canonical form.
 std::string check_prefix(const RuleKey& key) {
@@ -96,31 +97,32 @@ std::string decode_rule_body(Reader& r, RuleSpec& rule) {
     o.ttl = r.get<int16_t>();
     o.dscp = r.get<int16_t>();
     uint8_t flags = r.get<uint8_t>();
-    if (flags > (kKeepSource | kFollow)) return "AddRule: unknown output flags";
+    if (flags > (kKeepSource | kFollow | kRegister)) return "AddRule: unknown output flags";
     o.keep_source = flags & kKeepSource;
     o.follow = flags & kFollow;
+    o.pim_register = flags & kRegister;
     o.vlan = r.get<uint16_t>();
+    if (o.pim_register) {
+      o.register_source = r.get<uint32_t>();
+      if (o.keep_source || o.follow || o.vlan != 0)
+        return "AddRule: a register output cannot keep the source, follow or tag a VLAN";
+      if (o.destination == 0 || (ntohl(o.destination) >> 28) >= 0xe)
+        return "AddRule: a register output needs the RP's unicast address";
+    }
     if (o.vlan > 4094) return "AddRule: output VLAN id must be 1..4094 (0: untagged)";
     if (o.ttl < -1 || o.ttl == 0 || o.ttl > 255) return "AddRule: output TTL must be 1..255";
     if (o.dscp < -1 || o.dscp > 63) return "AddRule: output DSCP must be 0..63";
   }
+  uint8_t rule_flags = r.get<uint8_t>();
+  if (r.failed) return "AddRule: message truncated";
+  if (rule_flags > kNotify) return "AddRule: unknown rule flags";
+  rule.notify = rule_flags & kNotify;
   return {};
 }
 
 std::string decode_rule(Reader& r, RuleSpec& rule) {
   std::string error = decode_rule_body(r, rule);
   return error.empty() ? finish(r, "AddRule") : error;
-}
-
-std::string decode_sync(Reader& r, std::vector<RuleSpec>& rules) {
-  uint32_t n = r.get<uint32_t>();
-  if (r.failed || n > r.remaining() / kMinRuleBody) return "SyncRules: message truncated";
-  rules.resize(n);
-  for (RuleSpec& rule : rules) {
-    std::string error = decode_rule_body(r, rule);
-    if (!error.empty()) return "SyncRules: " + error;
-  }
-  return finish(r, "SyncRules");
 }
 
 std::string decode_initialize(Reader& r, Initialize& init) {
@@ -144,9 +146,11 @@ void put_rule(Writer& w, const RuleSpec& rule) {
   w.put(rule.id).put(rule.key.ifindex).put(rule.key.group).put(rule.key.source);
   w.put(rule.key.port).put(rule.key.vlan).put(rule.key.prefix_len).put(static_cast<uint16_t>(rule.outputs.size()));
   for (const OutputSpec& o : rule.outputs) {
-    uint8_t flags = (o.keep_source ? kKeepSource : 0) | (o.follow ? kFollow : 0);
+    uint8_t flags = (o.keep_source ? kKeepSource : 0) | (o.follow ? kFollow : 0) | (o.pim_register ? kRegister : 0);
     w.put(o.destination).put(o.port).put(o.ifindex).put(o.ttl).put(o.dscp).put(flags).put(o.vlan);
+    if (o.pim_register) w.put(o.register_source);
   }
+  w.put(static_cast<uint8_t>(rule.notify ? kNotify : 0));
 }
 
 }  // namespace
@@ -173,12 +177,26 @@ std::string decode_command(const uint8_t* data, size_t len, Command& out) {
       return finish(r, "RemoveRule");
     case Type::GetStats:
       return finish(r, "GetStats");
+    case Type::AddRegisterEgress:
+      return finish(r, "AddRegisterEgress");
+    case Type::AddRegisterInput:
+      return finish(r, "AddRegisterInput");
+    case Type::TakeNotifications:
+      return finish(r, "TakeNotifications");
+    case Type::SetNotifyWindow:
+      out.notify_window_ms = r.get<uint32_t>();
+      return finish(r, "SetNotifyWindow");
     case Type::Shutdown:
       return finish(r, "Shutdown");
     case Type::Initialize:
       return decode_initialize(r, out.init);
-    case Type::SyncRules:
-      return decode_sync(r, out.rules);
+    case Type::SyncRules: {
+      SyncReader sync;
+      std::string error = sync.open(data, len);
+      out.rules.resize(error.empty() ? sync.left() : 0);
+      for (size_t i = 0; i < out.rules.size() && error.empty(); ++i) error = sync.next(out.rules[i]);
+      return error;
+    }
     case Type::AddPacketEgress:
     case Type::UpdateLink: {
       const char* what = out.type == Type::UpdateLink ? "UpdateLink" : "AddPacketEgress";
@@ -198,6 +216,30 @@ std::string decode_command(const uint8_t* data, size_t len, Command& out) {
     default:
       return "unknown command type " + std::to_string(type);
   }
+}
+
+std::string SyncReader::open(const uint8_t* data, size_t len) {
+  Reader r(data + kHeaderSize, len < kHeaderSize ? 0 : len - kHeaderSize);
+  left_ = r.get<uint32_t>();
+  if (r.failed || left_ > r.remaining() / kMinRuleBody) return "SyncRules: message truncated";
+  data_ = data;
+  len_ = len;
+  pos_ = len - r.remaining();
+  return left_ == 0 ? finish(r, "SyncRules") : std::string();
+}
+
+std::string SyncReader::next(RuleSpec& rule) {
+  if (left_ == 0) return "SyncRules: no rule left";
+  Reader r(data_ + pos_, len_ - pos_);
+  std::string error = decode_rule_body(r, rule);
+  if (!error.empty()) return "SyncRules: " + error;
+  size_t end = len_ - r.remaining();
+  hash_ = fnv1a(data_ + pos_, end - pos_, hash_);  // a rule's body is what ruleset_hash hashes for it
+  sorted_ = sorted_ && (first_ || rule.id > last_id_);
+  first_ = false;
+  last_id_ = rule.id;
+  pos_ = end;
+  return --left_ == 0 ? finish(r, "SyncRules") : std::string();
 }
 
 std::vector<uint8_t> encode_command(const Command& c) {
@@ -230,6 +272,9 @@ std::vector<uint8_t> encode_command(const Command& c) {
     case Type::RemoveRule:
       w.put(c.rule_id);
       break;
+    case Type::SetNotifyWindow:
+      w.put(c.notify_window_ms);
+      break;
     default:
       break;
   }
@@ -260,7 +305,28 @@ std::vector<uint8_t> encode_stats(uint32_t seq, const Stats& s) {
   return std::move(w.bytes);
 }
 
+std::vector<uint8_t> encode_notifications(uint32_t seq, const std::vector<Notification>& notifications) {
+  Writer w = header(Type::ReplyNotifications, seq);
+  w.put(static_cast<uint32_t>(notifications.size()));
+  for (const Notification& n : notifications) w.put(n.rule_id).put(n.source).put(n.group).put(n.ifindex).put(n.dr);
+  return std::move(w.bytes);
+}
+
 namespace {
+
+std::string decode_notifications(Reader& r, std::vector<Notification>& out) {
+  uint32_t n = r.get<uint32_t>();
+  if (r.failed || n > r.remaining() / 20) return "Notifications: message truncated";
+  out.resize(n);
+  for (Notification& e : out) {
+    e.rule_id = r.get<uint32_t>();
+    e.source = r.get<uint32_t>();
+    e.group = r.get<uint32_t>();
+    e.ifindex = r.get<uint32_t>();
+    e.dr = r.get<uint32_t>();
+  }
+  return finish(r, "Notifications");
+}
 
 std::string decode_stats(Reader& r, Stats& s) {
   s.ruleset_hash = r.get<uint64_t>();
@@ -314,17 +380,22 @@ std::string decode_reply(const uint8_t* data, size_t len, Reply& out) {
       return {};
     case Type::ReplyStats:
       return decode_stats(r, out.stats);
+    case Type::ReplyNotifications:
+      return decode_notifications(r, out.notifications);
     default:
       return "unknown reply type " + std::to_string(type);
   }
 }
 
+uint64_t fnv1a(const uint8_t* data, size_t len, uint64_t hash) {
+  for (size_t i = 0; i < len; ++i) hash = (hash ^ data[i]) * 0x100000001b3ull;
+  return hash;
+}
+
 uint64_t ruleset_hash(const std::vector<RuleSpec>& rules) {
   Writer w;
   for (const RuleSpec& rule : rules) put_rule(w, rule);
-  uint64_t hash = 0xcbf29ce484222325ull;  // FNV-1a 64
-  for (uint8_t byte : w.bytes) hash = (hash ^ byte) * 0x100000001b3ull;
-  return hash;
+  return fnv1a(w.bytes.data(), w.bytes.size(), kHashSeed);
 }
 
 }  // namespace mcr::wire

@@ -2,9 +2,11 @@
 // (decode commands, encode replies) and, through the bindings, by Python
 // (encode commands, decode replies).
 //
-// Transport: a SOCK_SEQPACKET socketpair, one message per datagram, host byte
-// order. Every message starts with a header {u16 type, u16 reserved=0,
-// u32 seq}. Commands that hand over a socket carry it as SCM_RIGHTS.
+// Transport: a SOCK_SEQPACKET socketpair, host byte order. Every message
+// starts with a header {u16 type, u16 flags, u32 seq} and travels as one or
+// more datagrams (wire_framing.h: flags say whether more parts follow; a
+// whole message, as decoded here, has flags 0). Commands that hand over a
+// socket carry it as SCM_RIGHTS, on their first part.
 //
 //   AddInput   {u32 ifindex}                 + fd: AF_PACKET socket on ifindex
 //   AddEgress  {u32 ifindex}                 + fd: UDP socket for that output
@@ -19,6 +21,10 @@
 //               (The prefix_len byte and flag bit 1 came with any-port and
 //               range rules; engine and bindings are one module, so both
 //               ends always agree.)
+//               Output flag bit 2, register: a PIM Register to the RP at dst
+//               (pim_register.h); such an output is followed by {u32 source}
+//               (the outer source address, 0: the kernel's choice). After the
+//               outputs, {u8 rule_flags}: bit 0 notify (notify_table.h).
 //   RemoveRule {u32 id}
 //   GetStats   {}
 //   Shutdown   {}
@@ -32,17 +38,26 @@
 //                  MAC changed: every output's header template on it follows
 //   RemoveInterface {u32 ifindex}   no rule uses it any more: close its sockets
 //                  and unmap its rings (refused while a rule still does)
+//   AddRegisterEgress {}  + fd: raw IPPROTO_PIM socket that register outputs send on
+//   AddRegisterInput  {}  + fd: raw IPPROTO_PIM socket the engine reads Registers
+//                  from; their packets match rules on input kRegisterIfindex
+//   TakeNotifications {}  reply Notifications {u32 n, n x {u32 rule_id, u32 source,
+//                  u32 group, u32 ifindex, u32 dr}}, the pending ones, now cleared
+//   SetNotifyWindow {u32 window_ms}   how long a recorded (rule, S, G) stays quiet
 // Replies echo the seq: Ok {}, Error {utf-8 message}, Stats {snapshot}.
 // The stats snapshot carries the ruleset hash (FNV-1a over the rules' wire
 // bodies in id order), so a supervisor can detect drift and re-sync.
 #pragma once
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <string>
 #include <vector>
 
 #include "counters.h"
+#include "notify_table.h"
 #include "rule_table.h"
+#include "wire_framing.h"
 
 namespace mcr::wire {
 
@@ -59,20 +74,24 @@ enum class Type : uint16_t {
   AddPacketEgress = 10,
   UpdateLink = 11,
   RemoveInterface = 12,
+  AddRegisterEgress = 13,
+  AddRegisterInput = 14,
+  TakeNotifications = 15,
+  SetNotifyWindow = 16,
   ReplyOk = 100,
   ReplyError = 101,
   ReplyStats = 102,
+  ReplyNotifications = 103,
 };
 
 constexpr size_t kHeaderSize = 8;
-constexpr size_t kMaxMessage = 1 << 20;   // largest message either side accepts
 constexpr uint16_t kMaxOutputs = 4096;    // outputs per rule
 
 struct Initialize {
   uint32_t worker_id = 0;
   int32_t core = -1;  // -1: not pinned
   uint8_t log_level = 1;
-  uint32_t max_rules = 4096, rx_frames = 2048, send_slots = 8192;
+  uint32_t max_rules = 16384, rx_frames = 2048, send_slots = 8192;
 };
 
 struct PacketEgress {
@@ -92,6 +111,7 @@ struct Command {
   std::vector<RuleSpec> rules;   // SyncRules
   Initialize init;               // Initialize
   PacketEgress packet_egress;    // AddPacketEgress
+  uint32_t notify_window_ms = 0;  // SetNotifyWindow
 };
 
 struct InputStats {
@@ -119,16 +139,54 @@ struct Reply {
   uint32_t seq = 0;
   std::string error;  // ReplyError
   Stats stats;        // ReplyStats
+  std::vector<Notification> notifications;  // ReplyNotifications
 };
+
+// The type in a message's header (at least kHeaderSize bytes).
+inline Type message_type(const std::vector<uint8_t>& message) {
+  uint16_t type;
+  std::memcpy(&type, message.data(), sizeof(type));
+  return static_cast<Type>(type);
+}
 
 // Decoders return an empty string on success, else what was wrong.
 std::string decode_command(const uint8_t* data, size_t len, Command& out);
 std::string decode_reply(const uint8_t* data, size_t len, Reply& out);
 
+// FNV-1a 64 over `len` bytes, continuing from `hash`.
+constexpr uint64_t kHashSeed = 0xcbf29ce484222325ull;
+uint64_t fnv1a(const uint8_t* data, size_t len, uint64_t hash);
+
+// Reads a SyncRules message one rule at a time, so that the engine can
+// check and build a large rule set over several loop passes.
+class SyncReader {
+ public:
+  // `data`: a whole SyncRules message, header included; it must outlive the reader.
+  std::string open(const uint8_t* data, size_t len);
+  uint32_t left() const { return left_; }
+  // The next rule; the last one also checks that nothing trails it.
+  std::string next(RuleSpec& rule);
+  // ruleset_hash of the rules read so far, had they been sent sorted by id
+  // (a sender that sorts them, as the bindings do, saves the engine hashing
+  // the table again after the sync).
+  uint64_t hash() const { return hash_; }
+  bool sorted() const { return sorted_; }
+
+ private:
+  const uint8_t* data_ = nullptr;
+  size_t len_ = 0, pos_ = 0;
+  uint32_t left_ = 0;
+  uint64_t hash_ = kHashSeed;
+  bool sorted_ = true;
+  uint32_t last_id_ = 0;
+  bool first_ = true;
+};
+
 std::vector<uint8_t> encode_command(const Command& command);
 std::vector<uint8_t> encode_ok(uint32_t seq);
 std::vector<uint8_t> encode_error(uint32_t seq, const std::string& message);
 std::vector<uint8_t> encode_stats(uint32_t seq, const Stats& stats);
+std::vector<uint8_t> encode_notifications(uint32_t seq, const std::vector<Notification>& notifications);
 
 // The hash a rule set is known by; `rules` sorted by id.
 uint64_t ruleset_hash(const std::vector<RuleSpec>& rules);

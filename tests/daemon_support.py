@@ -43,7 +43,8 @@ class Daemon:
                 "--socket", self.socket, "--state", self.state, "--workers", str(workers), *extra]
         if config is not None:
             args += ["--config", str(config)]
-        self.process = subprocess.Popen(args, stderr=self.log.open("w"), stdin=subprocess.DEVNULL)
+        # Appended: a daemon started again in the same directory (after a crash) logs on.
+        self.process = subprocess.Popen(args, stderr=self.log.open("a"), stdin=subprocess.DEVNULL)
         wait_for(lambda: self._answers(), 15, "the daemon's control socket")
         self.client = Client(self.socket)
 

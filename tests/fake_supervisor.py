@@ -94,7 +94,10 @@ class FakeSupervisor:
                           for i, r in self.rules.items()}}
 
     def workers(self) -> list[dict]:
-        return [{"id": 0, "pid": 4242, "core": 0, "state": "running", "restarts": 0, "uptime": 3725.0}]
+        return [{"id": 0, "pid": 4242, "core": 0, "state": "running", "restarts": 0, "crashes": 0, "uptime": 3725.0}]
+
+    def faults(self) -> dict[str, int]:
+        return {"health": 1}
 
     def log_levels(self) -> dict[str, str]:
         return dict(self.levels)

@@ -171,7 +171,8 @@ def test_stats_workers_and_log_level_verbs(server, capsys):
     _, out, _ = run_cli(capsys, server, "stats", "--json")
     assert json.loads(out)["rules"]["1"]["packets"] == 5
     _, out, _ = run_cli(capsys, server, "workers")
-    assert out.splitlines()[1].split() == ["0", "4242", "0", "running", "0", "1h02m05s"]
+    assert out.splitlines()[1].split() == ["0", "4242", "0", "running", "0", "0", "1h02m05s"]
+    assert out.splitlines()[-1] == "faults survived: health 1"
     _, out, _ = run_cli(capsys, server, "log-level", "set", "debug", "--facility", "worker")
     assert "worker    debug" in out
     _, out, _ = run_cli(capsys, server, "log-level", "get", "--json")

@@ -1,5 +1,6 @@
 """The engine's command channel under bad input: every bad message gets an
-error reply naming the problem, and the engine keeps serving afterwards."""
+error reply naming the problem (and carrying the request's own seq, where
+it has a header), and the engine keeps serving afterwards."""
 
 from __future__ import annotations
 
@@ -28,9 +29,14 @@ def channel():
 
 
 def call(sock: socket.socket, message: bytes, fds: list[int] = ()) -> dict:
+    """Send `message` as one datagram, whatever its size; the engine's one reply."""
     ancillary = [(socket.SOL_SOCKET, socket.SCM_RIGHTS, b"".join(fd.to_bytes(4, "little") for fd in fds))] if fds else []
     sock.sendmsg([message], ancillary)
-    return _engine.decode_reply(sock.recv(_engine.MAX_MESSAGE))
+    return _engine.decode_reply(sock.recv(_engine.MAX_PART))
+
+
+def with_flags(message: bytes, flags: int) -> bytes:
+    return message[:2] + flags.to_bytes(2, "little") + message[4:]
 
 
 @pytest.mark.parametrize("garbage, complaint", [
@@ -41,19 +47,55 @@ def call(sock: socket.socket, message: bytes, fds: list[int] = ()) -> dict:
     (_engine.encode_get_stats(1) + b"junk", "trailing"),
     (_engine.encode_remove_rule(1, 7)[:-1], "truncated"),
     (_engine.encode_add_rule(1, 1, 2, "239.1.1.1", 5000, "", [("239.2.2.2", 1, 3, -1, -1, False, 0)])[:-3], "truncated"),
-    (os.urandom(4096), ""),
+    (with_flags(os.urandom(4096), 0), ""),  # flags 1 would wait for the rest of the message
 ])
 def test_bad_message_gets_error_and_engine_survives(channel, garbage, complaint):
     reply = call(channel, garbage)
     assert reply["ok"] is False, reply
     assert complaint in reply["error"], reply["error"]
+    if len(garbage) >= 8:
+        assert reply["seq"] == int.from_bytes(garbage[4:8], "little"), "the error names another request"
     assert call(channel, _engine.encode_get_stats(2))["ok"]
 
 
-def test_oversized_message_is_refused(channel):
-    reply = call(channel, _engine.encode_get_stats(1) + b"\0" * (_engine.MAX_MESSAGE + 100))
-    assert not reply["ok"] and "larger than" in reply["error"]
+def test_oversized_datagram_is_refused_with_its_seq(channel):
+    """A datagram the kernel cuts short (MSG_TRUNC) still has its header: the
+    error answers that very request instead of seq 0 (which timed out the caller)."""
+    reply = call(channel, _engine.encode_get_stats(41) + b"\0" * _engine.MAX_PART)
+    assert not reply["ok"] and "larger than" in reply["error"] and reply["seq"] == 41, reply
     assert call(channel, _engine.encode_get_stats(2))["ok"]
+
+
+def test_message_over_the_limit_is_refused_once(channel):
+    """Parts adding up to more than MAX_MESSAGE: one error for that seq, the
+    rest of its parts skipped silently, the next command served."""
+    body = b"\0" * (_engine.MAX_PART - 8)
+    part = with_flags(_engine.encode_get_stats(43), 1) + body
+    for _ in range(_engine.MAX_MESSAGE // len(body) + 1):
+        channel.sendall(part)
+    channel.sendall(_engine.encode_get_stats(43) + body)  # its last part
+    reply = _engine.decode_reply(channel.recv(_engine.MAX_PART))
+    assert not reply["ok"] and "larger than" in reply["error"] and reply["seq"] == 43, reply
+    assert call(channel, _engine.encode_get_stats(44))["seq"] == 44
+
+
+def test_an_abandoned_message_is_answered(channel):
+    """A message whose last part never came (its sender gave up on it) gets
+    its error when the next message starts; the next one is served."""
+    channel.sendall(with_flags(_engine.encode_get_stats(45), 1))
+    channel.sendall(_engine.encode_get_stats(46))
+    first = _engine.decode_reply(channel.recv(_engine.MAX_PART))
+    assert (first["seq"], first["ok"]) == (45, False) and "last part" in first["error"], first
+    assert _engine.decode_reply(channel.recv(_engine.MAX_PART))["seq"] == 46
+
+
+def test_a_command_in_parts_is_joined(channel):
+    """The framing itself: any message may come in parts, even a short one."""
+    message = _engine.encode_remove_rule(47, 7)
+    channel.sendall(with_flags(message[:8], 1))
+    channel.sendall(message)
+    reply = _engine.decode_reply(channel.recv(_engine.MAX_PART))
+    assert reply["seq"] == 47 and "no rule with id 7" in reply["error"], reply
 
 
 def test_semantic_errors_name_the_problem(channel):

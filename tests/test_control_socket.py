@@ -87,7 +87,8 @@ def test_several_requests_on_one_connection_are_answered_in_order(conn):
     assert [conn.reply()["id"] for _ in range(20)] == list(range(20))
 
 
-@pytest.mark.parametrize("line", [b"{not json\n", b"\xff\xfe\x00\n", b"\n", b'{"cmd": "ping"\n'])
+@pytest.mark.parametrize("line", [b"{not json\n", b"\xff\xfe\x00\n", b"\n", b'{"cmd": "ping"\n',
+                                  b"[" * 100000 + b"\n"])  # the last: nested too deep for the parser
 def test_bad_json_is_refused_and_the_connection_keeps_working(conn, line):
     assert error_code(conn.ask(line)) == "bad_json"
     assert conn.ask({"cmd": "ping"})["ok"]
@@ -398,3 +399,18 @@ def test_members_of_the_socket_group_are_served(open_dir):
         reply = as_nobody(running.path, {"cmd": "config.save", "args": {"path": "/etc/passwd"}})
         assert error_code(reply) == "permission"
         assert running.sup.saved == [None]
+
+
+def test_connections_past_the_limit_are_told_busy_and_the_others_served(tmp_path):
+    with ServerThread(tmp_path / "control.sock", max_clients=5) as running:
+        held = [Conn(running.path) for _ in range(5)]
+        assert all(c.ask({"cmd": "ping"})["ok"] for c in held)  # each is being served
+        extra = Conn(running.path)
+        assert error_code(extra.reply()) == "busy"
+        assert extra.closed_by_server()
+        extra.close()
+        held.pop().close()
+        time.sleep(0.2)  # the server sees the EOF and lets the connection go
+        assert ping_ok(running.path)
+        for c in held:
+            c.close()

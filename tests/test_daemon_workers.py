@@ -1,6 +1,6 @@
 """Several workers, one input: PACKET_FANOUT shares the traffic, so every
 packet is relayed exactly once. A worker killed under traffic comes back
-with its rules; crash loops back off. Without active rules workers stop,
+with its rules; crash loops back off (kill storms: test_daemon_kill_storm.py). Without active rules workers stop,
 and start again when a rule arrives."""
 
 from __future__ import annotations
@@ -15,7 +15,6 @@ from pathlib import Path
 from daemon_support import daemon, frames, rule, send, seqs, sink, wait_for
 
 from mcr.lab import UdpSender, chain, numbered_payloads
-from mcr.supervisor.workers import restart_delay
 
 
 def test_two_workers_relay_every_packet_exactly_once(tmp_path):
@@ -67,10 +66,8 @@ def test_killed_worker_is_restarted_with_its_rules(tmp_path):
 
 
 def test_crash_loop_backs_off(tmp_path):
-    assert restart_delay([100.0], 100.0) == 0.0
-    delays = [restart_delay([100.0 + i for i in range(n)], 100.0 + n) for n in range(1, 9)]
-    assert delays == sorted(delays) and delays[-1] <= 30.0 and delays[3] >= 2.0
-    assert restart_delay([0.0, 1.0, 2.0], 500.0) == 0.0  # old crashes are forgotten
+    # Each incarnation is killed as soon as it runs, long before STABLE_AFTER:
+    # crashes in a row (the delays themselves: test_worker_restarts.py).
     with chain(n_sinks=1) as lab, daemon(lab, tmp_path, workers=1) as d:
         seen = set()
         for _ in range(5):
@@ -79,7 +76,7 @@ def test_crash_loop_backs_off(tmp_path):
             os.kill(pid, signal.SIGKILL)
         state = wait_for(lambda: d.client.workers()[0]["state"] == "crash-looping" and d.client.workers()[0],
                          5, "crash-looping state")
-        assert state["restarts"] >= 4
+        assert state["restarts"] >= 4 and state["crashes"] >= 5
 
 
 def kernel_send(lab, count: int) -> None:

@@ -3,11 +3,13 @@ cross-checked with scapy's dissectors."""
 
 from __future__ import annotations
 
+import asyncio
+
 from scapy.layers.igmp import IGMP
 from scapy.contrib.igmpv3 import IGMPv3, IGMPv3mq
 
 from mcr.membership import (ALLOW_NEW, BLOCK_OLD, MODE_IS_EXCLUDE, MODE_IS_INCLUDE, TO_EXCLUDE, TO_INCLUDE,
-                            Membership, parse_query, v2_message, v3_report)
+                            AsyncMembershipService, Membership, Send, parse_query, v2_message, v3_report)
 
 
 def records(payload: bytes) -> list[tuple[int, str, list[str]]]:
@@ -98,5 +100,32 @@ def test_a_leave_cancels_the_joins_retransmission():
     service._link_filter = lambda *args: None
     service.join("eth0", "239.1.1.1", None)
     service.leave("eth0", "239.1.1.1", None)
-    pending = [records(t[2].payload)[0][0] for t in sorted(service._timers)]
+    pending = [records(send.payload)[0][0] for send in service.pending()]
     assert pending == [TO_INCLUDE, TO_INCLUDE], "a TO_EXCLUDE (join) was still due after the leave"
+
+
+def test_a_failing_report_timer_is_counted_and_armed_again(caplog):
+    """On the daemon's loop a timer callback that raises must not end the
+    reports: the failure is logged and counted, and the timer runs again."""
+
+    async def scenario() -> tuple[int, list, int]:
+        service = AsyncMembershipService()
+        real, calls = service._send_due, []
+
+        def failing_once(now: float) -> None:
+            calls.append(now)
+            if len(calls) == 1:
+                raise RuntimeError("injected")
+            real(now)
+
+        service._send_due = failing_once
+        service._schedule([Send("nowhere", "224.0.0.22", b"", delay=0.01), Send("nowhere", "224.0.0.22", b"", 0.05)])
+        await asyncio.sleep(0.3)
+        try:
+            return service.faults, list(service._timers), len(calls)
+        finally:
+            service.close()
+
+    faults, pending, calls = asyncio.run(scenario())
+    assert faults == 1 and pending == [] and calls >= 2
+    assert "IGMP membership: _fire failed" in caplog.text

@@ -5,9 +5,12 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
+from dataclasses import dataclass
+
 from mcr import mrib
 from mcr.rules import Output, Rule
 
+DERIVED = 1 << 30
 NAMES = ["eth0", "eth1", "eth2", "wg0", "tun7"]
 
 names = st.sampled_from(NAMES)
@@ -151,3 +154,45 @@ def test_a_range_rule_gets_a_route_per_wanted_group_and_keeps_its_own_for_static
         assert all(o.follow for o in route.outputs[1:]), "an any-port rule's member outputs follow the packet"
     assert where_sent({i: r for i, r in routes.items() if r.group == "239.1.2.3"}, "10.1.1.1") == \
         {"tun7", "eth1", "eth2"}
+
+
+# --- a routing protocol's entries -------------------------------------------------
+
+@dataclass(frozen=True)
+class Entry:  # the shape of mcr.protocols' forwarding entries
+    interface: str
+    source: str | None
+    group: str
+    outputs: frozenset
+    notify: bool = False
+
+
+def _ids():
+    table: dict = {}
+    return lambda key: table.setdefault(key, DERIVED + len(table))
+
+
+def test_protocol_entries_become_unchanged_any_port_routes() -> None:
+    ifindex = {"up": 2, "d1": 3, "d2": 4}
+    ids = _ids()
+    routes = mrib.protocol_routes("pim", [Entry("up", None, "239.1.1.1", frozenset({"d2", "d1"}), notify=True),
+                                          Entry("up", "10.0.0.5", "239.1.1.1", frozenset())], ifindex, ids)
+    star, drop = sorted(routes.values(), key=lambda r: r.source or "")
+    assert star.origin == "pim" and star.state == mrib.ACTIVE and star.notify and star.joinable is None
+    assert [(o.interface, o.follow, o.keep_source, o.ttl) for o in star.outputs] == [("d1", True, True, None),
+                                                                                      ("d2", True, True, None)]
+    assert star.engine_tuple()[1:5] == (2, "239.1.1.1", 0, "")
+    assert drop.outputs == () and drop.state == mrib.ACTIVE and drop.source == "10.0.0.5"
+    again = mrib.protocol_routes("pim", [Entry("up", None, "239.1.1.1", frozenset({"d1"}))], ifindex, ids)
+    assert list(again) == [star.engine_id]  # the same entry keeps its id
+
+
+def test_protocol_entries_wait_for_their_interfaces_and_yield_to_static_rules() -> None:
+    ifindex = {"up": 2, "d1": 3}
+    assert mrib.protocol_routes("pim", [Entry("up", None, "239.1.1.1", frozenset({"gone"}))], ifindex, _ids()) == {}
+    static = mrib.compute({1: Rule("up", "239.1.1.1", 0, (Output("239.9.9.9", 9, "d1"),))}, ifindex)
+    learned = mrib.protocol_routes("pim", [Entry("up", None, "239.1.1.1", frozenset({"d1"})),
+                                           Entry("up", None, "239.1.1.2", frozenset({"d1"}))], ifindex, _ids())
+    merged = mrib.merge(static, learned)
+    assert sorted((r.origin, r.group or r.rule.group) for r in merged.values()) == [("pim", "239.1.1.2"),
+                                                                                     ("static", "239.1.1.1")]

@@ -25,7 +25,7 @@ if os.geteuid() != 0:
     pytest.skip("netlink tests need root (network namespaces)", allow_module_level=True)
 
 from mcr.lab import Lab, interface_index
-from mcr.netlink import FIELDS, Change, Interface, NetworkMonitor
+from mcr.netlink import FIELDS, Change, Interface, NetworkMonitor, UnicastRoute
 
 TIMEOUT = 2.0
 
@@ -297,8 +297,11 @@ def test_route_to(topo: Topology) -> None:
         ip(topo.ns, "route", "add", "10.99.0.0/16", "via", "10.77.0.2")
         ip(topo.ns, "route", "add", "blackhole", "10.98.0.0/16")
         ip(topo.ns, "route", "add", "unreachable", "10.97.0.0/16")
-        assert await monitor.route_to("10.99.1.1") == (index, "10.77.0.2")
-        assert await monitor.route_to("10.77.0.2") == (index, None)  # connected
+        ip(topo.ns, "route", "add", "10.96.0.0/16", "via", "10.77.0.2", "metric", "20")
+        assert await monitor.route_to("10.99.1.1") == UnicastRoute(index, "10.77.0.2", 0, 3, 16)  # 3: boot (ip's default)
+        assert await monitor.route_to("10.96.1.1") == UnicastRoute(index, "10.77.0.2", 20, 3, 16)
+        connected = await monitor.route_to("10.77.0.2")
+        assert (connected.ifindex, connected.gateway, connected.protocol) == (index, None, 2)  # kernel's own
         assert await monitor.route_to("192.0.2.1") is None  # no default route
         assert await monitor.route_to("10.98.0.1") is None
         assert await monitor.route_to("10.97.0.1") is None

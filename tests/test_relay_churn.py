@@ -80,3 +80,65 @@ def test_churn_leaves_stable_rules_untouched(relay_lab) -> None:
     lab.send(lab.frames(numbered_payloads(100, SIZE, stream=7), groups[2], PORT))
     lab.expect_stream(collector.result(), 100, SIZE, stream=7, what="third rule re-added for good")
 
+
+
+CHURN_SECONDS, CHURN_RATE = 30, 1000  # rule changes per second
+STABLE_RATE = 700  # datagrams per second on each stable flow
+
+
+def test_a_thousand_changes_a_second_lose_no_packet_of_stable_flows(relay_lab) -> None:
+    """30 s of 1,000 rule changes a second (adds and removes, through the
+    command channel the workers use) while three unchanged flows run from
+    ordinary kernel UDP sockets: their kernel receivers get every datagram."""
+    lab = relay_lab()
+    c = lab.c
+    stable = [Rule(c.relay_in, f"239.1.0.{i + 1}", PORT, (Output(f"239.2.0.{i + 1}", 6001 + i, c.relay_out[0]),))
+              for i in range(3)]
+    ids = [lab.engine.add_rule(rule) for rule in stable]
+    per_flow = STABLE_RATE * (CHURN_SECONDS + 1)
+    collectors = [lab.collect(lab.sink(0, r.outputs[0].destination, r.outputs[0].port), per_flow + 1,
+                              timeout=CHURN_SECONDS + 10, idle=2.0) for r in stable]
+    sent: list[int] = []
+    senders = [threading.Thread(target=lambda i=i: sent.append(_send_flow(lab, stable[i].group, i, per_flow)))
+               for i in range(3)]
+    for thread in senders:
+        thread.start()
+    time.sleep(0.5)  # the flows run before the churn and after it
+    changes, elapsed = _churn(lab, c)
+    for thread in senders:
+        thread.join(CHURN_SECONDS + 10)
+    assert sent == [per_flow] * 3, f"senders got {sent} of {per_flow} datagrams out"
+    assert changes == CHURN_SECONDS * CHURN_RATE and elapsed < CHURN_SECONDS * 1.1, \
+        f"{changes} changes in {elapsed:.1f} s"
+
+    for i, collector in enumerate(collectors):
+        got = sorted(payload_seq(r.payload)[1] for r in collector.result())
+        assert got == list(range(per_flow)), f"stable flow {i}: {len(got)} of {per_flow} received"
+    stats = lab.wait_relayed({rule_id: per_flow for rule_id in ids})
+    assert {stats["rules"][str(i)]["packets"] for i in ids} == {per_flow}, lab.describe(stats)
+
+
+def _send_flow(lab, group: str, stream: int, count: int) -> int:
+    from mcr.lab import UdpSender
+
+    with UdpSender(lab.c.source_ns, lab.c.source_if) as sender:
+        return sender.send(numbered_payloads(count, SIZE, stream=stream), group, PORT, rate_pps=STABLE_RATE,
+                           timeout=CHURN_SECONDS + 5)
+
+
+def _churn(lab, c) -> tuple[int, float]:
+    """Add and remove rules (on groups without traffic) at CHURN_RATE changes a second."""
+    pool = [Rule(c.relay_in, f"239.1.{1 + i // 250}.{i % 250 + 1}", PORT,
+                 (Output(f"239.3.0.{i % 250 + 1}", 7000 + i, c.relay_out[0]),)) for i in range(500)]
+    held: list[int] = []
+    changes, started = 0, time.monotonic()
+    while changes < CHURN_SECONDS * CHURN_RATE:
+        ahead = started + changes / CHURN_RATE - time.monotonic()
+        if ahead > 0:
+            time.sleep(ahead)
+        if len(held) < 100:
+            held.append(lab.engine.add_rule(pool[changes % len(pool)]))
+        else:
+            lab.engine.remove_rule(held.pop(0))
+        changes += 1
+    return changes, time.monotonic() - started

@@ -12,8 +12,11 @@ The file is JSON. Every top-level key is optional:
       "igmp": {"interfaces": {       # MCR as IGMP querier there (members interfaces get one anyway)
         "eth1": {"version": 3, "query_interval": 125, "query_response_interval": 10,
                  "robustness": 2, "last_member_query_interval": 1}}},
-      "pim": {"interfaces": {        # PIM-SM there (so far: Hello, neighbors, DR election)
-        "eth2": {"hello_period": 30, "dr_priority": 1}}},
+      "pim": {"interfaces": {        # PIM-SM there (Hello options per interface)
+        "eth2": {"hello_period": 30, "dr_priority": 1}},
+        "rp": [{"address": "10.0.0.1", "groups": "239.0.0.0/8"}],   # static RPs, longest range wins
+        "join_prune_period": 60, "spt_switchover": "immediate"},     # or "never"; also
+                                     # join_prune_holdtime, keepalive_period, rp_keepalive_period
       "joins": [                     # static memberships, as `smcroutectl join`
         {"interface": "eth0", "group": "239.5.5.5"},
         {"interface": "eth0", "group": "232.1.1.1", "source": "10.1.1.1"}],
@@ -59,6 +62,8 @@ from typing import Any, Callable
 from .logs import FACILITIES
 from .protocols.igmp import Settings
 from .protocols.pim import Settings as PimSettings
+from .protocols.pim_config import ALL_GROUPS, TREE_SETTINGS, PimConfig, StaticRp
+from .protocols.pim_tree_types import TreeSettings
 from .rules import MAX_IFNAME, Join, Output, Rule, RuleError
 
 IGMP_SETTINGS = tuple(f.name for f in fields(Settings))
@@ -326,6 +331,7 @@ def _idle_stop_after(value: Any, where: str) -> float | None:
 
 
 PROTOCOL_KEYS = ("interfaces",)
+PIM_KEYS = ("interfaces", "rp", *TREE_SETTINGS)
 
 
 def _protocol(value: Any, where: str, kind: type, keys: tuple[str, ...]) -> dict:
@@ -351,8 +357,29 @@ def _igmp(value: Any, where: str) -> dict[str, Settings]:
     return _protocol(value, where, Settings, IGMP_SETTINGS)
 
 
-def _pim(value: Any, where: str) -> dict[str, PimSettings]:
-    return _protocol(value, where, PimSettings, PIM_SETTINGS)
+def _pim(value: Any, where: str) -> PimConfig:
+    """{"interfaces": {...}, "rp": [{"address", "groups"}], and the router-wide TREE_SETTINGS}."""
+    data = _typed(value, dict, where)
+    problems = _check_keys(data, PIM_KEYS, where)
+    if problems:
+        raise ConfigError(problems)
+    interfaces = _protocol({"interfaces": data.get("interfaces", {})}, where, PimSettings, PIM_SETTINGS)
+    rps = []
+    for index, entry in enumerate(_typed(data.get("rp", []), list, f"{where}.rp")):
+        here = f"{where}.rp[{index}]"
+        unknown = _check_keys(_typed(entry, dict, here), ("address", "groups"), here)
+        if unknown or "address" not in entry:
+            raise ConfigError(unknown or [f"{here}: missing key 'address'"])
+        try:
+            rps.append(StaticRp(_typed(entry["address"], str, f"{here}.address"),
+                                _typed(entry.get("groups", ALL_GROUPS), str, f"{here}.groups")))
+        except ValueError as error:
+            raise _fail(here, str(error)) from None
+    try:
+        tree = TreeSettings(**{key: data[key] for key in TREE_SETTINGS if key in data})
+        return PimConfig(interfaces, tuple(rps), tree)
+    except (TypeError, ValueError) as error:
+        raise _fail(where, str(error)) from None
 
 
 def protocol_to_dict(interfaces: dict, keys: tuple[str, ...]) -> dict:
@@ -383,7 +410,7 @@ class Config:
     rules: tuple[Rule, ...] = ()
     joins: tuple[Join, ...] = ()
     igmp: dict[str, Settings] = field(default_factory=dict)  # interface -> querier settings
-    pim: dict[str, PimSettings] = field(default_factory=dict)  # interface -> PIM settings
+    pim: PimConfig = field(default_factory=PimConfig)  # interfaces, RPs, router-wide settings
     log_levels: dict[str, str] = field(default_factory=dict)  # facility -> level, over log_level
     idle_stop_after: float | None = DEFAULT_IDLE_STOP_AFTER
 
@@ -410,7 +437,7 @@ class Config:
         return {"workers": self.workers, "pin_cores": None if self.pin_cores is None else list(self.pin_cores),
                 "log_level": self.log_level, "log_levels": dict(self.log_levels),
                 "idle_stop_after": self.idle_stop_after, "user": self.user,
-                "igmp": protocol_to_dict(self.igmp, IGMP_SETTINGS), "pim": protocol_to_dict(self.pim, PIM_SETTINGS),
+                "igmp": protocol_to_dict(self.igmp, IGMP_SETTINGS), "pim": self.pim.to_dict(),
                 "joins": [join_to_dict(j) for j in self.joins],
                 "rules": [rule_to_dict(r) for r in self.rules]}
 

@@ -2,7 +2,9 @@
 
 `Engine` owns the privileged sockets (opened in an optional network
 namespace), hands them to the C++ engine over its command channel, and keeps
-the rule set. The engine thread runs with the GIL released; this side only
+the rule set. For PIM-SM it also hands over the raw PIM sockets of register
+outputs and of the REGISTER input (enable_register_output/_input), and
+returns the engine's notifications of new (source, group)s. The engine thread runs with the GIL released; this side only
 sends commands and reads replies, so rules change while traffic flows.
 """
 
@@ -16,7 +18,7 @@ from . import _engine, channel, sockets
 from .channel import Channel
 from .netns import in_netns
 from .membership import InputHolds, MembershipService
-from .rules import Rule
+from .rules import REGISTER_INTERFACE, Rule
 from .stats import from_engine, snapshot
 
 
@@ -27,19 +29,19 @@ class EngineError(RuntimeError):
 class Engine:
     """A relay engine on a background thread, configured through its command channel."""
 
-    def __init__(self, netns: str | None = None, *, max_rules: int = 4096, rx_frames: int = 2048,
-                 send_slots: int = 8192) -> None:
+    def __init__(self, netns: str | None = None, *, max_rules: int = 16384, rx_frames: int = 2048,
+                 send_slots: int = 8192, notify_pending: int = 1024) -> None:
         self.netns = netns
         ours, engine_end = channel.pair()
         self._channel = Channel(ours, "engine", EngineError)
         self._core = _engine.Engine(engine_end.detach(), max_rules=max_rules, rx_frames=rx_frames,
-                                    send_slots=send_slots)
+                                    send_slots=send_slots, notify_pending=notify_pending)
         self._ids = itertools.count(1)
         self._inputs: dict[str, int] = {}  # name -> ifindex
         self._holds = InputHolds(MembershipService())
         self._egress: dict[str, int] = {}
         self._rules: dict[int, Rule] = {}
-        self._ifnames: dict[int, str] = {}
+        self._ifnames: dict[int, str] = {_engine.REGISTER_IFINDEX: REGISTER_INTERFACE}
         self.error: BaseException | None = None
         self._thread = threading.Thread(target=self._run, name="mcr-engine", daemon=True)
         self._thread.start()
@@ -64,6 +66,8 @@ class Engine:
         return self._channel.call(encode, *args, fd=fd)
 
     def _ifindex(self, ifname: str) -> int:
+        if ifname == REGISTER_INTERFACE:
+            return _engine.REGISTER_IFINDEX
         with in_netns(self.netns):
             try:
                 return socket.if_nametoindex(ifname)
@@ -71,6 +75,8 @@ class Engine:
                 raise EngineError(f"no interface named '{ifname}'") from None
 
     def _ensure_input(self, ifname: str) -> int:
+        if ifname == REGISTER_INTERFACE:  # the engine refuses the rule unless enable_register_input() ran
+            return _engine.REGISTER_IFINDEX
         if ifname not in self._inputs:
             ifindex = self._ifindex(ifname)
             with in_netns(self.netns):
@@ -82,6 +88,8 @@ class Engine:
         return self._inputs[ifname]
 
     def _ensure_egress(self, ifname: str) -> int:
+        if ifname == REGISTER_INTERFACE:  # register outputs send on the register socket
+            return _engine.REGISTER_IFINDEX
         if ifname not in self._egress:
             ifindex = self._ifindex(ifname)
             with in_netns(self.netns):
@@ -106,12 +114,50 @@ class Engine:
             raise EngineError(f"interface {ifname}: {error.strerror}") from None
         self._call(_engine.encode_update_link, self._egress[ifname], link["source"], link["mtu"], link["mac"])
 
+    # PIM sockets --------------------------------------------------------------
+
+    def enable_register_output(self) -> None:
+        """Hand the engine the raw PIM socket its register outputs send on."""
+        with in_netns(self.netns):
+            sock = sockets.open_register_socket()
+        with sock:
+            self._call(_engine.encode_add_register_egress, fd=sock.fileno())
+
+    def enable_register_input(self) -> None:
+        """Hand the engine a raw PIM socket to read Registers from: their
+        packets match rules whose input is REGISTER_INTERFACE."""
+        with in_netns(self.netns):
+            sock = sockets.open_register_input_socket()
+        with sock:
+            self._call(_engine.encode_add_register_input, fd=sock.fileno())
+
+    def set_notify_window(self, seconds: float) -> None:
+        """How long the engine stays quiet about a (rule, source, group) it reported."""
+        if not 0 <= seconds <= 3600:
+            raise EngineError(f"notify window {seconds} s is outside 0-3600 s")
+        self._call(_engine.encode_set_notify_window, round(seconds * 1000))
+
+    def take_notifications(self) -> list[dict]:
+        """The new (source, group)s the engine saw under notify rules since the
+        last call, oldest first: rule_id, source, group, input (interface name)
+        and dr (a Register's outer source, else None)."""
+        taken = self._call(_engine.encode_take_notifications)["notifications"]
+        for entry in taken:
+            entry["input"] = self._ifnames.get(entry.pop("ifindex"))
+        return taken
+
+    # Joins --------------------------------------------------------------------
+
     def _join(self, rule: Rule) -> None:
+        if rule.input_interface == REGISTER_INTERFACE:  # nothing to join: Registers come by unicast
+            return
         if rule.prefix_len == 32:  # a range has no one group to join: its traffic is relayed if it arrives
             with in_netns(self.netns):
                 self._holds.take(rule, rule.source)
 
     def _leave(self, rule: Rule) -> None:
+        if rule.input_interface == REGISTER_INTERFACE:
+            return
         if rule.prefix_len == 32:
             with in_netns(self.netns):
                 self._holds.give_back(rule, rule.source)
@@ -119,7 +165,7 @@ class Engine:
     def add_rule(self, rule: Rule) -> int:
         """Start relaying `rule`; returns its id. Nothing changes if it is refused."""
         for out in rule.outputs:
-            self._ifindex(out.interface)  # fail on an unknown name before touching anything
+            self._ifindex(out.interface)  # fail on an unknown name before touching anything (not "register")
         rule_id = next(self._ids)
         wire = rule.engine_tuple(rule_id, self._ensure_input(rule.input_interface), self._ensure_egress)
         self._call(_engine.encode_add_rule, *wire)

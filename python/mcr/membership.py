@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import heapq
+import logging
 import random
 import select
 import socket
@@ -32,6 +33,8 @@ import time
 from dataclasses import dataclass, field
 
 from .sockets import ETH_P_ALL, PACKET_IGNORE_OUTGOING, SOL_PACKET, PortClaims, attach_filter, bpf, has_ethernet_header
+
+log = logging.getLogger("mcr.igmp")
 
 IGMP_QUERY, V2_REPORT, V2_LEAVE, V3_REPORT = 0x11, 0x16, 0x17, 0x22
 MODE_IS_INCLUDE, MODE_IS_EXCLUDE, TO_INCLUDE, TO_EXCLUDE, ALLOW_NEW, BLOCK_OLD = 1, 2, 3, 4, 5, 6
@@ -116,19 +119,24 @@ class Membership:
 
     users: dict[str, dict[Key, int]] = field(default_factory=dict)
     v2_querier_until: dict[str, float] = field(default_factory=dict)
+    # Per interface, how many of its keys are for each group: has_group in
+    # O(1), so that joining thousands of groups is not quadratic.
+    groups: dict[str, dict[str, int]] = field(default_factory=dict)
 
     def _v2(self, interface: str, now: float) -> bool:
         return self.v2_querier_until.get(interface, 0.0) > now
 
     def has_group(self, interface: str, group: str) -> bool:
         """Whether any membership (from any source) holds `group` on `interface`."""
-        return any(g == group for g, _ in self.users.get(interface, {}))
+        return self.groups.get(interface, {}).get(group, 0) > 0
 
     def join(self, interface: str, group: str, source: str | None, now: float) -> list[Send]:
         keys = self.users.setdefault(interface, {})
         keys[(group, source)] = keys.get((group, source), 0) + 1
         if keys[(group, source)] > 1:
             return []
+        held = self.groups.setdefault(interface, {})
+        held[group] = held.get(group, 0) + 1
         if self._v2(interface, now):
             message, destination = v2_message(V2_REPORT, group), group
         else:
@@ -145,6 +153,10 @@ class Membership:
         if keys[(group, source)] > 0:
             return []
         del keys[(group, source)]
+        held = self.groups[interface]
+        held[group] -= 1
+        if held[group] == 0:
+            del held[group]
         if self._v2(interface, now):
             return [] if self.has_group(interface, group) else [
                 Send(interface, ALL_ROUTERS, v2_message(V2_LEAVE, group), 0.0, group)]
@@ -198,6 +210,7 @@ class _MembershipSockets:
         self._links: dict[str, socket.socket] = {}
         self._timers: list[tuple[float, int, Send]] = []
         self._order = 0
+        self._changed: dict[tuple[str, str], int] = {}  # (interface, group) -> first order of its latest change
 
     def _opened(self, interface: str, link: socket.socket) -> None:
         """A query socket to read from now on (the driver's business)."""
@@ -282,10 +295,11 @@ class _MembershipSockets:
         self._links[interface].setsockopt(SOL_PACKET, action, mreq)
 
     def _schedule_change(self, interface: str, group: str, sends: list[Send]) -> None:
-        """A state change for `group`: its reports replace any still pending for it."""
+        """A state change for `group`: its reports replace any still pending for
+        it (those, scheduled before this change, are skipped when they come due:
+        filtering the heap here made joining thousands of groups quadratic)."""
         if sends:
-            self._timers = [t for t in self._timers if (t[2].interface, t[2].group) != (interface, group)]
-            heapq.heapify(self._timers)
+            self._changed[(interface, group)] = self._order + 1
         self._schedule(sends)
 
     def _schedule(self, sends: list[Send]) -> None:
@@ -294,9 +308,19 @@ class _MembershipSockets:
             self._order += 1
             heapq.heappush(self._timers, (now + send.delay, self._order, send))
 
+    def _superseded(self, order: int, send: Send) -> bool:
+        """Whether a later change for its group replaced this report."""
+        return send.group is not None and order < self._changed.get((send.interface, send.group), 0)
+
+    def pending(self) -> list[Send]:
+        """The reports still to go, soonest first."""
+        return [send for _, order, send in sorted(self._timers) if not self._superseded(order, send)]
+
     def _send_due(self, now: float) -> None:
         while self._timers and self._timers[0][0] <= now:
-            send = heapq.heappop(self._timers)[2]
+            _, order, send = heapq.heappop(self._timers)
+            if self._superseded(order, send):
+                continue
             sock = self._igmp.get(send.interface)
             if sock is not None:
                 try:
@@ -352,9 +376,17 @@ class AsyncMembershipService(_MembershipSockets):
         super().__init__()
         self._loop = asyncio.get_running_loop()
         self._timer: asyncio.TimerHandle | None = None
+        self.faults = 0  # errors in a reader or the timer: logged, counted, survived
 
     def _opened(self, interface: str, link: socket.socket) -> None:
-        self._loop.add_reader(link.fileno(), self._receive, interface, link)
+        self._loop.add_reader(link.fileno(), self._guarded, self._receive, interface, link)
+
+    def _guarded(self, callback, *args) -> None:
+        try:
+            callback(*args)
+        except Exception:  # a loop callback must not die: the next query or timer runs as usual
+            self.faults += 1
+            log.exception("IGMP membership: %s failed", callback.__name__)
 
     def _closing(self, link: socket.socket) -> None:
         self._loop.remove_reader(link.fileno())
@@ -364,12 +396,14 @@ class AsyncMembershipService(_MembershipSockets):
         if self._timer is not None:
             self._timer.cancel()
         # The loop's clock is time.monotonic(), the timers' too.
-        self._timer = self._loop.call_at(self._timers[0][0], self._fire) if self._timers else None
+        self._timer = self._loop.call_at(self._timers[0][0], self._guarded, self._fire) if self._timers else None
 
     def _fire(self) -> None:
         with self._lock:
-            self._send_due(time.monotonic())
-            self._schedule([])
+            try:
+                self._send_due(time.monotonic())
+            finally:  # the timer is armed again whatever happened to this send
+                self._schedule([])
 
     def close(self) -> None:
         super().close()

@@ -30,9 +30,9 @@ arrive (a static join brings them).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Mapping
+from typing import Callable, Iterable, Mapping
 
-from .rules import ANY_PORT, Output, Rule
+from .rules import ANY_PORT, Output, Rule, notify_field
 
 ACTIVE, WAITING, PRUNED = "active", "waiting", "pruned"
 INCLUDE, EXCLUDE = "include", "exclude"
@@ -71,10 +71,14 @@ class Route:
     input_ifindex: int = 0  # 0 while waiting
     outputs: tuple[Output, ...] = ()  # the static outputs, then those for members
     output_ifindexes: tuple[int, ...] = ()
+    protocol: str | None = None  # "pim" for a protocol's route (its rule is made up for it)
+    notify: bool = False  # the data plane reports new sources and arrivals for it
 
     @property
     def origin(self) -> str:
-        """Why it exists: "static" (the rule's outputs), "igmp" (members' only), or both."""
+        """Why it exists: "static" (the rule's outputs), "igmp" (members' only), both, or the protocol."""
+        if self.protocol:
+            return self.protocol
         from_members = len(self.outputs) > len(self.rule.outputs) or self.engine_id != self.rule_id
         return "static+igmp" if from_members and self.rule.outputs else "igmp" if from_members else "static"
 
@@ -89,11 +93,16 @@ class Route:
         rule = self.rule
         group, prefix = (self.group, 32) if self.group else (rule.group_address, rule.prefix_len)
         return (self.engine_id, self.input_ifindex, group, rule.port, self.source or "", outputs, rule.vlan or 0,
-                prefix)
+                prefix) + notify_field(self.notify or rule.notify)
 
     @property
     def joinable(self) -> str | None:
-        """The one group to join upstream for this route, if it has one (not a range)."""
+        """The one group to join upstream for this route, if it has one (not a
+        range). A protocol's route has none: its protocol pulls the traffic
+        (an IGMP report upstream would make the upstream router forward it
+        whatever PIM says)."""
+        if self.protocol:
+            return None
         if self.group:
             return self.group
         return self.rule.group if self.rule.prefix_len == 32 else None
@@ -175,7 +184,9 @@ def _routes_of(rule_id: int, rule: Rule, ifindex: Mapping[str, int], wanting: di
         members = tuple(member_output(rule, group or rule.group, name) for name, listening in sorted(wanting.items())
                         if listening.wants(source))
         outputs = rule.outputs + members
-        return Route(engine_id, rule_id, rule, ACTIVE if outputs else state_if_empty, (), source, group,
+        # A notify rule with nothing to send still tells PIM what arrives (a first-hop catch-all).
+        active = outputs or rule.notify
+        return Route(engine_id, rule_id, rule, ACTIVE if active else state_if_empty, (), source, group,
                      ifindex[rule.input_interface], outputs, tuple(ifindex[o.interface] for o in outputs))
 
     main = route(engine_id, rule.source, PRUNED)
@@ -191,6 +202,51 @@ def _routes_of(rule_id: int, rule: Rule, ifindex: Mapping[str, int], wanting: di
         if own.outputs != main.outputs and (own.outputs or main.state == ACTIVE):
             routes.append(own)  # with no outputs it keeps that source off the (*,G) route
     return routes
+
+
+def protocol_routes(protocol: str, entries: Iterable, ifindex: Mapping[str, int],
+                    engine_id: Callable[[tuple], int]) -> dict[int, Route]:
+    """A routing protocol's forwarding entries as routes: packets of
+    (`entry.source` or any, `entry.group`), any UDP port, arriving on
+    `entry.interface` go out unchanged on each of `entry.outputs` (TTL minus
+    one, their own source, group and port), and inside a PIM Register to
+    `entry.register_to` if the entry has one; an entry without outputs drops
+    them (or, with `notify`, only reports them). A group range (a catch-all)
+    matches every group of it that nothing more specific does.
+    `engine_id(key)` gives each entry's stable id. An entry whose interfaces
+    are not all in the table is left out (netlink will tell)."""
+    routes: dict[int, Route] = {}
+    for entry in entries:
+        names = [entry.interface, *sorted(entry.outputs)]
+        if any(name not in ifindex for name in names):
+            continue
+        outputs = tuple(Output(entry.group, ANY_PORT, name, keep_source=True, follow=True)
+                        for name in sorted(entry.outputs))
+        rp = getattr(entry, "register_to", None)
+        if rp:
+            outputs += (Output.to_rp(rp),)
+        rule = Rule(entry.interface, entry.group, ANY_PORT, outputs, entry.source, protocol=protocol,
+                    notify=entry.notify)
+        key = (protocol, entry.interface, entry.group, entry.source)
+        rid = engine_id(key)
+        exact = None if "/" in entry.group else entry.group
+        routes[rid] = Route(rid, rid, rule, ACTIVE, (), entry.source, exact, ifindex[entry.interface],
+                            outputs, tuple(ifindex[o.interface] for o in outputs), protocol, entry.notify)
+    return routes
+
+
+def merge(static: Mapping[int, Route], learned: Mapping[int, Route]) -> dict[int, Route]:
+    """Static routes, then a protocol's routes for inputs no static route
+    matches exactly (same interface, group, port and source): what the user
+    configured wins."""
+    taken = {_match_key(r) for r in static.values() if r.state == ACTIVE}
+    merged = dict(static)
+    merged.update({i: r for i, r in learned.items() if _match_key(r) not in taken})
+    return merged
+
+
+def _match_key(route: Route) -> tuple:
+    return (route.input_ifindex, route.group or route.rule.group, route.rule.port, route.source, route.rule.vlan)
 
 
 def engine_rules(routes: Mapping[int, Route]) -> list[tuple]:

@@ -74,6 +74,7 @@ GROUPS = RTMGRP_LINK | RTMGRP_IPV4_IFADDR
 # route: none at all, or an unreachable, prohibit or blackhole route.
 NO_ROUTE = {errno.ENETUNREACH, errno.EHOSTUNREACH, errno.EACCES, errno.EINVAL}
 RT_TABLE_LOCAL = 255
+RTM_F_FIB_MATCH = 0x2000  # route get: answer with the matching table entry, not a cloned path
 ROUTE_TYPES = {1: "unicast", 2: "local", 3: "broadcast", 5: "multicast", 6: "blackhole", 7: "unreachable",
                8: "prohibit"}
 
@@ -89,6 +90,17 @@ class RouteChange:
     type: str | None = None  # unicast, blackhole, unreachable, ...
     oif: int | None = None
     gateway: str | None = None
+
+
+@dataclass(frozen=True)
+class UnicastRoute:
+    """What `route_to` found: where packets to an address go."""
+
+    ifindex: int
+    gateway: str | None  # None: the address is on a connected subnet
+    metric: int  # the route's priority (RTA_PRIORITY); 0 when it has none
+    protocol: int  # who installed it: 2 kernel, 3 boot, 4 static, 11 zebra (FRR), ...
+    prefix_len: int  # of the matching entry
 
 
 @dataclass(frozen=True)
@@ -265,26 +277,32 @@ class NetworkMonitor:
             if batch:
                 yield batch
 
-    async def route_to(self, address: str) -> tuple[int, str | None] | None:
-        """(output ifindex, gateway) of the kernel's route to `address`.
+    async def route_to(self, address: str) -> UnicastRoute | None:
+        """The kernel's route to `address`: output ifindex, gateway (None on
+        a connected route), and the matching table entry's metric and
+        protocol, for PIM's RPF checks and Assert metrics.
 
         None when the kernel has no usable route (none, or an unreachable,
-        prohibit or blackhole one). The gateway is None on a connected
-        route.
+        prohibit or blackhole one).
         """
         if self._queries is None:
             raise RuntimeError("NetworkMonitor is not started")
         dst = str(ipaddress.IPv4Address(address))
         try:
-            routes = await self._queries.route("get", dst=dst)
+            # The path the kernel would take (one of a multipath route's)...
+            path = await self._queries.route("get", dst=dst)
+            # ...and the table entry it came from: only this carries the metric and protocol.
+            entry = await self._queries.route("get", dst=dst, flags=RTM_F_FIB_MATCH)
         except NetlinkError as exc:
             if exc.code in NO_ROUTE:
                 return None
             raise
-        for route in routes:
-            if route.get("oif"):
-                return route.get("oif"), route.get("gateway")
-        return None
+        chosen = next((r for r in path if r.get("oif")), None)
+        if chosen is None:
+            return None
+        matched = entry[0] if entry else chosen
+        return UnicastRoute(chosen.get("oif"), chosen.get("gateway"), matched.get("priority") or 0,
+                            matched["proto"], matched["dst_len"])
 
     def close(self) -> None:
         """Close both sockets. Idempotent.

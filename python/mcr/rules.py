@@ -16,6 +16,14 @@ without multicast); the relay then holds that UDP port so the host does
 not answer senders with ICMP port unreachable.
 A rule without vlan= matches untagged frames only; with vlan=N, only frames
 that arrived tagged with VLAN N (on a trunk, the tag the kernel stripped).
+
+PIM-SM's data plane (RFC 7761): `register:RP[:source=ADDR]` is an output
+that sends each packet to the RP inside a PIM Register (at a source's DR);
+`in=register` is the virtual input of the packets Registers carry (at the
+RP). Both name REGISTER_INTERFACE, which the engine maps to its register
+sockets (its ifindex is mcr._engine.REGISTER_IFINDEX). A rule with `notify`
+makes the engine report each new (source, group) it matches (rate-limited),
+for the PIM state machines; such a rule may have no outputs.
 """
 
 from __future__ import annotations
@@ -26,6 +34,7 @@ from typing import Callable
 
 MAX_IFNAME = 15  # IFNAMSIZ - 1
 ANY_PORT = 0  # a rule's port: match every UDP port
+REGISTER_INTERFACE = "register"  # PIM Registers: a register output's interface, the decapsulated packets' input
 
 
 def _check_range(text: str) -> None:
@@ -84,8 +93,15 @@ class Output:
     # Send to the packet's own group and port (a layer-3 route's output, for a
     # range or any-port rule's members); destination and port are then unused.
     follow: bool = False
+    # A PIM Register to the RP at `destination` (port unused; interface
+    # REGISTER_INTERFACE), from `register_source` or the kernel's choice.
+    register: bool = False
+    register_source: str | None = None
 
     def __post_init__(self) -> None:
+        if self.register:
+            self._check_register()
+            return
         address = _ipv4(self.destination, "output destination")
         if address.is_unspecified or address == ipaddress.IPv4Address("255.255.255.255"):
             raise RuleError(f"output destination {self.destination} cannot be sent to")
@@ -104,9 +120,32 @@ class Output:
             raise RuleError(f"output {self.destination}: vlan= needs a multicast destination "
                             "(tagged frames are written by the packet path)")
 
+    def _check_register(self) -> None:
+        rp = _ipv4(self.destination, "register output RP")
+        if rp.is_multicast or rp.is_unspecified or rp.is_loopback or rp == ipaddress.IPv4Address("255.255.255.255"):
+            raise RuleError(f"register output: the RP {self.destination} must be a unicast address")
+        if self.interface != REGISTER_INTERFACE:
+            raise RuleError(f"register output: its interface is '{REGISTER_INTERFACE}', not '{self.interface}'")
+        if self.keep_source or self.follow or self.vlan is not None or self.ttl is not None or self.dscp is not None:
+            raise RuleError("register output: the packet goes as received (no keep-source, follow, vlan, ttl or dscp)")
+        if self.register_source is not None:
+            source = _ipv4(self.register_source, "register output source")
+            if source.is_multicast or source.is_unspecified:
+                raise RuleError(f"register output: source {self.register_source} must be a unicast address")
+
+    @classmethod
+    def to_rp(cls, rp: str, source: str | None = None) -> Output:
+        """A register output: each packet to the RP `rp` inside a PIM Register."""
+        return cls(rp, 0, REGISTER_INTERFACE, register=True, register_source=source)
+
     @classmethod
     def parse(cls, text: str) -> Output:
         parts = text.strip().split(":")
+        if parts[0] == "register" and len(parts) in (2, 3):  # register:RP[:source=ADDR]
+            key, _, source = parts[2].partition("=") if len(parts) == 3 else ("source", "", None)
+            if key != "source" or source == "":
+                raise RuleError(f"output '{text}': expected register:RP[:source=ADDR]")
+            return cls.to_rp(parts[1], source)
         if len(parts) < 3:
             raise RuleError(f"output '{text}': expected GROUP:PORT:IFACE[:ttl=N][:dscp=N][:keep-source][:vlan=N]")
         options: dict[str, int | bool] = {}
@@ -121,10 +160,15 @@ class Output:
         return cls(parts[0], _int(parts[1], f"output '{text}' port"), parts[2], **options)
 
     def engine_tuple(self, ifindex: int) -> tuple:
+        """The output as the engine's bindings take it; a register output's ifindex is unused."""
+        if self.register:
+            return (self.destination, 0, 0, -1, -1, False, 0, False, True, self.register_source or "")
         return (self.destination, self.port, ifindex, -1 if self.ttl is None else self.ttl,
                 -1 if self.dscp is None else self.dscp, self.keep_source, self.vlan or 0, self.follow)
 
     def __str__(self) -> str:
+        if self.register:
+            return f"register:{self.destination}" + (f":source={self.register_source}" if self.register_source else "")
         if self.follow:
             return f"follow:{self.interface}"
         text = f"{self.destination}:{self.port}:{self.interface}"
@@ -137,6 +181,12 @@ class Output:
         if self.vlan is not None:
             text += f":vlan={self.vlan}"
         return text
+
+
+def notify_field(notify: bool) -> tuple[bool, ...]:
+    """An engine rule tuple's optional trailing notify field: present only
+    when set, so a rule without it keeps the tuple it had before PIM."""
+    return (True,) if notify else ()
 
 
 def parse_outputs(text: str) -> tuple[Output, ...]:
@@ -170,6 +220,10 @@ class Rule:
     name: str | None = field(default=None, compare=False)
     vlan: int | None = None  # match frames tagged with this VLAN only; None: untagged only
     members: tuple[str, ...] = ()  # interfaces that get the group where IGMP members want it
+    # Set on the rule a routing protocol's route is made of (mcr.mrib.protocol_routes): its
+    # outputs are the route's, and it may have none (an entry that drops what it matches).
+    protocol: str | None = None
+    notify: bool = False  # the engine reports each new (source, group) it matches (mcr.engine.Engine.take_notifications)
 
     def __post_init__(self) -> None:
         _check_interface(self.input_interface, "input interface")
@@ -187,8 +241,8 @@ class Rule:
             if source.is_multicast or source.is_unspecified:
                 raise RuleError(f"source {self.source} must be a unicast address")
         _check_vlan(self.vlan, "rule")
-        if not self.outputs and not self.members:
-            raise RuleError("a rule needs at least one output")
+        if not self.outputs and not self.members and not self.protocol and not self.notify:
+            raise RuleError("a rule needs at least one output (or notify)")
         for name in self.members:
             _check_interface(name, "members interface")
             if name == self.input_interface:
@@ -209,10 +263,13 @@ class Rule:
         fields: dict[str, str] = {}
         for token in text.split():
             key, sep, value = token.partition("=")
+            if token == "notify":
+                fields["notify"] = ""
+                continue
             if not sep or key not in ("in", "group", "source", "vlan", "out", "name"):
-                raise RuleError(f"rule '{text}': unexpected '{token}' (in=, group=, source=, vlan=, out=, name=)")
+                raise RuleError(f"rule '{text}': unexpected '{token}' (in=, group=, source=, vlan=, out=, name=, notify)")
             fields[key] = value
-        missing = [key for key in ("in", "group", "out") if key not in fields]
+        missing = [key for key in ("in", "group", "out") if key not in fields and (key != "out" or "notify" not in fields)]
         if missing:
             raise RuleError(f"rule '{text}': missing {', '.join(k + '=' for k in missing)}")
         group, _, port = fields["group"].rpartition(":")
@@ -220,9 +277,9 @@ class Rule:
             raise RuleError(f"rule '{text}': group must be GROUP:PORT (GROUP may be a prefix, PORT may be any)")
         port = "0" if port == "any" else port
         vlan = _int(fields["vlan"], "rule vlan") if "vlan" in fields else None
-        outputs, members = parse_destinations(fields["out"])
+        outputs, members = parse_destinations(fields.get("out", ""))
         return cls(fields["in"], group, _int(port, "input port"), outputs,
-                   fields.get("source"), fields.get("name"), vlan, members)
+                   fields.get("source"), fields.get("name"), vlan, members, notify="notify" in fields)
 
     @property
     def is_unicast_input(self) -> bool:
@@ -245,7 +302,7 @@ class Rule:
         """The rule as the engine's bindings take it (mcr._engine.encode_add_rule / encode_sync_rules)."""
         outputs = [o.engine_tuple(output_ifindex(o.interface)) for o in self.outputs]
         return (rule_id, input_ifindex, self.group_address, self.port, self.source or "", outputs, self.vlan or 0,
-                self.prefix_len)
+                self.prefix_len) + notify_field(self.notify)
 
     def __str__(self) -> str:
         text = f"in={self.input_interface} group={self.group}:{'any' if self.port == ANY_PORT else self.port}"
@@ -253,8 +310,10 @@ class Rule:
             text += f" source={self.source}"
         if self.vlan is not None:
             text += f" vlan={self.vlan}"
-        text += " out=" + ",".join([str(o) for o in self.outputs]
-                                   + ([f"members:{','.join(self.members)}"] if self.members else []))
+        if self.outputs or self.members:
+            text += " out=" + ",".join([str(o) for o in self.outputs]
+                                       + ([f"members:{','.join(self.members)}"] if self.members else []))
+        text += " notify" if self.notify else ""
         return text + (f" name={self.name}" if self.name else "")
 
 

@@ -242,3 +242,51 @@ class PortClaims:
         for sock, _ in self._claims.values():
             sock.close()
         self._claims.clear()
+
+
+IPPROTO_PIM = 103
+IP_MTU_DISCOVER, IP_PMTUDISC_DONT = 10, 0
+REGISTER_RCVBUF = 4 << 20
+
+# A raw socket sees each packet from its IP header: let through PIM
+# Registers only (version 2, type 1, the first byte after the IP header);
+# the supervisor's own raw socket reads Hellos, Join/Prunes and Register-Stops.
+_REGISTER_FILTER = [
+    bpf(0xB1, 0, 0, 0),  # 0: ldxb 4*([0]&0xf) (the IP header length)
+    bpf(0x50, 0, 0, 0),  # 1: ldb [x+0] (PIM version and type)
+    bpf(0x15, 0, 1, 0x21),  # 2: Register ? accept : drop
+    bpf(0x06, 0, 0, 0x40000),  # 3: accept
+    bpf(0x06, 0, 0, 0),  # 4: drop
+]
+_DROP_ALL = [bpf(0x06, 0, 0, 0)]
+
+
+def open_register_socket() -> socket.socket:
+    """The raw IPPROTO_PIM socket the engine's register outputs send on (the
+    kernel writes the outer IPv4 header). DF is clear, so a Register beyond
+    the path MTU leaves fragmented, as Linux's pimreg sends it; it receives
+    nothing (every raw PIM socket would get a copy of each PIM message)."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_RAW, IPPROTO_PIM)
+    try:
+        attach_filter(sock, _DROP_ALL)
+        sock.setsockopt(socket.IPPROTO_IP, IP_MTU_DISCOVER, IP_PMTUDISC_DONT)
+        force_buffer(sock, SO_SNDBUFFORCE, socket.SO_SNDBUF, EGRESS_SNDBUF)
+        sock.setblocking(False)
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+def open_register_input_socket(reading: bool = True) -> socket.socket:
+    """The raw IPPROTO_PIM socket the engine reads Registers from (at the
+    RP); with `reading` False one that reads nothing (for a second worker)."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_RAW, IPPROTO_PIM)
+    try:
+        attach_filter(sock, _REGISTER_FILTER if reading else _DROP_ALL)
+        force_buffer(sock, SO_RCVBUFFORCE, socket.SO_RCVBUF, REGISTER_RCVBUF)
+        sock.setblocking(False)
+    except OSError:
+        sock.close()
+        raise
+    return sock

@@ -445,9 +445,9 @@ static void test_wire_ranges() {
   four.rule.key = {3, ip("224.0.0.0"), 0, 0, 0, 4};  // all of multicast is a range too
   auto b = wire::encode_command(four);
   CHECK(wire::decode_command(b.data(), b.size(), back).empty() && back.rule.key.prefix_len == 4);
-  // Output flags beyond keep-source and follow are refused. The first output's flags byte:
+  // Output flags beyond keep-source, follow and register are refused. The first output's flags byte:
   // header 8 + rule 23 + dst 4, port 2, ifindex 4, ttl 2, dscp 2.
-  bytes[8 + 23 + 14] = 4;
+  bytes[8 + 23 + 14] = 8;
   CHECK(wire::decode_command(bytes.data(), bytes.size(), back).find("unknown output flags") != std::string::npos);
 
   RuleSpec exact{7, {3, ip("239.1.0.0"), 0, 5000}, {{ip("239.2.2.2"), 6000, 5, -1, -1, false, 0}}};

@@ -1,4 +1,6 @@
-"""List the daemon's worker processes: pid, core, state, restarts, uptime.
+"""List the daemon's worker processes: pid, core, state, restarts, crashes
+in a row (a death before a worker ran for a second; these back off), uptime;
+then the faults the daemon survived, if any.
 
   mcr workers [--json]
 """
@@ -34,7 +36,11 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print_json(result)
         return 0
-    rows = [[w.get("id"), w.get("pid"), w.get("core"), w.get("state"), w.get("restarts"), uptime(w.get("uptime"))]
-            for w in result["workers"]]
-    print("\n".join(table(["ID", "PID", "CORE", "STATE", "RESTARTS", "UPTIME"], rows, right=[0, 1, 2, 4, 5])))
+    rows = [[w.get("id"), w.get("pid"), w.get("core"), w.get("state"), w.get("restarts"), w.get("crashes"),
+             uptime(w.get("uptime"))] for w in result["workers"]]
+    print("\n".join(table(["ID", "PID", "CORE", "STATE", "RESTARTS", "CRASHES", "UPTIME"], rows,
+                          right=[0, 1, 2, 4, 5, 6])))
+    faults = result.get("task_faults") or {}
+    if faults:
+        print("faults survived: " + ", ".join(f"{name} {count}" for name, count in sorted(faults.items())))
     return 0

@@ -108,8 +108,15 @@ class LinkService:
             self.faults += 1
             self.log.exception("%s on %s failed", type(self).__name__, link.name)
 
+    def _deadlines(self) -> list[float]:
+        """Every core's next deadline (a subclass adds its router-wide state's)."""
+        return [d for link in self._links.values() if (d := link.core.next_deadline()) is not None]
+
+    def _expire_shared(self, now: float) -> None:
+        """Run router-wide timers that are due (none here)."""
+
     def _arm(self) -> None:
-        deadlines = [d for link in self._links.values() if (d := link.core.next_deadline()) is not None]
+        deadlines = self._deadlines()
         if self._timer is not None:
             self._timer.cancel()
         # The loop's clock is time.monotonic(), the cores' too.
@@ -120,4 +127,9 @@ class LinkService:
         now = time.monotonic()
         for link in list(self._links.values()):
             self._guarded(link, lambda: self._act(link, link.core.expire(now), True))
+        try:
+            self._expire_shared(now)
+        except Exception:  # as for a core: logged, counted, survived
+            self.faults += 1
+            self.log.exception("%s timers failed", type(self).__name__)
         self._arm()

@@ -8,8 +8,9 @@ kernel delivers on that link and sends Hellos with TTL 1 and TOS 0xC0
 the interface's primary address. What the cores learn (neighbors up, down
 or restarted, a new DR) goes to `mcr events`.
 
-So far this is Hello, neighbors and DR election (RFC 7761 4.3); Join/Prune,
-the RP and Registers are to come (issue 12).
+Hellos go to each interface's core; Join/Prunes to the router-wide tree
+(mcr.protocols.pim_router), which this adapter also tells of neighbor and
+DR changes, runs the timers of, and sends for.
 """
 
 from __future__ import annotations
@@ -21,11 +22,17 @@ import struct
 import time
 from typing import Callable
 
+from .. import sockets
 from .links import Link, LinkService
 from .pim import DrChanged, NeighborChanged, PimInterface, SendHello, Settings
-from .pim_wire import ALL_PIM_ROUTERS
+from .pim_config import PimConfig
+from .pim_router import PimRouter
+from .pim_rpf import RpfTable
+from .pim_wire import ALL_PIM_ROUTERS, JoinPrune, Malformed, parse_message
+from .pim_wire_more import Register, RegisterStop
 
 IPPROTO_PIM = 103
+PIM_HELLO = 0
 TOS_INTERNETWORK_CONTROL = 0xC0
 
 log = logging.getLogger("mcr.pim")
@@ -66,6 +73,49 @@ class PimService(LinkService):
         super().__init__()
         self._publish = publish
         self.send_errors = 0
+        self.router: PimRouter | None = None
+        self._unicast: socket.socket | None = None  # Register-Stops and Null-Registers, opened on first use
+
+    def configure(self, config: PimConfig, rpf: RpfTable, on_change: Callable[[], None]) -> None:
+        """The router-wide state for `config` (a new one when the settings changed)."""
+        if self.router is not None and self.router.config == config:
+            return
+        self.router = PimRouter(config, rpf, self.cores, self._send_on, self._send_unicast, on_change,
+                                self._publish)
+        on_change()
+
+    def cores(self) -> dict[str, PimInterface]:
+        return {name: link.core for name, link in self._links.items()}
+
+    def _add(self, link) -> None:
+        super()._add(link)
+        self._tell_tree(lambda tree, now: tree.interface_changed(now, link.name))
+
+    def disable(self, name: str) -> None:
+        had = name in self._links
+        super().disable(name)
+        if had:
+            self._tell_tree(lambda tree, now: tree.interface_changed(now, name))
+
+    def _tell_tree(self, call) -> None:
+        if self.router is not None:
+            self.router.apply(call(self.router.tree, time.monotonic()))
+            self._arm()
+
+    def _deadlines(self) -> list[float]:
+        deadlines = super()._deadlines()
+        if self.router is not None and (due := self.router.next_deadline()) is not None:
+            deadlines.append(due)
+        return deadlines
+
+    def _expire_shared(self, now: float) -> None:
+        if self.router is not None:
+            self.router.expire(now)
+
+    def close(self) -> None:
+        super().close()
+        if self._unicast is not None:
+            self._unicast.close()
 
     def _new_link(self, name: str, settings: Settings, address: str) -> _Link:
         return _Link(name, settings, address)
@@ -87,7 +137,34 @@ class PimService(LinkService):
                 continue
             header = (packet[0] & 0x0F) * 4
             source = socket.inet_ntoa(packet[12:16])
-            self._apply(link, link.core.receive(time.monotonic(), source, packet[header:]))
+            payload = packet[header:]
+            if payload[:1] and payload[0] & 0x0F != PIM_HELLO and self.router is not None:
+                self._to_router(link, source, socket.inet_ntoa(packet[16:20]), payload)
+            else:
+                self._apply(link, link.core.receive(time.monotonic(), source, payload))
+
+    def _to_router(self, link: _Link, source: str, destination: str, payload: bytes) -> None:
+        """A message for the router-wide state (Join/Prune, Register, Register-Stop); others are counted
+        and dropped."""
+        core = link.core
+        if source == core.address:
+            core.counters["own_message"] += 1
+            return
+        try:
+            message = parse_message(payload)
+        except Malformed as error:
+            core.counters[error.reason] += 1
+            return
+        if isinstance(message, JoinPrune):
+            self._tell_tree(lambda tree, now: tree.receive_join_prune(now, link.name, source, message))
+        elif isinstance(message, Register):
+            self.router.registers.register_arrived(time.monotonic(), source, destination, message)
+            self._arm()
+        elif isinstance(message, RegisterStop):
+            self.router.registers.register_stop_arrived(time.monotonic(), message)
+            self._arm()
+        else:
+            core.counters["unhandled_type"] += 1
 
     def _act(self, link: _Link, outputs: list, sending: bool) -> None:
         for output in outputs:
@@ -97,8 +174,33 @@ class PimService(LinkService):
             elif isinstance(output, NeighborChanged):
                 log.info("PIM neighbor %s on %s: %s", output.address, link.name, output.change)
                 self._publish("pim-neighbor", interface=link.name, address=output.address, change=output.change)
+                self._tell_tree(lambda tree, now: tree.neighbor_changed(now, link.name, output.address,
+                                                                         output.change))
             elif isinstance(output, DrChanged):
                 self._publish("pim-dr", interface=link.name, dr=output.dr)
+                self._tell_tree(lambda tree, now: tree.interface_changed(now, link.name))
+
+    def _send_on(self, name: str, payload: bytes) -> None:
+        """The router's message to ALL-PIM-ROUTERS on interface `name`."""
+        link = self._links.get(name)
+        if link is None:
+            self.send_errors += 1
+            return
+        try:
+            link.read.sendto(payload, (ALL_PIM_ROUTERS, 0))
+        except OSError as error:
+            self.send_errors += 1
+            log.debug("PIM on %s: %s", name, error)
+
+    def _send_unicast(self, destination: str, payload: bytes) -> None:
+        """A Register-Stop or Null-Register, routed by the kernel (which picks the source address)."""
+        try:
+            if self._unicast is None:
+                self._unicast = sockets.open_register_socket()  # sends only: it reads nothing
+            self._unicast.sendto(payload, (destination, 0))
+        except OSError as error:
+            self.send_errors += 1
+            log.debug("PIM to %s: %s", destination, error)
 
     def _send(self, link: _Link, hello: SendHello) -> None:
         # A goodbye after re-addressing names its old source (RFC 7761 4.3.1);

@@ -1,7 +1,9 @@
 """PIM-SM version 2 on the wire, IPv4 only: the common header (RFC 7761
 4.9), Hello with its options (4.9.2) and Join/Prune (4.9.5) with the
-encoded addresses they carry (4.9.1). Other message types parse to an
-`Other` placeholder.
+encoded addresses they carry (4.9.1). Register, Register-Stop, Assert,
+Bootstrap and Candidate-RP-Advertisement are read by pim_wire_more, to
+which `parse_message` hands them; other types parse to an `Other`
+placeholder.
 
 Only the PIM message: the adapter adds the IP header (protocol 103, TTL 1,
 to ALL_PIM_ROUTERS) on the way out and strips it on the way in. For IPv4
@@ -13,8 +15,12 @@ from __future__ import annotations
 import socket
 import struct
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from mcr.membership import inet_checksum
+
+if TYPE_CHECKING:
+    from .pim_wire_more import MoreMessage
 
 PIM_VERSION = 2
 ALL_PIM_ROUTERS = "224.0.0.13"  # RFC 7761 4.9: where Hellos and Join/Prunes go
@@ -117,7 +123,7 @@ def _with_header(kind: int, body: bytes) -> bytes:
     return message[:2] + struct.pack("!H", inet_checksum(message)) + message[4:]
 
 
-def parse_message(data: bytes) -> Message:
+def parse_message(data: bytes) -> Message | MoreMessage:
     """The PIM message in `data` (the bytes after the IP header). Raises
     Malformed, whose reason names what was wrong."""
     if len(data) < _HEADER.size:
@@ -134,7 +140,10 @@ def parse_message(data: bytes) -> Message:
         return _parse_hello(data[_HEADER.size:])
     if kind == JOIN_PRUNE:
         return _parse_join_prune(data[_HEADER.size:])
-    return Other(kind)
+    # Imported here: pim_wire_more builds on this module's helpers.
+    from .pim_wire_more import parse_more
+    more = parse_more(kind, data)
+    return Other(kind) if more is None else more
 
 
 # --- Hello (4.9.2) ---

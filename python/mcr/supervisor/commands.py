@@ -10,6 +10,7 @@ control.py.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import Any, Awaitable, Callable
 
@@ -117,6 +118,39 @@ async def pim_neighbors(sup: Any, args: dict) -> dict:
     return {"neighbors": [{"interface": i["interface"], **n} for i in sup.pim.describe() for n in i["neighbors"]]}
 
 
+def _pim_router(sup: Any):
+    return sup.pim.router if sup.pim is not None else None
+
+
+async def pim_join(sup: Any, args: dict) -> dict:
+    _args(args)
+    router = _pim_router(sup)
+    return {"joins": router.tree.downstream(time.monotonic()) if router else []}
+
+
+async def pim_upstream(sup: Any, args: dict) -> dict:
+    _args(args)
+    router = _pim_router(sup)
+    if router is None:
+        return {"upstream": []}
+    now = time.monotonic()
+    registers = {(r["source"], r["group"]): r for r in router.registers.sender.describe(now)}
+    rows = router.tree.upstream(now)
+    for row in rows:  # the DR's Register state of an (S,G) (RFC 7761 4.4.1), where it registers
+        if row["kind"] == "(S,G)" and (row["source"], row["group"]) in registers:
+            entry = registers.pop((row["source"], row["group"]))
+            row.update(register_state=entry["state"], register_rp=entry["rp"])
+    rows += [{"source": r["source"], "group": r["group"], "kind": "(S,G)", "state": "NotJoined",
+              "register_state": r["state"], "register_rp": r["rp"]} for r in registers.values()]
+    return {"upstream": rows}
+
+
+async def pim_rp(sup: Any, args: dict) -> dict:
+    _args(args)
+    router = _pim_router(sup)
+    return {"rps": router.describe_rps() if router else []}
+
+
 async def stats(sup: Any, args: dict) -> dict:
     _args(args)
     return await sup.stats()
@@ -124,7 +158,7 @@ async def stats(sup: Any, args: dict) -> dict:
 
 async def workers(sup: Any, args: dict) -> dict:
     _args(args)
-    return {"workers": sup.workers()}
+    return {"workers": sup.workers(), "task_faults": sup.faults()}
 
 
 async def interfaces(sup: Any, args: dict) -> dict:
@@ -212,8 +246,14 @@ COMMANDS: dict[str, Command] = {
                               '{"cmd": "pim.interfaces"}'),
     "pim.neighbors": Command(pim_neighbors, "PIM neighbors: interface, address, DR priority, holdtime, uptime",
                              '{"cmd": "pim.neighbors"}'),
+    "pim.join": Command(pim_join, "PIM downstream state per interface: (*,G), (S,G), (S,G,rpt), timers",
+                        '{"cmd": "pim.join"}'),
+    "pim.upstream": Command(pim_upstream, "PIM upstream state: joined or not, RPF neighbor, SPT bit, timers",
+                            '{"cmd": "pim.upstream"}'),
+    "pim.rp": Command(pim_rp, "PIM RPs per group range, where each came from, and the way to it",
+                      '{"cmd": "pim.rp"}'),
     "stats": Command(stats, "counters per rule, output and input, drops by reason", '{"cmd": "stats"}'),
-    "workers": Command(workers, "worker processes: pid, core, state, restarts, uptime", '{"cmd": "workers"}'),
+    "workers": Command(workers, "worker processes: pid, core, state, restarts, crashes in a row, uptime; faults survived", '{"cmd": "workers"}'),
     "interfaces": Command(interfaces, "interfaces as netlink reports them, with the rules that use each",
                           '{"cmd": "interfaces"}'),
     "mroute": Command(mroute, "what the data plane forwards and why: origin, state, counters",

@@ -16,13 +16,16 @@ Wire protocol (the one description of it):
   `{"ok": false, "error": {"code": CODE, "message": "what was wrong"}}`,
   plus "id" when the request had one. Codes are stable: bad_json,
   bad_request, unknown_command, not_found, conflict, too_large, timeout,
-  permission, engine, internal. A failed request changes nothing.
+  permission, engine, internal, busy. A failed request changes nothing.
 - Limits: a request line longer than `max_request` bytes (1 MiB) gets
   `too_large` and the connection is closed, without the server holding more
   than about twice that in memory. A connection that does not complete a
   request within `request_timeout` seconds (10) of connecting or of its
   last reply gets `timeout` and is closed; clients simply reconnect. Such
-  unsolicited replies carry no "id".
+  unsolicited replies carry no "id". At most `max_clients` connections
+  (256) are served at once: one more gets `busy` and is closed, so clients
+  that pile up connections cannot take the file descriptors the daemon
+  needs for its workers' sockets.
 - The commands and their arguments are the table in commands.py.
 - `events` is the one streaming command: after its reply the connection
   carries one JSON object per line, `{"time": T, "event": KIND, ...}`, until
@@ -49,7 +52,7 @@ from .commands import COMMANDS, CommandError
 __all__ = ["CommandError", "ControlServer", "serve_control", "ERROR_CODES"]
 
 ERROR_CODES = ("bad_json", "bad_request", "unknown_command", "not_found", "conflict", "too_large", "timeout",
-               "permission", "engine", "internal")
+               "permission", "engine", "internal", "busy")
 REQUEST_KEYS = ("cmd", "args", "id")
 SO_PEERGROUPS = getattr(socket, "SO_PEERGROUPS", 59)  # Linux 4.13+; Python 3.11 lacks the name
 PEERGROUPS_BUFFER = 1024  # the most getsockopt() reads from Python: 256 groups
@@ -125,11 +128,12 @@ def _listening_socket(path: str) -> socket.socket:
 class ControlServer:
     """Serves the commands of commands.py to any number of concurrent clients."""
 
-    def __init__(self, sup: Any, path: str, request_timeout: float, max_request: int) -> None:
+    def __init__(self, sup: Any, path: str, request_timeout: float, max_request: int, max_clients: int) -> None:
         self.sup = sup
         self.path = path
         self.request_timeout = request_timeout
         self.max_request = max_request
+        self.max_clients = max_clients
         self._server: asyncio.AbstractServer | None = None
         self._identity: tuple[int, int] | None = None  # (st_dev, st_ino) of our socket file
         self._clients: set[asyncio.Task] = set()
@@ -146,17 +150,14 @@ class ControlServer:
         if self._server is None:
             return
         self._server.close()
-        for task in list(self._clients):
-            task.cancel()
-        if self._clients:
-            await asyncio.wait(list(self._clients), timeout=CLOSE_TIMEOUT)
+        await self._drop_clients()
         try:
-            # A connection accepted a moment ago may not have started its task
-            # yet, so nothing here cancels it: it ends on its request timeout.
-            # Shutdown does not wait that long for it.
             await asyncio.wait_for(self._server.wait_closed(), CLOSE_TIMEOUT)
         except asyncio.TimeoutError:
             log.warning("control: a client connection was still open at shutdown")
+        # A connection accepted just before close() starts its task only now:
+        # dropped too, rather than left pending on a loop about to close.
+        await self._drop_clients()
         self._server = None
         try:
             info = os.stat(self.path)
@@ -164,6 +165,12 @@ class ControlServer:
                 os.unlink(self.path)
         except FileNotFoundError:
             pass
+
+    async def _drop_clients(self) -> None:
+        for task in list(self._clients):
+            task.cancel()
+        if self._clients:
+            await asyncio.wait(list(self._clients), timeout=CLOSE_TIMEOUT)
 
     def _allowed(self, peer: Peer) -> bool:
         if peer.is_owner:
@@ -179,7 +186,10 @@ class ControlServer:
         self._clients.add(task)
         try:
             peer = Peer.of(writer.get_extra_info("socket"))
-            if self._allowed(peer):
+            if len(self._clients) > self.max_clients:  # the client is told; nothing to log per refusal
+                await self._send(writer, _error("busy", f"{self.max_clients} clients are connected already; "
+                                                "closing the connection"))
+            elif self._allowed(peer):
                 while await self._serve_request(reader, writer, peer):
                     pass
             else:
@@ -281,6 +291,8 @@ def _parse(line: bytes) -> Any:
         return json.loads(line)
     except ValueError as error:  # also malformed UTF-8
         raise CommandError("bad_json", f"request is not valid JSON: {error}") from None
+    except RecursionError:  # "[[[[..." a few thousand deep: no command looks like that
+        raise CommandError("bad_json", "request is nested too deeply to be a command") from None
 
 
 def _check(request: Any) -> None:
@@ -295,9 +307,9 @@ def _check(request: Any) -> None:
         raise CommandError("bad_request", "\"args\" must be an object")
 
 
-async def serve_control(sup: Any, path: str, *, request_timeout: float = 10.0,
-                        max_request: int = 1 << 20) -> ControlServer:
+async def serve_control(sup: Any, path: str, *, request_timeout: float = 10.0, max_request: int = 1 << 20,
+                        max_clients: int = 256) -> ControlServer:
     """Listen on `path` and serve `sup` until `close()`; raises RuntimeError if another daemon has it."""
-    server = ControlServer(sup, path, request_timeout, max_request)
+    server = ControlServer(sup, path, request_timeout, max_request, max_clients)
     await server.start()
     return server

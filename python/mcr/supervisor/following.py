@@ -31,7 +31,7 @@ async def follow(sup) -> None:
 
 
 async def follow_routes(sup) -> None:
-    """`mcr events` reports IPv4 route changes (what RPF lookups depend on)."""
+    """`mcr events` reports IPv4 route changes; PIM's RPF answers are looked up again."""
     async for batch in sup.network.route_changes():
         for route in batch:
             if route.kind == "resync":
@@ -39,6 +39,7 @@ async def follow_routes(sup) -> None:
             else:
                 sup.events.publish("route", change=route.kind, destination=route.destination, table=route.table,
                                    type=route.type, oif=route.oif, gateway=route.gateway)
+        await sup._route_changes_to_rpf()
 
 
 def publish(events, change: Change) -> None:
@@ -89,7 +90,7 @@ async def apply_routes(sup) -> None:
     sup.sync_igmp()  # queriers and PIM follow their interfaces and addresses
     sup.sync_pim()
     table = sup._interface_table()
-    new = sup._routes_for(sup.rules)
+    new = sup._all_routes()
     changed = sorted(i for i in new.keys() | sup.routes.keys() if new.get(i) != sup.routes.get(i))
     if not changed and not sup.joins.out_of_step(table):
         return

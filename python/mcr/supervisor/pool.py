@@ -13,13 +13,17 @@ import logging
 import time
 
 from .. import _engine, logs, mrib, sockets
+from ..rules import REGISTER_INTERFACE
 from ..stats import from_engine
 from . import following
 from .commands import CommandError
-from .workers import Worker, WorkerError, add_counters
+from .workers import RESTARTING, Worker, WorkerError, add_counters
 
 HEALTH_INTERVAL = 1.0
-DEFAULT_LIMITS = {"max_rules": 4096, "rx_frames": 2048, "send_slots": 8192}
+# Engine limits per worker: 16,384 rules (the engine allows 1,048,576), up to
+# 4,096 outputs each; one command or reply at most _engine.MAX_MESSAGE (64 MiB:
+# a sync of about 3.9 million outputs, stats for about 2.7 million).
+DEFAULT_LIMITS = {"max_rules": 16384, "rx_frames": 2048, "send_slots": 8192}
 
 log = logging.getLogger("mcr.supervisor")
 
@@ -29,24 +33,31 @@ class WorkerPool:
 
     async def _start_workers(self) -> None:
         """Start every worker that is not running (at startup, or after they
-        stopped for want of rules); the caller holds _changing."""
+        stopped for want of rules); the caller holds _changing. One that
+        fails to start is retried by its watcher like one that died."""
         for worker in self.pool:
             if worker.state in ("stopped", "idle"):
                 await self._bring_up(worker)
                 self._spawn(f"watch worker {worker.id}", lambda w=worker: self._watch(w))
 
     async def _bring_up(self, worker: Worker) -> None:
-        """Spawn a worker, hand it its sockets and the whole rule set; the caller holds _changing."""
+        """Spawn a worker, hand it its sockets and the whole rule set; the
+        caller holds _changing. Never raises: a worker that does not come up
+        is killed (if it got that far), logged and counted, and its watcher
+        restarts it with backoff."""
         level = logs.level_number(self.levels.get("engine", self.levels["default"]))
-        await worker.spawn(self.started_with.user, level, DEFAULT_LIMITS)
         try:
+            await worker.spawn(self.started_with.user, level, DEFAULT_LIMITS)
             await self._sync_worker(worker)
-            worker.state = "running"
-            log.info("worker %d running (pid %d)", worker.id, worker.pid)
-            self.events.publish("worker", change="running", id=worker.id, pid=worker.pid)
-        except (WorkerError, CommandError, OSError) as error:
-            log.error("worker %d failed to start: %s", worker.id, error)
-            worker.process.kill()  # the watcher restarts it with backoff
+        except Exception as error:  # whatever it was, the worker is retried, and the daemon carries on
+            self._count_fault(f"start worker {worker.id}")
+            log.error("worker %d failed to start: %s: %s", worker.id, type(error).__name__, error,
+                      exc_info=not isinstance(error, (WorkerError, CommandError, OSError)))
+            worker.kill()
+            return
+        worker.running(time.monotonic())
+        log.info("worker %d running (pid %d)", worker.id, worker.pid)
+        self.events.publish("worker", change="running", id=worker.id, pid=worker.pid)
 
     async def _stop_idle_workers(self) -> None:
         """No route has been active for idle_stop_after seconds: the workers
@@ -93,19 +104,20 @@ class WorkerPool:
             worker.interfaces = {(kind, i) for kind, i in worker.interfaces if i != ifindex}
 
     async def _watch(self, worker: Worker) -> None:
+        """Restart `worker` each time it dies, until the daemon stops or the worker is stopped or idles."""
         while not self._stopping.is_set():
-            code = await worker.process.wait()
+            code = await worker.process.wait() if worker.process is not None else None  # None: never spawned
             if self._stopping.is_set() or worker.state in ("stopped", "idle"):
                 return
-            delay = worker.crashed(time.monotonic())
+            delay = worker.exited(time.monotonic())
             worker.restarts += 1
             self.events.publish("worker", change="exited", id=worker.id, pid=worker.pid, status=code,
                                 restart_in=delay)
-            log.error("worker %d (pid %d) exited with %s; restart %d in %.1f s%s", worker.id, worker.pid, code,
+            log.error("worker %d (pid %s) exited with %s; restart %d in %.1f s%s", worker.id, worker.pid, code,
                       worker.restarts, delay, " (crash-looping)" if worker.state == "crash-looping" else "")
             await asyncio.sleep(delay)
             async with self._changing:
-                if self._stopping.is_set() or worker.state == "idle":  # it may have idled out meanwhile
+                if self._stopping.is_set() or worker.state not in RESTARTING:  # it may have idled out meanwhile
                     return
                 await self._bring_up(worker)
 
@@ -120,7 +132,9 @@ class WorkerPool:
         for kind, name, ifindex in wanted:
             if (kind, ifindex) in have:
                 continue
-            if kind == "in":
+            if name == REGISTER_INTERFACE:
+                await self._give_register_socket(worker, kind)
+            elif kind == "in":
                 with sockets.open_input_socket(name, self._fanout_salt + ifindex) as sock:
                     await worker.call(_engine.encode_add_input, ifindex, fd=sock.fileno())
             else:
@@ -128,6 +142,18 @@ class WorkerPool:
                     with sock:
                         await worker.call(encode, ifindex, *args, fd=sock.fileno())
             have.add((kind, ifindex))
+
+    async def _give_register_socket(self, worker: Worker, kind: str) -> None:
+        """PIM Registers: every worker sends them on a raw socket of its own;
+        only worker 0 reads them (each raw socket gets a copy of every
+        Register, so two readers would forward each packet twice): the
+        others get a socket that reads nothing, so they hold the same rules."""
+        if kind == "out":
+            with sockets.open_register_socket() as sock:
+                await worker.call(_engine.encode_add_register_egress, fd=sock.fileno())
+        else:
+            with sockets.open_register_input_socket(reading=worker.id == 0) as sock:
+                await worker.call(_engine.encode_add_register_input, fd=sock.fileno())
 
     def _running(self) -> list[Worker]:
         return [w for w in self.pool if w.state == "running"]

@@ -40,14 +40,8 @@ class RuleSet:
         name). Interfaces that do not exist (yet) are fine: the rule waits
         for them (see mrib.py)."""
         for rule_id, held in self.rules.items():
-            if rule_id in ignore:
-                continue
-            if (held.input_interface, held.group, held.port, held.source, held.vlan) == \
-                    (rule.input_interface, rule.group, rule.port, rule.source, rule.vlan):
-                raise CommandError("conflict", f"rule {rule_id} already relays {rule.group}:{rule.port} "
-                                               f"from {rule.source or 'any source'} on {rule.input_interface}")
-            if rule.name and held.name == rule.name:
-                raise CommandError("conflict", f"rule {rule_id} is already named '{rule.name}'")
+            if rule_id not in ignore:
+                _refuse_clash(rule, rule_id, held)
 
     def next_id(self) -> int:
         """The id the next added rule gets; ids are never reused."""
@@ -68,26 +62,44 @@ class RuleSet:
     def plan(self, wanted: tuple[Rule, ...]) -> Plan:
         """The rule set equal to `wanted`, where a rule we hold already keeps
         its id (and so its traffic and counters); raises CommandError if the
-        new rules clash with each other. Nothing changes until `adopt`."""
-        kept: dict[int, Rule] = {}
+        new rules clash with each other. Nothing changes until `adopt`.
+        Linear in the rules (by hash), for configs of tens of thousands."""
+        held: dict[Rule, list[int]] = {}
+        for rule_id, rule in sorted(self.rules.items()):
+            held.setdefault(rule, []).append(rule_id)
+        rules: dict[int, Rule] = {}
         added: list[Rule] = []
         for rule in wanted:
-            same = next((i for i, r in self.rules.items() if r == rule and i not in kept), None)
-            if same is None:
-                added.append(rule)
+            ids = held.get(rule)
+            if ids:
+                rules[ids.pop(0)] = rule  # may carry a new name
             else:
-                kept[same] = rule  # may carry a new name
-        trial = RuleSet()
-        trial.rules = dict(kept)
-        for rule in added:
-            trial.check_new(rule)
-            trial.rules[-1 - len(trial.rules)] = rule  # a placeholder id, so later rules are checked against it
-        rules = dict(kept)
-        first = self._next_id
-        for offset, rule in enumerate(added):
-            rules[first + offset] = rule
-        return Plan(rules, len(added), len(self.rules) - len(kept), len(kept))
+                added.append(rule)
+        kept = len(rules)
+        by_input = {_input_of(r): i for i, r in rules.items()}
+        by_name = {r.name: i for i, r in rules.items() if r.name}
+        for rule_id, rule in enumerate(added, start=self._next_id):
+            if (clash := by_input.get(_input_of(rule))) is not None or (clash := by_name.get(rule.name)) is not None:
+                _refuse_clash(rule, clash, rules[clash])
+            rules[rule_id] = rule
+            by_input[_input_of(rule)] = rule_id
+            if rule.name:
+                by_name[rule.name] = rule_id
+        return Plan(rules, len(added), len(self.rules) - kept, kept)
 
     def adopt(self, plan: Plan) -> None:
         self.rules = dict(plan.rules)
         self._next_id = max([self._next_id - 1, *plan.rules]) + 1
+
+
+def _input_of(rule: Rule) -> tuple:
+    """What no two rules may share: the traffic they take in."""
+    return (rule.input_interface, rule.group, rule.port, rule.source, rule.vlan)
+
+
+def _refuse_clash(rule: Rule, held_id: int, held: Rule) -> None:
+    if _input_of(held) == _input_of(rule):
+        raise CommandError("conflict", f"rule {held_id} already relays {rule.group}:{rule.port} "
+                                       f"from {rule.source or 'any source'} on {rule.input_interface}")
+    if rule.name and held.name == rule.name:
+        raise CommandError("conflict", f"rule {held_id} is already named '{rule.name}'")

@@ -28,6 +28,7 @@ from . import following, settings
 from .commands import CommandError
 from .joins import StaticJoins
 from .listening import Listening
+from .pim_routing import PimRouting
 from .pool import WorkerPool
 from .ruleset import RuleSet
 from .workers import Worker, WorkerError, add_counters
@@ -38,7 +39,7 @@ TASK_RESTART_DELAY = 1.0  # after a background task failed, before it runs again
 log = logging.getLogger("mcr.supervisor")
 
 
-class Supervisor(WorkerPool, Listening):
+class Supervisor(WorkerPool, Listening, PimRouting):
     version = __version__
 
     def __init__(self, config: Config, *, config_path: str | None = None, state_path: str | None = None,
@@ -87,6 +88,7 @@ class Supervisor(WorkerPool, Listening):
         self._holds = InputHolds(AsyncMembershipService())
         self.igmp = IgmpService(self._membership_changed, self.events.publish)
         self.pim = PimService(self.events.publish)
+        self._start_pim()
         await self.network.start()
         self._spawn("network", lambda: following.follow(self))
         self._spawn("routes", lambda: following.follow_routes(self))
@@ -128,12 +130,16 @@ class Supervisor(WorkerPool, Listening):
             except asyncio.CancelledError:
                 raise
             except Exception:
-                self.task_faults[name] = self.task_faults.get(name, 0) + 1
+                self._count_fault(name)
                 log.exception("background task '%s' failed (%d so far)%s", name, self.task_faults[name],
                               f"; running it again in {TASK_RESTART_DELAY:.0f} s" if forever else "")
                 if not forever:
                     return
                 await asyncio.sleep(TASK_RESTART_DELAY)
+
+    def _count_fault(self, name: str) -> None:
+        """One more failure of `name` survived (shown by `mcr stats --json` as task_faults)."""
+        self.task_faults[name] = self.task_faults.get(name, 0) + 1
 
     async def _shutdown(self) -> None:
         for task in list(self._tasks):
@@ -142,6 +148,7 @@ class Supervisor(WorkerPool, Listening):
         self.network.close()
         self.igmp.close()
         self.pim.close()
+        self._rpf.close()
         self._holds.close()
 
     def _initial_config(self) -> Config:
@@ -165,10 +172,6 @@ class Supervisor(WorkerPool, Listening):
         except (ConfigError, CommandError) as error:
             log.error("reload of %s refused, nothing changed: %s", self.config_path, error)
 
-    def sync_pim(self) -> None:
-        """PIM on each configured interface that exists with an IPv4 address, none elsewhere."""
-        self.pim.follow(self.config.pim, self.network.primary_address)
-
     def _any_active(self) -> bool:
         return any(r.state == mrib.ACTIVE for r in self.routes.values())
 
@@ -178,6 +181,10 @@ class Supervisor(WorkerPool, Listening):
 
     def _routes_for(self, rules: dict[int, Rule]) -> dict[int, mrib.Route]:
         return mrib.compute(rules, self._interface_table(), self._listeners(), self._derived_id)
+
+    def _all_routes(self) -> dict[int, mrib.Route]:
+        """The whole MRIB: the static rules' routes, then the protocols'."""
+        return mrib.merge(self._routes_for(self.rules), self._learned_routes())
 
     def _derived_id(self, rule_id: int, group: str, source: str | None) -> int:
         """A stable engine id for a rule's route for one group of its range or
@@ -298,7 +305,7 @@ class Supervisor(WorkerPool, Listening):
         self.ruleset.adopt(plan)
         if self.igmp:
             self.sync_igmp()
-        self.routes = self._routes_for(self.rules)
+        self.routes = self._all_routes()
         joined = [i for i in self.routes if old_routes.get(i) != self.routes[i]]
         try:
             if self._any_active():
@@ -365,7 +372,14 @@ class Supervisor(WorkerPool, Listening):
         states = {rule_id: self.rule_state(rule_id) for rule_id in self.rules}
         rule_of = {engine_id: route.rule_id for engine_id, route in self.routes.items()}
         return {**snapshot(self.rules, states, total, names, rule_of),
-                "resyncs": self.resyncs, "task_faults": dict(self.task_faults), "health_passes": self.health_passes}
+                "resyncs": self.resyncs, "task_faults": self.faults(), "health_passes": self.health_passes}
+
+    def faults(self) -> dict[str, int]:
+        """Failures survived, by background task or protocol (its reader and
+        timer callbacks); only those that failed at least once."""
+        callbacks = {"igmp": self.igmp.faults if self.igmp else 0, "pim": self.pim.faults if self.pim else 0,
+                     "membership": self._holds.membership.faults if self._holds else 0}
+        return {**self.task_faults, **{name: count for name, count in callbacks.items() if count}}
 
     def interfaces(self) -> list[dict]:
         return following.describe_interfaces(self)

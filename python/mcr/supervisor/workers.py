@@ -17,9 +17,14 @@ from dataclasses import dataclass, field
 from .. import _engine, channel
 from ..channel import Channel
 
-CRASH_WINDOW = 60.0  # crashes within this many seconds count towards backoff
-CRASH_LOOP = 5       # this many crashes in the window: reported as crash-looping
+# A worker that had been running this long when it died was not crash-looping
+# (killed by a user, the OOM killer, a bug hit once): it is restarted at once
+# and its record is cleared. Only deaths sooner than that, or before it ever
+# ran, count as crashes, and only consecutive ones back off.
+STABLE_AFTER = 1.0
+CRASH_LOOP = 5  # this many crashes in a row: reported as crash-looping
 MAX_BACKOFF = 30.0
+RESTARTING = ("restarting", "backoff", "crash-looping")  # states in which its watcher brings it back
 
 log = logging.getLogger("mcr.worker")
 
@@ -28,22 +33,24 @@ class WorkerError(RuntimeError):
     """A worker refused a command, did not answer, or is not running."""
 
 
-def restart_delay(crash_times: list[float], now: float) -> float:
-    """No wait after a first crash; then 0.5 s, 1 s, 2 s ... up to 30 s."""
-    recent = [t for t in crash_times if now - t < CRASH_WINDOW]
-    return 0.0 if len(recent) <= 1 else min(0.5 * 2 ** (len(recent) - 2), MAX_BACKOFF)
+def restart_delay(crashes: int) -> float:
+    """No wait after a stable run or a first crash; then 0.5 s, 1 s, 2 s ... up to 30 s."""
+    return 0.0 if crashes <= 1 else min(0.5 * 2 ** (crashes - 2), MAX_BACKOFF)
 
 
 @dataclass
 class Worker:
     id: int
     core: int | None
-    state: str = "stopped"  # starting, running, backoff, crash-looping, idle (no rule needs it), stopped
+    # starting, running, restarting (at once), backoff, crash-looping, idle (no rule needs it), stopped
+    state: str = "stopped"
     restarts: int = 0
     process: asyncio.subprocess.Process | None = None
     channel: Channel | None = None
-    started: float = 0.0
-    crash_times: list[float] = field(default_factory=list)
+    started: float = 0.0  # when it last became running
+    crashes: int = 0  # deaths in a row that came before it had run for STABLE_AFTER
+    log_lines_dropped: int = 0  # lines of its stderr we could not relay (too long, or our stderr failed)
+    _log_relay: asyncio.Task | None = field(default=None, repr=False)
     interfaces: set[tuple[str, int]] = field(default_factory=set)  # (in|out, ifindex) it has sockets for
     # Counters of earlier incarnations, so what users see never goes backwards.
     base: dict = field(default_factory=dict)
@@ -55,6 +62,7 @@ class Worker:
 
     def describe(self) -> dict:
         return {"id": self.id, "pid": self.pid, "core": self.core, "state": self.state, "restarts": self.restarts,
+                "crashes": self.crashes, "log_lines_dropped": self.log_lines_dropped,
                 "uptime": round(time.monotonic() - self.started, 1) if self.state == "running" else 0.0}
 
     async def spawn(self, user: str, log_level: int, limits: dict) -> None:
@@ -62,36 +70,57 @@ class Worker:
         if self.channel is not None:  # a call still reading it ends on its EOF first
             await self.channel.aclose()
             self.channel = None
+        self.state = "starting"
         ours, theirs = channel.pair()
         ours.setblocking(False)
-        self.state = "starting"
         self.interfaces = set()
         try:
             self.process = await asyncio.create_subprocess_exec(
                 sys.executable, "-m", "mcr.worker", "--channel-fd", str(theirs.fileno()), "--user", user,
                 pass_fds=(theirs.fileno(),), stdin=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE)
+        except BaseException:  # no process: our end goes too (a failing spawn is retried, and must not leak)
+            ours.close()
+            raise
         finally:
             theirs.close()
+        # Held here: the loop keeps only a weak reference to a task.
+        self._log_relay = asyncio.get_running_loop().create_task(self._relay_logs(self.process))
         self.channel = Channel(ours, f"worker {self.id}", WorkerError)
-        self.started = time.monotonic()
         core = -1 if self.core is None else self.core
         ours.send(_engine.encode_initialize(0, self.id, core, log_level, limits["max_rules"],
                                             limits["rx_frames"], limits["send_slots"]))
-        asyncio.get_running_loop().create_task(self._relay_logs(self.process))
 
     async def _relay_logs(self, process: asyncio.subprocess.Process) -> None:
-        """Re-emit the worker's JSON log lines with its id; keep non-JSON lines too."""
+        """Re-emit the worker's log lines with its id until its stderr ends.
+        Nothing stops this early: a pipe nobody reads fills up, and the
+        worker would block in its next log write."""
         assert process.stderr is not None
-        async for raw in process.stderr:
-            text = raw.decode(errors="replace").rstrip()
+        while True:
             try:
-                line = json.loads(text)
-            except ValueError:
-                line = {"level": "error", "facility": "worker", "msg": text}
-            line.setdefault("worker", self.id)
-            line["pid"] = process.pid
-            sys.stderr.write(json.dumps(line) + "\n")
-        sys.stderr.flush()
+                raw = await process.stderr.readline()
+            except ValueError:  # longer than the reader's limit: the reader has dropped it
+                self.log_lines_dropped += 1
+                continue
+            if not raw:
+                return
+            try:
+                sys.stderr.write(self._tagged(raw, process.pid))
+                sys.stderr.flush()
+            except (OSError, ValueError):  # our own stderr is gone; keep draining theirs
+                self.log_lines_dropped += 1
+
+    def _tagged(self, raw: bytes, pid: int) -> str:
+        """One worker log line as a JSON line with its worker id and pid; non-JSON lines are kept as errors."""
+        text = raw.decode(errors="replace").rstrip()
+        try:
+            line = json.loads(text)
+        except ValueError:
+            line = None
+        if not isinstance(line, dict):
+            line = {"level": "error", "facility": "worker", "msg": text}
+        line.setdefault("worker", self.id)
+        line["pid"] = pid
+        return json.dumps(line) + "\n"
 
     async def call(self, encode, *args, fd: int | None = None) -> dict:
         """Send one command and wait for its reply."""
@@ -99,14 +128,34 @@ class Worker:
             raise WorkerError(f"worker {self.id} is not running")
         return await self.channel.call_async(encode, *args, fd=fd)
 
-    def crashed(self, now: float) -> float:
-        """Record a crash; fold its counters into the base; return the delay before restarting."""
-        self.crash_times = [t for t in self.crash_times if now - t < CRASH_WINDOW] + [now]
+    def running(self, now: float) -> None:
+        """It holds its sockets and the whole rule set: it forwards."""
+        self.state = "running"
+        self.started = now
+
+    def exited(self, now: float) -> float:
+        """Record a death (a crash unless it ran stably); fold its counters
+        into the base; return the delay before restarting it."""
+        stable = self.state == "running" and now - self.started >= STABLE_AFTER
+        self.crashes = 0 if stable else self.crashes + 1
         self.base = add_counters(self.base, self.last)
         self.last = {}
-        delay = restart_delay(self.crash_times, now)
-        self.state = "crash-looping" if len(self.crash_times) >= CRASH_LOOP else "backoff"
+        delay = restart_delay(self.crashes)
+        if self.crashes >= CRASH_LOOP:
+            self.state = "crash-looping"
+        else:
+            self.state = "backoff" if delay else "restarting"
         return delay
+
+    def kill(self) -> None:
+        """SIGKILL the process; one that has exited already is left alone
+        (its watcher sees the exit either way)."""
+        if self.process is None or self.process.returncode is not None:
+            return
+        try:
+            self.process.kill()
+        except ProcessLookupError:  # asyncio's answer once it has reaped the process (the check makes this rare)
+            pass
 
     def close_channel(self) -> None:
         if self.channel is not None:
@@ -127,7 +176,7 @@ class Worker:
         try:
             await asyncio.wait_for(self.process.wait(), timeout)
         except asyncio.TimeoutError:
-            self.process.kill()
+            self.kill()
             await self.process.wait()
 
 
