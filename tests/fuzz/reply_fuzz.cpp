@@ -19,6 +19,8 @@ std::vector<uint8_t> encode(const mcr::wire::Reply& reply) {
       return mcr::wire::encode_error(reply.seq, reply.error);
     case mcr::wire::Type::ReplyStats:
       return mcr::wire::encode_stats(reply.seq, reply.stats);
+    case mcr::wire::Type::ReplyNotifications:
+      return mcr::wire::encode_notifications(reply.seq, reply.notifications);
     default:
       std::abort();  // decode_reply accepted a type it has no encoder for
   }

@@ -136,6 +136,18 @@ void command_seeds(const std::string& dir) {
     c.packet_egress = {4, ip("10.200.1.7"), 1500, {2, 0, 0, 0, 0xaa, 7}};
     write(dir, name, wire::encode_command(c));
   }
+  write(dir, "add-register-egress", wire::encode_command(command(wire::Type::AddRegisterEgress, 10)));
+  write(dir, "add-register-input", wire::encode_command(command(wire::Type::AddRegisterInput, 11)));
+  write(dir, "take-notifications", wire::encode_command(command(wire::Type::TakeNotifications, 12)));
+  wire::Command window = command(wire::Type::SetNotifyWindow, 13);
+  window.notify_window_ms = 2000;
+  write(dir, "set-notify-window", wire::encode_command(window));
+  wire::Command notify = command(wire::Type::AddRule, 14);
+  notify.rule = rule();
+  notify.rule.notify = true;
+  notify.rule.outputs[1].pim_register = true;  // a Register to the RP, from a given outer source
+  notify.rule.outputs[1].register_source = ip("10.0.0.1");
+  write(dir, "add-rule-register-notify", wire::encode_command(notify));
   write(dir, "unknown-type", Bytes{0xff, 0, 0, 0, 1, 0, 0, 0});
 }
 
@@ -150,6 +162,10 @@ void reply_seeds(const std::string& dir) {
   stats.inputs = {{3, 10, 1000, 11, 1}};
   stats.rules = {{42, 9, 900, {{9, 900, 0}, {8, 800, 1}}}, {43, 0, 0, {}}};
   write(dir, "stats", wire::encode_stats(4, stats));
+  write(dir, "notifications-empty", wire::encode_notifications(5, {}));
+  write(dir, "notifications", wire::encode_notifications(6, {{42, ip("10.0.0.2"), ip("239.1.1.1"), 3, 0},
+                                                             {43, ip("10.0.0.3"), ip("239.1.1.2"), 0xffffffff,
+                                                              ip("10.9.9.1")}}));
 }
 
 }  // namespace
