@@ -23,7 +23,7 @@ OWNER = control.Peer(pid=1, uid=0, gid=0, groups=())  # root: every argument is 
 def handle(line: bytes) -> dict:
     """The reply to `line`. The fake supervisor never waits on anything, so the
     coroutine finishes at its first step; no event loop per input."""
-    server = control.ControlServer(FakeSupervisor(), "/nonexistent/control.sock", 10.0, 1 << 20)
+    server = control.ControlServer(FakeSupervisor(), "/nonexistent/control.sock", 10.0, 1 << 20, 256)
     coroutine = server._handle(line, OWNER)
     try:
         coroutine.send(None)
