@@ -21,7 +21,10 @@ FUZZ_TIME := 90
 ASAN    := build/asan
 ASAN_PY := $(ASAN)/venv/bin/python
 ASAN_REPORTS := $(CURDIR)/$(ASAN)/reports
-ASAN_TESTS ?= tests/test_relay_*.py
+# Less the one test that asserts a rate (1,000 rule changes a second), which
+# an ASan -O1 build does not reach (30,000 changes took 41.5 s on a loaded machine).
+ASAN_TESTS ?= tests/test_relay_*.py \
+	--deselect tests/test_relay_churn.py::test_a_thousand_changes_a_second_lose_no_packet_of_stable_flows
 
 .PHONY: demo test bench unit-tests fuzz fuzz-build fuzz-seeds sanitized-relay-tests install debs clean
 
