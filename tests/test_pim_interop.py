@@ -16,7 +16,8 @@ import time
 
 import pytest
 from daemon_support import daemon, wait_for
-
+from pim_scapy import PIMv2Register, PIMv2RegisterStop
+from scapy.contrib.pim import PIMv2Hdr
 from scapy.layers.l2 import Ether
 
 from mcr.lab import Capture, UdpSender, UdpSink, frr, numbered_payloads, payload_seq
@@ -80,8 +81,7 @@ def spt_bit(d, source: str) -> bool:
 
 @pytest.mark.parametrize("switchover", ["immediate", "never"])
 def test_receiver_behind_mcr_pulls_traffic_from_frr_as_rp(tmp_path, switchover):
-    from scapy.contrib.pim import PIMv2Hdr, PIMv2JoinPrune
-    from scapy.layers.l2 import Ether
+    from scapy.contrib.pim import PIMv2JoinPrune
 
     with line(["src", "frr", "mcr", "rcv"]) as net:
         domain = Domain(net)
@@ -114,6 +114,13 @@ def test_receiver_behind_mcr_pulls_traffic_from_frr_as_rp(tmp_path, switchover):
                 assert any(r["origin"] == "pim" and r["group"] == GROUP for r in routes), routes
             # The receiver left: MCR prunes, and FRR stops forwarding to it.
             wait_for(lambda: not frr_joins(peer, domain.frr_down), 15, "MCR's prunes to clear FRR's join state")
+            # ...and FRR no longer sends the group toward MCR.
+            upstream = Capture(net.ns["mcr"], domain.mcr_up, max_seconds=10)
+            with UdpSender(net.ns["src"], net.left(0)[0]) as sender:
+                sender.send(numbered_payloads(100, 64, 9), GROUP, PORT, rate_pps=200)
+            time.sleep(0.5)
+            leaked = [f for f in map(Ether, upstream.stop()) if f.haslayer("UDP") and f["IP"].dst == GROUP]
+            assert not leaked, f"{len(leaked)} datagrams still came upstream after the prune"
         frames = [Ether(f) for f in capture.stop()]
     ours = [f for f in frames if f.haslayer("IP") and f["IP"].src == domain.mcr_up_addr and f["IP"].proto == 103]
     join_prunes = [PIMv2Hdr(bytes(f["IP"].payload)) for f in ours if bytes(f["IP"].payload)[0] & 0x0F == 3]
@@ -177,9 +184,10 @@ def test_mcr_as_the_sources_dr_registers_to_frr_as_rp_until_register_stop(tmp_pa
     ours = [f for f in frames if f.haslayer(IP) and f[IP].src == mcr_down_addr and f[IP].proto == 103]
     registers = [f for f in ours if bytes(f[IP].payload)[0] == 0x21]
     assert registers, "no Register from MCR on the wire"
-    null = [f for f in registers if bytes(f[IP].payload)[4] & 0x40]
-    data = [f for f in registers if not bytes(f[IP].payload)[4] & 0x40]
-    assert data and all(bytes(f[IP].payload)[8:][12:16] == bytes(map(int, source.split("."))) for f in data)
+    parsed = [PIMv2Hdr(bytes(f[IP].payload)) for f in registers]
+    null = [m for m in parsed if m[PIMv2Register].null_register]
+    data = [m for m in parsed if not m[PIMv2Register].null_register]
+    assert data and all(m[PIMv2Register][IP].src == source and m[PIMv2Register][IP].dst == GROUP for m in data)
     assert all(f[IP].dst == frr_up_addr for f in registers)
     assert len(null) <= 2  # probes come every minute or so (Register_Suppression_Time): none or one here
 
@@ -193,6 +201,7 @@ def test_frr_registers_to_mcr_as_rp_which_joins_the_spt_and_stops_them(tmp_path)
         domain = Domain(net)
         rp = domain.mcr_up_addr
         source = net.left(0)[1]
+        capture = Capture(net.ns["frr"], domain.frr_down, max_seconds=60)
         with frr.Frr(net.ns["frr"], frr_config(domain.frr_ifs, rp)) as peer, \
                 daemon(net, tmp_path, config=rp_config(domain, tmp_path, rp)) as d, \
                 UdpSink(net.ns["rcv"], GROUP, PORT, domain.rcv_if) as sink:
@@ -212,6 +221,12 @@ def test_frr_registers_to_mcr_as_rp_which_joins_the_spt_and_stops_them(tmp_path)
             assert seqs == list(range(500)), f"{len(seqs)} of 500 arrived natively"
             stats = d.client.call("stats")
             assert stats["drops"].get("register_bad_checksum", 0) == 0
+        frames = [Ether(f) for f in capture.stop()]
+    from scapy.layers.inet import IP
+    stops = [PIMv2Hdr(bytes(f[IP].payload)) for f in frames if f.haslayer(IP) and f[IP].proto == 103
+             and f[IP].src == domain.mcr_up_addr and bytes(f[IP].payload)[0] == 0x22]
+    assert stops, "no Register-Stop from MCR on the wire"
+    assert all((m[PIMv2RegisterStop].group, m[PIMv2RegisterStop].source) == (GROUP, source) for m in stops)
 
 
 def rp_config(domain: Domain, tmp_path, rp: str):
