@@ -90,9 +90,13 @@ def test_receiver_behind_mcr_pulls_traffic_from_frr_as_rp(tmp_path, switchover):
                 daemon(net, tmp_path, config=domain.mcr_config(tmp_path, spt_switchover=switchover)) as d:
             wait_for(lambda: domain.mcr_up_addr in peer.show("show ip pim neighbor json").get(domain.frr_down, {}),
                      15, "FRR to see MCR as PIM neighbor")
+            events = d.client.subscribe(timeout=10)
             with UdpSink(net.ns["rcv"], GROUP, PORT, domain.rcv_if) as sink:
                 wait_for(lambda: ("*", GROUP) in frr_joins(peer, domain.frr_down), 15,
                          "MCR's (*,G) join to reach FRR")
+                with events:  # the new (*,G) entry is on `mcr events`
+                    assert any(e["event"] == "pim-route" and e["group"] == GROUP and e["source"] is None
+                               for e in iter(events.next, None)), "no pim-route event for the (*,G)"
                 # FRR (the source's DR and the RP) drops the first packets of a new source while
                 # its kernel resolves the (S,G): a primer first, then exact counts.
                 primed = send_and_count(domain, sink, 50, stream=1)
