@@ -7,8 +7,9 @@ PY      := $(VENV)/bin/python
 # socat: the relay the benchmark (and its smoke test and notebook) compares MCR with;
 # socat and iperf (iperf2): senders and receivers we did not write, in
 # tests/test_relay_applications.py; frr: FRRouting's pimd, the IGMP querier
-# MCR's querier is tested against (tests/test_igmp_interop.py)
-DEBS    := liburing-dev iproute2 g++ python3-venv socat ethtool iperf frr
+# MCR's querier is tested against (tests/test_igmp_interop.py); systemd: systemd-analyze
+# verifies the service units (tests/test_service_units.py, which also needs setpriv from util-linux)
+DEBS    := liburing-dev iproute2 g++ python3-venv socat ethtool iperf frr systemd util-linux
 UNITS   := build/units
 SANITIZE := -fsanitize=address,undefined -fno-sanitize-recover=all -g
 
