@@ -140,6 +140,20 @@ def test_cli_trace_count_sample_and_unknown_rule(tmp_path) -> None:
         quiet = d.mcr("trace", "feed", "--timeout", "0.5")
         assert quiet.stdout.splitlines() == ["trace of rule 1: 0 packet(s), timed out"]
 
+        # A client that goes away ends its trace: the next one is not refused as busy.
+        gone = subprocess.Popen([sys.executable, "-m", "mcr", "trace", "feed", "--timeout", "60", "--socket",
+                                 d.socket], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        try:
+            busy = wait_for(lambda: "another trace is running" in d.mcr("trace", "feed", "--timeout", "0.2",
+                                                                         check=False).stderr, 10, "a running trace")
+        finally:
+            gone.kill()
+            gone.wait()
+        assert busy
+        after = wait_for(lambda: (r := d.mcr("trace", "feed", "--timeout", "0.2", check=False)).returncode == 0 and r,
+                         5, "the trace of a client that went away to end")
+        assert after.stdout.splitlines() == ["trace of rule 1: 0 packet(s), timed out"]
+
         unknown = d.mcr("trace", "nosuch", check=False)
         assert unknown.returncode == 1 and "no rule with id or name 'nosuch'" in unknown.stderr
         assert unknown.stdout == ""
