@@ -170,6 +170,28 @@ def wildcards_table(summary: dict, placements, variants) -> list[str]:
     return lines
 
 
+TRACING_ROWS = {"off": "no trace (the default)", "other-rule": "a trace running on another rule",
+                "sample-1": "every packet of this rule traced (for information)"}
+
+
+def tracing_table(summary: dict, placements, variants) -> list[str]:
+    lines = ["| placement | tracing | no-drop pps (64 B) | vs off | relay CPU ns/pkt at 100k pps | vs off |",
+             "|---|---|---|---|---|---|"]
+    for pl in placements:
+        base = _get(summary, "tracing", pl, "mcr-trace-off", 64, 1, 1)
+        base_cpu = _get(summary, "tracing-cpu", pl, "mcr-trace-off", 64)
+        for v in variants:
+            e = _get(summary, "tracing", pl, f"mcr-trace-{v}", 64, 1, 1)
+            cpu = _get(summary, "tracing-cpu", pl, f"mcr-trace-{v}", 64)
+            if e:
+                limited = ">= " if e.get("generator_limited") else ""
+                lines.append(f"| {pl} | {TRACING_ROWS.get(v, v)} | {limited}{_num(e['offered_pps'])} | "
+                             f"{_ratio(e['offered_pps'], base.get('offered_pps'))} | "
+                             f"{_num(cpu.get('relay_cpu_ns'))} | "
+                             f"{_ratio(cpu.get('relay_cpu_ns'), base_cpu.get('relay_cpu_ns'))} |")
+    return lines
+
+
 SCALE_ROWS = {"1-rule": "one rule", "10000-rules": "10,000 rules, 100,000 outputs",
               "10000-rules-syncing": "10,000 rules, a full 10,000-rule sync every 0.5 s"}
 
@@ -227,6 +249,9 @@ def write(results: dict, out: Path) -> None:
     if st.get("wildcards"):
         lines += ["## Any-port and range rules: what they cost exact rules (benchmarks/wildcard_relay.py)",
                   *wildcards_table(s, st["fanout_placements"], st["wildcards"]), ""]
+    if st.get("tracing"):
+        lines += ["## Packet tracing: what it costs the data path (benchmarks/trace_relay.py)",
+                  *tracing_table(s, st["fanout_placements"], st["tracing"]), ""]
     if st.get("scale"):
         lines += ["## 10,000 rules: forwarding rate and syncs under traffic (benchmarks/scale_relay.py)",
                   *scale_table(s, results["rows"], st["fanout_placements"], st["scale"]), ""]

@@ -37,7 +37,7 @@ from mcr.lab.relays import RELAYS, RelayError
 from . import report
 from .measure import median_range, no_drop_rate, trial
 from . import scale_relay
-from .wildcard_relay import relay_for
+from . import trace_relay, wildcard_relay
 
 GEN_CORE, RELAY_CORE = 0, 1
 RPS_MASK = {"A": "0", "B": format(1 << RELAY_CORE, "x"), "C": "0"}
@@ -60,6 +60,8 @@ class Profile:
     systems: list[str] = field(default_factory=lambda: ["mcr", "socat", "kernel"])
     # benchmarks/wildcard_relay.py variants, measured in fanout_placements
     wildcards: list[str] = field(default_factory=lambda: ["exact", "exact+wildcards", "range-hit"])
+    # benchmarks/trace_relay.py variants, measured in fanout_placements
+    tracing: list[str] = field(default_factory=lambda: list(trace_relay.VARIANTS))
     # benchmarks/scale_relay.py variants, measured in fanout_placements
     scale: list[str] = field(default_factory=lambda: list(scale_relay.VARIANTS))
     ceiling: float = 800_000  # the first (overload) trial of a search; above what the generator reaches
@@ -67,7 +69,7 @@ class Profile:
 
 PROFILES = {
     "smoke": Profile([64], ["A"], trial=0.15, steps=2, repeats=1, streams=[1], fanout=[1, 2], fanout_placements=["A"],
-                     scale=[]),
+                     scale=[], tracing=[]),
     "quick": Profile([64, 1400], ["A", "B", "C"], trial=0.8, steps=6, repeats=1, fanout_placements=["B"]),
     "full": Profile([64, 512, 1400, 8972], ["A", "B", "C"], trial=2.0, steps=8, repeats=3),
 }
@@ -290,22 +292,33 @@ def run_senders(bench: Bench) -> None:
 def run_wildcards(bench: Bench) -> None:
     """What any-port and range rules cost exact rules (nothing, by design: the
     table looks at them only after an exact miss) and what a packet that only
-    a range rule takes costs. The same relay process and topology for every
-    variant (benchmarks/wildcard_relay.py), interleaved within each repeat
-    in a rotating order;
-    besides the no-drop search, relay CPU per packet at a fixed 100k pps,
-    which the machine's noise blurs less than a search."""
+    a range rule takes costs (benchmarks/wildcard_relay.py)."""
+    run_variants(bench, "wildcards", bench.profile.wildcards, wildcard_relay.relay_for, "mcrx")
+
+
+def run_tracing(bench: Bench) -> None:
+    """What packet tracing costs the data path: off (one predicted branch per
+    packet), a trace running on another rule, and every packet traced
+    (benchmarks/trace_relay.py); one build, one process kind."""
+    run_variants(bench, "tracing", bench.profile.tracing, trace_relay.relay_for, "mcrt")
+
+
+def run_variants(bench: Bench, test: str, variants: list[str], relay_for, prefix: str) -> None:
+    """The same relay process and topology for every variant, interleaved
+    within each repeat in a rotating order; besides the no-drop search, relay
+    CPU per packet at a fixed 100k pps, which the machine's noise blurs less
+    than a search. Rows `test` and `test`-cpu."""
     p = bench.profile
-    if not p.wildcards:
+    if not variants:
         return
-    with chain(n_sinks=1, prefix="mcrx") as setup:
+    with chain(n_sinks=1, prefix=prefix) as setup:
         prepare(setup)
         for repeat in range(p.repeats):
             for placement in p.fanout_placements:
                 set_placement(setup.relay_ns, setup.relay_in, placement)
                 # Each repeat starts with another variant: no variant always runs first or last.
-                for variant in p.wildcards[repeat % len(p.wildcards):] + p.wildcards[:repeat % len(p.wildcards)]:
-                    bench.log(f"repeat {repeat + 1}/{p.repeats}, placement {placement}, mcr, rules: {variant}")
+                for variant in variants[repeat % len(variants):] + variants[:repeat % len(variants)]:
+                    bench.log(f"repeat {repeat + 1}/{p.repeats}, placement {placement}, mcr, {test}: {variant}")
                     relay = relay_for(variant)(setup.relay_ns, setup.relay_in, setup.relay_out[:1], streams(),
                                                source=setup.source_addr, out_addrs=setup.relay_out_addr[:1],
                                                cpu=RELAY_CORE)
@@ -314,11 +327,11 @@ def run_wildcards(bench: Bench) -> None:
                             found = bench.search(setup, relay, 64)
                             fixed = trial(setup, relay, LATENCY_RATE, 64, max(1.0, p.trial), RELAY_CORE)
                     except RelayError as error:
-                        bench.skip(f"placement {placement}, rules {variant}", str(error))
+                        bench.skip(f"placement {placement}, {test} {variant}", str(error))
                         continue
-                    bench.record_search(placement, relay.name, repeat, found, relay, test="wildcards", size=64,
+                    bench.record_search(placement, relay.name, repeat, found, relay, test=test, size=64,
                                         streams=1, outputs=1)
-                    bench.record("wildcards-cpu", placement, relay.name, repeat, fixed, size=64, rate=LATENCY_RATE)
+                    bench.record(f"{test}-cpu", placement, relay.name, repeat, fixed, size=64, rate=LATENCY_RATE)
 
 
 SYNC_TRIAL = 3.0  # seconds of fixed-rate traffic while 10,000-rule syncs run (one per 0.5 s)
@@ -366,7 +379,7 @@ def scale_trials(bench: Bench, setup, relay, variant: str, placement: str, repea
 
 
 SECTIONS = {"main": run_main, "fanout": run_fanout, "workers": run_workers, "senders": run_senders,
-            "wildcards": run_wildcards, "scale": run_scale}
+            "wildcards": run_wildcards, "scale": run_scale, "tracing": run_tracing}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -376,7 +389,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, help="output folder (default benchmarks/results/<time>)")
     parser.add_argument("--only", action="append", choices=sorted(SECTIONS),
                         help="run only this part (repeatable; default all): main (payloads, streams), fanout, "
-                             "workers, senders, wildcards, scale")
+                             "workers, senders, wildcards, scale, tracing")
     parser.add_argument("--repeats", type=int, help="repeats instead of the profile's")
     args = parser.parse_args(argv)
     if os.geteuid() != 0:

@@ -91,6 +91,7 @@ class WildcardRelay(McrRelay):
     """McrRelay's interface (counters read from the JSON lines) around this module, for one variant."""
 
     variant = "exact"
+    module = "benchmarks.wildcard_relay"  # what runs the relay (benchmarks/trace_relay.py reuses this class)
 
     def start(self) -> None:
         if len(self.out_ifs) != 1:
@@ -98,7 +99,7 @@ class WildcardRelay(McrRelay):
         # A follow output keeps the group and port: range-hit traffic arrives as it was sent.
         self.outputs = list(self.inputs) if self.variant == "range-hit" else output_groups(len(self.inputs))
         groups = [arg for group, port in self.inputs for arg in ("--group", f"{group}:{port}")]
-        cmd = [*self._pin(), sys.executable, "-m", "benchmarks.wildcard_relay", "--netns", self.ns,
+        cmd = [*self._pin(), sys.executable, "-m", self.module, "--netns", self.ns,
                "--in", self.in_if, "--out", self.out_ifs[0], "--variant", self.variant, *groups]
         self.process = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                         cwd=Path(__file__).resolve().parent.parent)

@@ -175,6 +175,23 @@ py::list notifications_list(const std::vector<Notification>& notifications) {
   return out;
 }
 
+py::dict trace_dict(const wire::TraceTaken& trace) {
+  py::list records;
+  for (const TraceRecord& t : trace.records) {
+    py::list outcomes;
+    for (uint16_t i = 0; i < std::min(t.outputs, kTraceOutputs); ++i)
+      outcomes.append(kTraceOutcomeNames[static_cast<size_t>(t.outcomes[i])]);
+    records.append(py::dict(py::arg("time_ns") = t.time_ns, py::arg("rule_id") = t.rule_id,
+                            py::arg("ifindex") = t.ifindex, py::arg("source") = dotted(t.source),
+                            py::arg("destination") = dotted(t.destination), py::arg("src_port") = t.src_port,
+                            py::arg("dst_port") = t.dst_port, py::arg("ip_len") = t.ip_len, py::arg("vlan") = t.vlan,
+                            py::arg("ttl") = t.ttl, py::arg("tos") = t.tos, py::arg("outputs") = t.outputs,
+                            py::arg("outcomes") = outcomes));
+  }
+  return py::dict(py::arg("remaining") = trace.remaining, py::arg("missed") = trace.missed,
+                  py::arg("records") = records);
+}
+
 py::dict decode_reply(const py::bytes& data) {
   std::string raw = data;
   wire::Reply reply;
@@ -184,6 +201,7 @@ py::dict decode_reply(const py::bytes& data) {
   if (reply.type == wire::Type::ReplyError) out["error"] = reply.error;
   if (reply.type == wire::Type::ReplyStats) out["stats"] = stats_dict(reply.stats);
   if (reply.type == wire::Type::ReplyNotifications) out["notifications"] = notifications_list(reply.notifications);
+  if (reply.type == wire::Type::ReplyTrace) out["trace"] = trace_dict(reply.trace);
   return out;
 }
 
@@ -242,6 +260,15 @@ PYBIND11_MODULE(_engine, m) {
     c.notify_window_ms = window_ms;
     return to_bytes(wire::encode_command(c));
   });
+  m.def("encode_trace_rule", [](uint32_t seq, uint32_t rule_id, uint32_t count, uint32_t sample, uint32_t timeout_ms) {
+    wire::Command c;
+    c.type = wire::Type::TraceRule;
+    c.seq = seq;
+    c.rule_id = rule_id;
+    c.trace = {count, sample, timeout_ms};
+    return to_bytes(wire::encode_command(c));
+  }, py::arg("seq"), py::arg("rule_id"), py::arg("count"), py::arg("sample"), py::arg("timeout_ms"));
+  m.def("encode_take_trace", [](uint32_t seq) { return encode(wire::Type::TakeTrace, seq); });
   m.def("encode_sync_rules", &encode_sync_rules, py::arg("seq"), py::arg("rules"));
   m.def("encode_set_log_level", [](uint32_t seq, uint8_t level) {
     wire::Command c;
@@ -279,6 +306,8 @@ PYBIND11_MODULE(_engine, m) {
   m.def("decode_reply", &decode_reply);
   m.attr("DROP_REASONS") = py::cast(std::vector<std::string>(kDropNames.begin(), kDropNames.end()));
   m.attr("EVENTS") = py::cast(std::vector<std::string>(kEventNames.begin(), kEventNames.end()));
+  m.attr("TRACE_OUTCOMES") = py::cast(std::vector<std::string>(kTraceOutcomeNames.begin(), kTraceOutcomeNames.end()));
+  m.attr("TRACE_CAPACITY") = Tracer::kCapacity;
   m.attr("MAX_MESSAGE") = wire::kMaxMessage;
   m.attr("REGISTER_IFINDEX") = kRegisterIfindex;
   m.attr("MAX_PART") = wire::kMaxPart;

@@ -190,6 +190,22 @@ Egress::Egress(uint32_t slots, uint32_t payload_size) : slots_(slots), payloads_
 
 uint16_t Egress::queue(io_uring* ring, Rule& rule, uint32_t rule_slot, const ParsedPacket& packet,
                        DropCounters& drops) {
+  return queue_outputs<false>(ring, rule, rule_slot, packet, drops, nullptr);
+}
+
+uint16_t Egress::queue_traced(io_uring* ring, Rule& rule, uint32_t rule_slot, const ParsedPacket& packet,
+                              DropCounters& drops, TraceRecord& record) {
+  record.outputs = static_cast<uint16_t>(rule.outputs.size());
+  return queue_outputs<true>(ring, rule, rule_slot, packet, drops, &record);
+}
+
+template <bool kTraced>
+uint16_t Egress::queue_outputs(io_uring* ring, Rule& rule, uint32_t rule_slot, const ParsedPacket& packet,
+                               DropCounters& drops, TraceRecord* record) {
+  // What became of the packet at output i, for a traced packet only.
+  auto note = [record](uint16_t i, TraceOutcome outcome) {
+    if constexpr (kTraced) record->note(i, outcome);
+  };
   uint16_t outputs = 0, readers = 0;
   uint32_t copy = BufferPool::kNone;  // made for the first output that needs a sendmsg
   for (uint16_t i = 0; i < rule.outputs.size(); ++i) {
@@ -197,14 +213,20 @@ uint16_t Egress::queue(io_uring* ring, Rule& rule, uint32_t rule_slot, const Par
     // RFC 1812 5.3.1: a router does not forward a packet whose TTL expires.
     // Nor register it (its TTL 1 would expire at the RP; Linux's pimreg vif
     // has the same threshold), though a Register carries the TTL as received.
-    if (out.spec.ttl < 0 && packet.ttl <= 1) continue;
+    if (out.spec.ttl < 0 && packet.ttl <= 1) {
+      note(i, TraceOutcome::SkippedTtl);
+      continue;
+    }
     if (out.spec.pim_register) {
-      outputs += queue_register(ring, out, {rule_slot, rule.generation, i, packet.payload_len}, packet, drops);
+      bool sent = queue_register(ring, out, {rule_slot, rule.generation, i, packet.payload_len}, packet, drops);
+      note(i, sent ? TraceOutcome::SentRegister : TraceOutcome::SkippedNoSlot);
+      outputs += sent;
       continue;
     }
     bool fits = out.packet_fd >= 0 && packet.payload_len <= out.max_payload;
     if (fits && out.tx != nullptr) {
       if (write_to_ring(ring, out, {rule_slot, rule.generation, i, packet.payload_len}, packet)) {
+        note(i, TraceOutcome::SentRing);
         ++outputs;
         continue;
       }
@@ -217,12 +239,16 @@ uint16_t Egress::queue(io_uring* ring, Rule& rule, uint32_t rule_slot, const Par
     if (out.needs_frame() && !as_frame) {
       count(drops, fits ? DropReason::SendFailed : DropReason::TooBig);
       ++out.errors;
+      note(i, fits                  ? TraceOutcome::SkippedRingFull
+              : out.packet_fd >= 0 ? TraceOutcome::SkippedMtu
+                                   : TraceOutcome::SkippedError);
       continue;
     }
     if (copy == BufferPool::kNone) copy = payloads_.copy(packet.payload, packet.payload_len);
     io_uring_sqe* sqe = copy == BufferPool::kNone || free_.empty() ? nullptr : next_sqe(ring);
     if (sqe == nullptr) {
       count(drops, DropReason::NoSendSlot);
+      note(i, TraceOutcome::SkippedNoSlot);
       continue;
     }
     uint32_t index = free_.back();
@@ -237,6 +263,7 @@ uint16_t Egress::queue(io_uring* ring, Rule& rule, uint32_t rule_slot, const Par
     s.payload_len = packet.payload_len;
     io_uring_prep_sendmsg(sqe, fd, &s.msg, 0);
     io_uring_sqe_set_data64(sqe, make_tag(Op::Send, index));
+    note(i, TraceOutcome::SentSocket);
     ++outputs;
     ++readers;
   }

@@ -30,6 +30,7 @@
 #include "counters.h"
 #include "packet_parser.h"
 #include "rule_table.h"
+#include "trace.h"
 #include "tx_ring.h"
 #include "wire.h"
 
@@ -43,6 +44,9 @@ class Egress {
   // Sends the packet to every eligible output of `rule`; returns how many it
   // went to. Nothing keeps reading the received frame after this returns.
   uint16_t queue(io_uring* ring, Rule& rule, uint32_t rule_slot, const ParsedPacket& packet, DropCounters& drops);
+  // The same for a traced packet: also notes what became of it at each output in `record`.
+  uint16_t queue_traced(io_uring* ring, Rule& rule, uint32_t rule_slot, const ParsedPacket& packet,
+                        DropCounters& drops, TraceRecord& record);
 
   // Accounts a finished send and frees its slot (and its payload copy, if last).
   void complete(uint32_t slot, int result, RuleTable& rules, DropCounters& drops);
@@ -74,6 +78,10 @@ class Egress {
     uint32_t rule_slot = 0, generation = 0, payload = 0;
     uint16_t output = 0, payload_len = 0;
   };
+  // queue and queue_traced: one body, the tracing compiled out of the first.
+  template <bool kTraced>
+  uint16_t queue_outputs(io_uring* ring, Rule& rule, uint32_t rule_slot, const ParsedPacket& packet,
+                         DropCounters& drops, TraceRecord* record);
   static int prepare_udp(Slot& s, Output& out, const ParsedPacket& packet, uint8_t* payload);
   static int prepare_frame(Slot& s, Output& out, const ParsedPacket& packet, uint8_t* payload);
   static int prepare_register(Slot& s, Output& out, const ParsedPacket& packet, uint8_t* copy);

@@ -117,6 +117,8 @@ void Engine::execute(const wire::Command& command, int fd) {
     case wire::Type::AddRegisterInput: error = add_register_input(fd); break;
     case wire::Type::TakeNotifications: reply(wire::encode_notifications(command.seq, notify_.take())); return;
     case wire::Type::SetNotifyWindow: notify_.set_window(command.notify_window_ms); break;
+    case wire::Type::TraceRule: error = start_trace(command); break;
+    case wire::Type::TakeTrace: reply(wire::encode_trace(command.seq, take_trace())); return;
     case wire::Type::Shutdown: running_ = false; break;
     case wire::Type::Initialize: error = "already initialized"; break;
     default: error = "not a command"; break;

@@ -19,6 +19,7 @@
 #include "register_input.h"
 #include "rule_table.h"
 #include "rx_ring.h"
+#include "trace.h"
 #include "tx_ring.h"
 #include "wire.h"
 
@@ -113,6 +114,11 @@ class Engine {
   void on_register(const io_uring_cqe* cqe);
   void note(const Rule& rule, const ParsedPacket& packet, uint32_t ifindex, uint32_t dr);
 
+  // Packet tracing on demand (engine_trace.cpp).
+  std::string start_trace(const wire::Command& command);
+  wire::TraceTaken take_trace();
+  uint16_t queue_traced(Rule& rule, uint32_t slot, const ParsedPacket& packet, uint32_t ifindex);
+
   // The data path (loop.cpp).
   bool drain(uint32_t index);
   void relay(uint32_t index, const RxRing::Frame& frame);
@@ -149,6 +155,7 @@ class Engine {
   int register_egress_fd_ = -1;                     // raw IPPROTO_PIM socket for register outputs
   std::unique_ptr<RegisterInput> register_input_;   // Registers in, at the RP
   NotifyTable notify_;
+  Tracer tracer_;  // off (no trace running) unless the supervisor starts one
   uint64_t now_ms_ = 0;  // CLOCK_MONOTONIC_COARSE, read once per loop pass: the notify window's clock
 };
 

@@ -1,62 +1,16 @@
 #include "wire.h"
 
+#include "wire_codec.h"
+
 #include <arpa/inet.h>
 
 #include <cstring>
 
 namespace mcr::wire {
+
+using namespace codec;
+
 namespace {
-
-class Writer {
- public:
-  template <typename T>
-  Writer& put(T value) {
-    size_t at = bytes.size();
-    bytes.resize(at + sizeof(T));
-    std::memcpy(bytes.data() + at, &value, sizeof(T));
-    return *this;
-  }
-  std::vector<uint8_t> bytes;
-};
-
-// Bounds-checked reader: a short read sets `failed` and yields zeros, so a
-// decoder checks once at the end instead of after every field.
-class Reader {
- public:
-  Reader(const uint8_t* data, size_t len) : data_(data), len_(len) {}
-  template <typename T>
-  T get() {
-    T value{};
-    if (len_ - pos_ < sizeof(T)) {
-      failed = true;
-      pos_ = len_;
-      return value;
-    }
-    std::memcpy(&value, data_ + pos_, sizeof(T));
-    pos_ += sizeof(T);
-    return value;
-  }
-  size_t remaining() const { return len_ - pos_; }
-  const uint8_t* here() const { return data_ + pos_; }
-  bool failed = false;
-
- private:
-  const uint8_t* data_;
-  size_t len_;
-  size_t pos_ = 0;
-};
-
-Writer header(Type type, uint32_t seq) {
-  Writer w;
-  w.put(static_cast<uint16_t>(type)).put(uint16_t{0}).put(seq);
-  return w;
-}
-
-std::string finish(const Reader& r, const char* what) {
-  if (r.failed) return std::string(what) + ": message truncated";
-  if (r.remaining() != 0) return std::string(what) + ": " + std::to_string(r.remaining()) + " unexpected trailing bytes";
-  return {};
-}
 
 constexpr uint8_t kKeepSource = 1, kFollow = 2, kRegister = 4;  // output flags
 constexpr uint8_t kNotify = 1;                                   // rule flags
@@ -186,6 +140,10 @@ std::string decode_command(const uint8_t* data, size_t len, Command& out) {
     case Type::SetNotifyWindow:
       out.notify_window_ms = r.get<uint32_t>();
       return finish(r, "SetNotifyWindow");
+    case Type::TraceRule:
+      return decode_trace_rule(r, out);
+    case Type::TakeTrace:
+      return finish(r, "TakeTrace");
     case Type::Shutdown:
       return finish(r, "Shutdown");
     case Type::Initialize:
@@ -274,6 +232,9 @@ std::vector<uint8_t> encode_command(const Command& c) {
       break;
     case Type::SetNotifyWindow:
       w.put(c.notify_window_ms);
+      break;
+    case Type::TraceRule:
+      w.put(c.rule_id).put(c.trace.count).put(c.trace.sample).put(c.trace.timeout_ms);
       break;
     default:
       break;
@@ -382,6 +343,8 @@ std::string decode_reply(const uint8_t* data, size_t len, Reply& out) {
       return decode_stats(r, out.stats);
     case Type::ReplyNotifications:
       return decode_notifications(r, out.notifications);
+    case Type::ReplyTrace:
+      return decode_trace(r, out.trace);
     default:
       return "unknown reply type " + std::to_string(type);
   }

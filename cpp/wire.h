@@ -44,6 +44,15 @@
 //   TakeNotifications {}  reply Notifications {u32 n, n x {u32 rule_id, u32 source,
 //                  u32 group, u32 ifindex, u32 dr}}, the pending ones, now cleared
 //   SetNotifyWindow {u32 window_ms}   how long a recorded (rule, S, G) stays quiet
+//   TraceRule {u32 rule_id, u32 count, u32 sample, u32 timeout_ms}   trace every
+//                  sample-th packet of the rule, count of them, for at most timeout_ms
+//                  (trace.h); replaces a running trace, count 0 stops it. Refused for a
+//                  rule the engine does not hold, sample 0, or a zero timeout
+//   TakeTrace {}   reply Trace {u32 remaining, u64 missed, u32 n, n x {u64 time_ns,
+//                  u32 rule_id, u32 ifindex, u32 source, u32 destination, u16 src_port,
+//                  u16 dst_port, u16 ip_len, u16 vlan, u8 ttl, u8 tos, u16 outputs,
+//                  u8 noted, noted x u8 outcome}}: the records so far, now cleared,
+//                  the packets the running trace still records and those it missed
 // Replies echo the seq: Ok {}, Error {utf-8 message}, Stats {snapshot}.
 // The stats snapshot carries the ruleset hash (FNV-1a over the rules' wire
 // bodies in id order), so a supervisor can detect drift and re-sync.
@@ -57,6 +66,7 @@
 #include "counters.h"
 #include "notify_table.h"
 #include "rule_table.h"
+#include "trace.h"
 #include "wire_framing.h"
 
 namespace mcr::wire {
@@ -78,10 +88,13 @@ enum class Type : uint16_t {
   AddRegisterInput = 14,
   TakeNotifications = 15,
   SetNotifyWindow = 16,
+  TraceRule = 17,
+  TakeTrace = 18,
   ReplyOk = 100,
   ReplyError = 101,
   ReplyStats = 102,
   ReplyNotifications = 103,
+  ReplyTrace = 104,
 };
 
 constexpr size_t kHeaderSize = 8;
@@ -101,6 +114,10 @@ struct PacketEgress {
   uint8_t mac[6]{};
 };
 
+struct TraceRequest {
+  uint32_t count = 0, sample = 1, timeout_ms = 0;
+};
+
 struct Command {
   Type type{};
   uint32_t seq = 0;
@@ -112,6 +129,7 @@ struct Command {
   Initialize init;               // Initialize
   PacketEgress packet_egress;    // AddPacketEgress
   uint32_t notify_window_ms = 0;  // SetNotifyWindow
+  TraceRequest trace;             // TraceRule (with rule_id)
 };
 
 struct InputStats {
@@ -134,12 +152,19 @@ struct Stats {
   std::vector<RuleStats> rules;
 };
 
+struct TraceTaken {
+  uint32_t remaining = 0;
+  uint64_t missed = 0;
+  std::vector<TraceRecord> records;
+};
+
 struct Reply {
   Type type{};
   uint32_t seq = 0;
   std::string error;  // ReplyError
   Stats stats;        // ReplyStats
   std::vector<Notification> notifications;  // ReplyNotifications
+  TraceTaken trace;                         // ReplyTrace
 };
 
 // The type in a message's header (at least kHeaderSize bytes).
@@ -187,6 +212,7 @@ std::vector<uint8_t> encode_ok(uint32_t seq);
 std::vector<uint8_t> encode_error(uint32_t seq, const std::string& message);
 std::vector<uint8_t> encode_stats(uint32_t seq, const Stats& stats);
 std::vector<uint8_t> encode_notifications(uint32_t seq, const std::vector<Notification>& notifications);
+std::vector<uint8_t> encode_trace(uint32_t seq, const TraceTaken& trace);  // wire_trace.cpp
 
 // The hash a rule set is known by; `rules` sorted by id.
 uint64_t ruleset_hash(const std::vector<RuleSpec>& rules);

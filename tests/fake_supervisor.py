@@ -95,6 +95,19 @@ class FakeSupervisor:
                                    "outputs": {str(o): {"packets": 5, "bytes": 500, "errors": 0} for o in r.outputs}}
                           for i, r in self.rules.items()}}
 
+    async def start_trace(self, key: int | str, count: int, sample: int, timeout: float) -> dict:
+        for rule_id, rule in self.rules.items():
+            if key in (rule_id, rule.name):
+                return {"rule": rule_id, "count": count, "sample": sample, "timeout": timeout}
+        raise CommandError("not_found", f"no rule with id or name '{key}'")
+
+    async def follow_trace(self, started: dict):
+        """Two made-up packets, then the end: the stream's shape, not a data plane's."""
+        for port in (41000, 41001)[:started["count"]]:
+            yield {"time": time.time(), "event": "packet", "rule": started["rule"], "src_port": port}
+        yield {"time": time.time(), "event": "end", "rule": started["rule"], "records": min(2, started["count"]),
+               "reason": "count", "missed": 0}
+
     def workers(self) -> list[dict]:
         return [{"id": 0, "pid": 4242, "core": 0, "state": "running", "restarts": 0, "crashes": 0, "uptime": 3725.0}]
 

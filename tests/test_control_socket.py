@@ -106,7 +106,29 @@ def test_help_describes_every_command_with_an_example_that_works(conn, server):
             assert stream.ask(example)["ok"], name
             stream.close()
             continue
+        if name == "trace":  # a stream that ends by itself, then the server closes the connection
+            stream = Conn(server.path)
+            assert stream.ask(json.loads(commands["rules.add"]["example"]))["ok"]
+            assert stream.ask(example)["ok"], name
+            assert [stream.reply()["event"] for _ in range(3)] == ["packet", "packet", "end"]
+            assert stream.closed_by_server()
+            stream.close()
+            continue
         assert conn.ask(example)["ok"], name
+
+
+def test_trace_of_an_unknown_rule_is_refused_and_streams_nothing(server):
+    stream = Conn(server.path)
+    reply = stream.ask({"cmd": "trace", "args": {"rule": "nosuch"}})
+    assert error_code(reply) == "not_found" and "nosuch" in reply["error"]["message"]
+    assert stream.ask({"cmd": "ping"})["ok"]  # an ordinary connection still
+    stream.close()
+    for args, words in (({"rule": "x", "count": "5"}, "wrong type"), ({"count": 5}, "missing argument 'rule'"),
+                        ({"rule": "x", "every": 2}, "unknown argument 'every'")):
+        stream = Conn(server.path)
+        reply = stream.ask({"cmd": "trace", "args": args})
+        assert error_code(reply) == "bad_request" and words in reply["error"]["message"], reply
+        stream.close()
 
 
 def test_unknown_command_lists_the_commands(conn):

@@ -177,6 +177,16 @@ class Client:
                 seen += 1
                 yield event
 
+    def trace(self, rule: int | str, count: int = 10, sample: int = 1, timeout: float = 10.0) -> Iterator[dict]:
+        """Trace a rule's packets (`mcr trace`): one {"event": "packet", ...} per
+        traced packet (headers, input, each output's outcome), then
+        {"event": "end", "records": N, "reason": "count"|"timeout", "missed": M}.
+        Bounded by `count` records and `timeout` seconds; the daemon ends it."""
+        args = {"rule": rule, "count": count, "sample": sample, "timeout": timeout}
+        # The daemon ends the stream at the timeout; a little longer here covers its last poll.
+        with EventStream(self.path, self.timeout, timeout + self.timeout, "trace", args) as stream:
+            yield from stream
+
     def interfaces(self) -> list[dict]:
         """Interfaces as the daemon's netlink view has them, with the rules that name each."""
         return self.call("interfaces")["interfaces"]
@@ -234,12 +244,14 @@ class EventStream:
     event; {"event": "missed", "count": N} says N were dropped because this
     reader fell behind."""
 
-    def __init__(self, path: str, reply_timeout: float, timeout: float | None) -> None:
+    def __init__(self, path: str, reply_timeout: float, timeout: float | None, command: str = "events",
+                 args: dict | None = None) -> None:
         self._client = Client(path, timeout=reply_timeout)
-        reply = self._client._exchange({"cmd": "events", "id": 0})
+        reply = self._client._exchange({"cmd": command, "args": args or {}, "id": 0})
         if not reply["ok"]:
             self._client.close()
             raise ApiError(reply["error"]["code"], reply["error"]["message"])
+        self.result = reply.get("result", {})
         self._client._sock.settimeout(timeout)
 
     def next(self) -> dict | None:

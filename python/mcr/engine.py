@@ -146,6 +146,21 @@ class Engine:
             entry["input"] = self._ifnames.get(entry.pop("ifindex"))
         return taken
 
+    def trace(self, rule_id: int, count: int = 10, sample: int = 1, timeout: float = 10.0) -> None:
+        """Start recording every `sample`-th packet of rule `rule_id`, `count` of
+        them, for at most `timeout` seconds (count 0 stops a running trace);
+        take_trace() collects the records."""
+        self._call(_engine.encode_trace_rule, rule_id, count, sample, round(timeout * 1000))
+
+    def take_trace(self) -> dict:
+        """The trace records since the last call, oldest first (each with
+        `input`, the interface name), `remaining` (packets the trace still
+        records; 0 once it ended) and `missed` (packets its full ring dropped)."""
+        taken = self._call(_engine.encode_take_trace)["trace"]
+        for record in taken["records"]:
+            record["input"] = self._ifnames.get(record["ifindex"])
+        return taken
+
     # Joins --------------------------------------------------------------------
 
     def _join(self, rule: Rule) -> None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Any, Awaitable, Callable
+from typing import Any, AsyncIterator, Awaitable, Callable
 
 from ..config import LOG_LEVELS, Config, ConfigError, join_from_dict, rule_from_dict, rule_to_dict
 
@@ -176,6 +176,17 @@ async def events(sup: Any, args: dict) -> dict:
     return {"subscribed": True}
 
 
+async def trace(sup: Any, args: dict) -> dict:
+    checked = _args(args, {"rule": (int, str)}, {"count": int, "sample": int, "timeout": (int, float)})
+    return await sup.start_trace(checked["rule"], 10 if checked["count"] is None else checked["count"],
+                                 1 if checked["sample"] is None else checked["sample"],
+                                 10.0 if checked["timeout"] is None else float(checked["timeout"]))
+
+
+def follow_trace(sup: Any, started: dict):
+    return sup.follow_trace(started)
+
+
 async def log_level_get(sup: Any, args: dict) -> dict:
     _args(args)
     return {"levels": sup.log_levels()}
@@ -221,6 +232,10 @@ class Command:
     # After its reply the connection carries the daemon's events, one JSON
     # line each, until the client closes it (control.py).
     streams: bool = False
+    # After its reply the connection carries what this makes of the reply
+    # (an async iterator of JSON objects), one line each, until it ends;
+    # then the daemon closes the connection (control.py).
+    follow: Callable[[Any, dict], AsyncIterator[dict]] | None = None
 
 
 COMMANDS: dict[str, Command] = {
@@ -260,6 +275,10 @@ COMMANDS: dict[str, Command] = {
                       '{"cmd": "mroute"}'),
     "events": Command(events, "stream what changes (links, addresses, rules, workers) as JSON lines",
                       '{"cmd": "events"}', streams=True),
+    "trace": Command(trace, "trace a rule's packets: headers, and what became of each at every output (count "
+                     "10, every sample-th, for timeout 10 s), streamed as JSON lines, then an end line",
+                     '{"cmd": "trace", "args": {"rule": "feed-a", "count": 5, "sample": 1, "timeout": 10}}',
+                     follow=follow_trace),
     "log-level.get": Command(log_level_get, "log level per facility", '{"cmd": "log-level.get"}'),
     "log-level.set": Command(log_level_set, "set the log level, of one facility or of all",
                              '{"cmd": "log-level.set", "args": {"level": "debug", "facility": "worker"}}'),

@@ -33,6 +33,11 @@ Wire protocol (the one description of it):
   (they are counted and reported as `{"event": "missed", "count": N}`)
   rather than holding up the daemon; one that stops reading for
   `request_timeout` seconds while events wait is disconnected.
+- `trace` streams too, but ends by itself: after its reply come one
+  `{"time": T, "event": "packet", ...}` line per traced packet, then
+  `{"event": "end", "records": N, "reason": "count"|"timeout", "missed": M}`,
+  and the daemon closes the connection (a client that closes it first ends
+  the trace).
 """
 
 from __future__ import annotations
@@ -217,6 +222,10 @@ class ControlServer:
         if not line:
             return False
         reply, command = await self._handle(line, peer)
+        if reply["ok"] and command is not None and command.follow is not None:
+            await self._send(writer, reply)
+            await self._stream_events(reader, writer, command.follow(self.sup, reply["result"]))
+            return False
         if not (reply["ok"] and command is not None and command.streams):
             await self._send(writer, reply)
             return True
@@ -231,7 +240,8 @@ class ControlServer:
         return False
 
     async def _stream_events(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, subscription) -> None:
-        """Write every event to this client until it closes the connection."""
+        """Write every event to this client until it closes the connection (or, for a
+        stream that ends, such as a trace's, until it ends)."""
 
         async def forward() -> None:
             async for event in subscription:

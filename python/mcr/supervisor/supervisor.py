@@ -30,6 +30,7 @@ from .joins import StaticJoins
 from .listening import Listening
 from .notify import Notifier
 from .pim_routing import PimRouting
+from .tracing import Tracing
 from .pool import WorkerPool
 from .ruleset import RuleSet
 from .workers import Worker, WorkerError, add_counters
@@ -40,7 +41,7 @@ TASK_RESTART_DELAY = 1.0  # after a background task failed, before it runs again
 log = logging.getLogger("mcr.supervisor")
 
 
-class Supervisor(WorkerPool, Listening, PimRouting):
+class Supervisor(WorkerPool, Listening, PimRouting, Tracing):
     version = __version__
 
     def __init__(self, config: Config, *, config_path: str | None = None, state_path: str | None = None,
