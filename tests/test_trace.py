@@ -145,7 +145,7 @@ def test_cli_trace_count_sample_and_unknown_rule(tmp_path) -> None:
                                  d.socket], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         try:
             busy = wait_for(lambda: "another trace is running" in d.mcr("trace", "feed", "--timeout", "0.2",
-                                                                         check=False).stderr, 10, "a running trace")
+                                                                         check=False).stderr, 30, "a running trace")
         finally:
             gone.kill()
             gone.wait()
