@@ -15,7 +15,7 @@ import os
 import signal
 from pathlib import Path
 
-from .. import __version__, _engine, logs, mrib
+from .. import __version__, _engine, listen_address, logs, mrib
 from ..config import Config, ConfigError
 from ..events import EventBus
 from ..membership import AsyncMembershipService, InputHolds
@@ -28,6 +28,7 @@ from . import following, settings
 from .commands import CommandError
 from .joins import StaticJoins
 from .listening import Listening
+from .metrics_http import MetricsEndpoint
 from .pim_routing import PimRouting
 from .pool import WorkerPool
 from .ruleset import RuleSet
@@ -70,6 +71,7 @@ class Supervisor(WorkerPool, Listening, PimRouting):
         self.resyncs = 0
         self.task_faults: dict[str, int] = {}  # background task -> failures survived
         self.health_passes = 0  # health/drift loop passes completed: it is alive
+        self.metrics: MetricsEndpoint | None = None  # `--metrics`, listening from run() on
         # The control server runs requests concurrently; rule-set changes and
         # worker (re)starts take turns, so no worker misses a change.
         self._changing = asyncio.Lock()
@@ -85,6 +87,9 @@ class Supervisor(WorkerPool, Listening, PimRouting):
             loop.add_signal_handler(sig, self._stopping.set)
         loop.add_signal_handler(signal.SIGHUP, lambda: self._spawn("reload", self.reload, forever=False))
         logs.apply(self.levels)
+        if self.started_with.metrics:  # first: an address it cannot listen on stops the start at once
+            self.metrics = MetricsEndpoint(self, *listen_address.parse(self.started_with.metrics))
+            await self.metrics.start()
         self._holds = InputHolds(AsyncMembershipService())
         self.igmp = IgmpService(self._membership_changed, self.events.publish)
         self.pim = PimService(self.events.publish)
@@ -142,6 +147,8 @@ class Supervisor(WorkerPool, Listening, PimRouting):
         self.task_faults[name] = self.task_faults.get(name, 0) + 1
 
     async def _shutdown(self) -> None:
+        if self.metrics is not None:
+            await self.metrics.close()
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*(w.stop() for w in self.pool), return_exceptions=True)
@@ -350,6 +357,7 @@ class Supervisor(WorkerPool, Listening, PimRouting):
         levels = {facility: level for facility, level in self.levels.items() if facility != "default"}
         return Config(workers=self.config.workers, pin_cores=self.config.pin_cores, log_level=self.levels["default"],
                       log_levels=levels, idle_stop_after=self.config.idle_stop_after, user=self.config.user,
+                      metrics=self.config.metrics,
                       rules=tuple(r for _, r in self.list_rules()), joins=tuple(sorted(self.joins.wanted, key=str)))
 
     def _persist(self) -> None:
@@ -359,12 +367,16 @@ class Supervisor(WorkerPool, Listening, PimRouting):
 
     # Observability ----------------------------------------------------------------
 
-    async def stats(self) -> dict:
+    async def poll_workers(self) -> None:
+        """Fresh counters from every running worker into its `last`."""
         for worker in self._running():
             try:
                 await self._poll(worker)
             except WorkerError as error:
                 log.warning("stats from worker %d: %s", worker.id, error)
+
+    async def stats(self) -> dict:
+        await self.poll_workers()
         total: dict = {}
         for worker in self.pool:
             total = add_counters(total, add_counters(worker.base, worker.last))
