@@ -32,7 +32,7 @@ CHUNK = 500  # rules summed, or samples built, between two turns of the loop
 WORKER_STATES = ("starting", "running", "restarting", "backoff", "crash-looping", "idle", "stopped")
 RULE_STATES = ("active", "waiting", "pruned")
 INPUT_COUNTERS = {"frames": ("mcr_input_frames", "frames received on the input's packet sockets", None),
-                  "bytes": ("mcr_input_bytes", "bytes of those frames", "bytes"),
+                  "bytes": ("mcr_input_bytes", "bytes of those frames, link-layer headers included", "bytes"),
                   "kernel_packets": ("mcr_input_kernel_packets",
                                      "packets the kernel handed to the input's packet sockets (PACKET_STATISTICS)",
                                      None),
@@ -195,11 +195,11 @@ class StateCollector:
         labels = ["rule", "name"]
         yield from _counter("mcr_rule_packets", "packets the rule matched and relayed", labels,
                             (([str(r.id), r.name], r.packets) for r in rules))
-        yield from _counter("mcr_rule_bytes", "bytes of those packets, as received", labels,
+        yield from _counter("mcr_rule_bytes", "UDP payload bytes of those packets", labels,
                             (([str(r.id), r.name], r.bytes) for r in rules), unit="bytes")
         labels = ["rule", "name", "output"]
         for key, doc, unit in (("packets", "packets sent to the output", None),
-                               ("bytes", "bytes sent to the output", "bytes"),
+                               ("bytes", "UDP payload bytes sent to the output", "bytes"),
                                ("errors", "packets the output failed to send", None)):
             yield from _counter(f"mcr_output_{key}", doc, labels,
                                 (([str(r.id), r.name, name], counts[key])

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from typing import Iterable
 
 from prometheus_client import ProcessCollector
@@ -88,9 +89,9 @@ class MetricsEndpoint:
         try:
             self._server = await asyncio.start_server(self._serve, self.host, self.port, limit=MAX_HEAD,
                                                       reuse_address=True)
-        except OSError as error:
-            raise EndpointError(f"metrics endpoint {self.where}: cannot listen there: {error.strerror or error}") \
-                from None
+        except OSError as error:  # asyncio's message repeats the address: the errno's alone says it
+            reason = os.strerror(error.errno) if error.errno else str(error)
+            raise EndpointError(f"metrics endpoint {self.where}: cannot listen there: {reason}") from None
         log.info("metrics at http://%s/metrics", self.where)
 
     async def close(self) -> None:
