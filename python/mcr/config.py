@@ -391,8 +391,9 @@ def protocol_to_dict(interfaces: dict, keys: tuple[str, ...]) -> dict:
 def _metrics(value: Any, where: str) -> str | None:
     if value is None:
         return None
+    _typed(value, str, where)
     try:
-        listen_address.parse(_typed(value, str, where))
+        listen_address.parse(value)
     except ValueError as error:
         raise _fail(where, str(error)) from None
     return value
