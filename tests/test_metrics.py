@@ -14,7 +14,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from mcr import listen_address
 from mcr.config import Config, ConfigError
-from mcr.supervisor.metrics import CHUNK, RuleCounts, State, StateCollector
+from mcr.supervisor.metrics import CHUNK, OutputCounts, RuleCounts, State, StateCollector
 from mcr.supervisor.metrics_http import render
 
 RULES = 3 * CHUNK + 7  # several pieces per rule family, the last one short
@@ -47,10 +47,10 @@ def test_config_key_round_trips_and_names_its_path():
 
 
 def state() -> State:
-    rules = [RuleCounts(i, f"r{i}", "active", 10 * i, 1000 * i,
-                        {f"239.2.0.{i % 250}:6000:eth1": {"packets": i, "bytes": 100 * i, "errors": i % 2}})
-             for i in range(1, RULES + 1)]
-    return State("1.2.3", rules=rules, drops={"no_rule": 4, "ttl_expired": 0}, events={"tx_ring_full": 1},
+    rules = [RuleCounts(str(i), f"r{i}", "active", 10 * i, 1000 * i) for i in range(1, RULES + 1)]
+    outputs = [OutputCounts(str(i), f"r{i}", f"239.2.0.{i % 250}:6000:eth1", i, 100 * i, i % 2)
+               for i in range(1, RULES + 1)]
+    return State("1.2.3", rules=rules, outputs=outputs, drops={"no_rule": 4, "ttl_expired": 0}, events={"tx_ring_full": 1},
                  inputs={"eth0": {"frames": 9, "bytes": 900, "kernel_packets": 9, "kernel_drops": 2}},
                  workers=[{"id": 0, "state": "running", "restarts": 2, "crashes": 0, "log_lines_dropped": 0},
                           {"id": 1, "state": "backoff", "restarts": 3, "crashes": 2, "log_lines_dropped": 1}],

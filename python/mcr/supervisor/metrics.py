@@ -1,8 +1,8 @@
 """What the daemon exports to Prometheus: its state at scrape time as metric families.
 
-A scrape first captures the supervisor's state (`capture`: workers polled,
-counters summed per rule and output over every worker's current and earlier
-incarnations, so nothing goes backwards across a restart), then
+A scrape first captures the supervisor's state (`capture`: counters summed
+per rule and output over every worker's current and earlier incarnations,
+so nothing goes backwards across a restart), then
 `StateCollector` turns that plain data into prometheus_client families.
 The endpoint (metrics_http.py) renders them with the library's own encoders.
 
@@ -20,7 +20,7 @@ import asyncio
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Callable, Iterable, Iterator
+from typing import Callable, Iterable, Iterator, NamedTuple
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, InfoMetricFamily, Metric
 
@@ -40,14 +40,24 @@ INPUT_COUNTERS = {"frames": ("mcr_input_frames", "frames received on the input's
                                    "packets the kernel dropped because the input's receive ring was full", None)}
 
 
-@dataclass
-class RuleCounts:
-    id: int
+# Rows are tuples of strings and numbers, which the garbage collector stops
+# tracking: 10,000 rules of dataclasses and dicts kept alive through a
+# scrape made Python run full collections (0.1-0.2 s each) in the middle of it.
+class RuleCounts(NamedTuple):
+    rule: str  # its id, as the label has it
     name: str
     state: str
-    packets: int = 0
-    bytes: int = 0
-    outputs: dict[str, dict[str, int]] = field(default_factory=dict)  # output as written -> OUTPUT_COUNTERS
+    packets: int
+    bytes: int
+
+
+class OutputCounts(NamedTuple):
+    rule: str
+    name: str
+    output: str  # as the rule writes it
+    packets: int
+    bytes: int
+    errors: int
 
 
 @dataclass
@@ -56,6 +66,7 @@ class State:
 
     version: str
     rules: list[RuleCounts] = field(default_factory=list)
+    outputs: list[OutputCounts] = field(default_factory=list)
     drops: dict[str, int] = field(default_factory=dict)
     events: dict[str, int] = field(default_factory=dict)
     inputs: dict[str, dict[str, int]] = field(default_factory=dict)  # interface name -> counters
@@ -72,39 +83,44 @@ class State:
 # Capture ------------------------------------------------------------------------
 
 async def capture(sup) -> State:
-    """The supervisor's state now, with fresh counters from every running worker."""
-    await sup.poll_workers()
+    """The supervisor's state now. Counters are as its health pass last
+    polled the workers (every second): polling 10,000 rules again for each
+    scrape would hold the loop as long as that pass does, for no news."""
     # References taken at once: a poll replaces a worker's dicts instead of
     # changing them, so what is summed below stays one consistent picture.
     counted = [part.get("rules", {}) for w in sup.pool for part in (w.base, w.last)]
-    engine_ids: dict[int, set[int]] = {}
+    derived: dict[int, list[int]] = {}  # rule id -> its other routes' engine ids (ranges, members)
     for engine_id, route in sup.routes.items():
-        engine_ids.setdefault(route.rule_id, {route.rule_id}).add(engine_id)
-    rules = sorted(sup.rules.items())
+        if engine_id != route.rule_id:
+            derived.setdefault(route.rule_id, []).append(engine_id)
+    ids = sorted(sup.rules)
     state = State(sup.version, resyncs=sup.resyncs, health_passes=sup.health_passes, task_faults=sup.faults(),
                   workers=sup.workers(), **_engine_totals(sup))
     _protocols(sup, state)
-    for start in range(0, len(rules), CHUNK):
-        for rule_id, rule in rules[start:start + CHUNK]:
-            route = sup.routes.get(rule_id)
-            counts = RuleCounts(rule_id, rule.name or "", route.state if route else "waiting",
-                                outputs={str(o): dict.fromkeys(OUTPUT_COUNTERS, 0) for o in rule.outputs})
-            for engine_id in engine_ids.get(rule_id, {rule_id}):
-                _add_route(counts, [c[engine_id] for c in counted if engine_id in c])
-            state.rules.append(counts)
+    for start in range(0, len(ids), CHUNK):
+        for rule_id in ids[start:start + CHUNK]:
+            if rule_id in sup.rules:  # else removed while the loop was given back
+                _add_rule(state, sup, rule_id, [rule_id, *derived.get(rule_id, ())], counted)
         await asyncio.sleep(0)
     return state
 
 
-def _add_route(into: RuleCounts, counters: list[dict]) -> None:
-    """One engine rule's counters (from each worker incarnation that had it) into its user rule."""
-    for c in counters:
-        into.packets += c.get("packets", 0)
-        into.bytes += c.get("bytes", 0)
+def _add_rule(state: State, sup, rule_id: int, engine_ids: list[int], counted: list[dict]) -> None:
+    """One rule's row and its outputs' rows: its routes' counters summed over
+    every worker incarnation that had them (outputs it names always appear)."""
+    rule, route = sup.rules[rule_id], sup.routes.get(rule_id)
+    packets = bytes_ = 0
+    outputs = {str(o): [0] * len(OUTPUT_COUNTERS) for o in rule.outputs}
+    for c in (c[engine_id] for engine_id in engine_ids for c in counted if engine_id in c):
+        packets += c.get("packets", 0)
+        bytes_ += c.get("bytes", 0)
         for name, output in c.get("outputs", {}).items():
-            total = into.outputs.setdefault(name, dict.fromkeys(OUTPUT_COUNTERS, 0))
-            for key in OUTPUT_COUNTERS:
-                total[key] += output.get(key, 0)
+            total = outputs.setdefault(name, [0] * len(OUTPUT_COUNTERS))
+            for i, key in enumerate(OUTPUT_COUNTERS):
+                total[i] += output.get(key, 0)
+    label, name = str(rule_id), rule.name or ""
+    state.rules.append(RuleCounts(label, name, route.state if route else "waiting", packets, bytes_))
+    state.outputs.extend(OutputCounts(label, name, output, *total) for output, total in outputs.items())
 
 
 def _engine_totals(sup) -> dict:
@@ -194,16 +210,16 @@ class StateCollector:
                           (([state], states.get(state, 0)) for state in RULE_STATES))
         labels = ["rule", "name"]
         yield from _counter("mcr_rule_packets", "packets the rule matched and relayed", labels,
-                            (([str(r.id), r.name], r.packets) for r in rules))
+                            (([r.rule, r.name], r.packets) for r in rules))
         yield from _counter("mcr_rule_bytes", "UDP payload bytes of those packets", labels,
-                            (([str(r.id), r.name], r.bytes) for r in rules), unit="bytes")
+                            (([r.rule, r.name], r.bytes) for r in rules), unit="bytes")
         labels = ["rule", "name", "output"]
         for key, doc, unit in (("packets", "packets sent to the output", None),
                                ("bytes", "UDP payload bytes sent to the output", "bytes"),
                                ("errors", "packets the output failed to send", None)):
             yield from _counter(f"mcr_output_{key}", doc, labels,
-                                (([str(r.id), r.name, name], counts[key])
-                                 for r in rules for name, counts in r.outputs.items()), unit=unit)
+                                (([o.rule, o.name, o.output], getattr(o, key)) for o in self.state.outputs),
+                                unit=unit)
 
     def _engine(self) -> Iterator[Metric]:
         s = self.state

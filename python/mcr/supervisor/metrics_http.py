@@ -16,6 +16,7 @@ pieces, so a scrape of 10,000 rules never holds it for long.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import os
 from typing import Iterable
@@ -125,7 +126,7 @@ class MetricsEndpoint:
 
     async def _scrape(self, writer: asyncio.StreamWriter, accept: str) -> None:
         state = await capture(self.sup)
-        pieces = [*StateCollector(state).pieces(), *self._process.collect()]
+        pieces = itertools.chain(StateCollector(state).pieces(), self._process.collect())  # built as rendered
         body, content_type = await render(pieces, accept)
         self.scrapes += 1
         await _reply(writer, 200, body, {"Content-Type": content_type})

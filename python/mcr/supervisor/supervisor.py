@@ -367,16 +367,12 @@ class Supervisor(WorkerPool, Listening, PimRouting):
 
     # Observability ----------------------------------------------------------------
 
-    async def poll_workers(self) -> None:
-        """Fresh counters from every running worker into its `last`."""
+    async def stats(self) -> dict:
         for worker in self._running():
             try:
                 await self._poll(worker)
             except WorkerError as error:
                 log.warning("stats from worker %d: %s", worker.id, error)
-
-    async def stats(self) -> dict:
-        await self.poll_workers()
         total: dict = {}
         for worker in self.pool:
             total = add_counters(total, add_counters(worker.base, worker.last))
