@@ -120,6 +120,9 @@ class MetricsEndpoint:
                 await self._scrape(writer, headers.get("accept", ""))
         except (ConnectionError, OSError) as error:
             log.debug("metrics client went away: %s", error)
+        except Exception:  # a fault of ours: counted and logged like any task's, and the daemon serves on
+            self.sup._count_fault("metrics")
+            log.exception("metrics scrape failed (%d so far)", self.sup.task_faults["metrics"])
         finally:
             self.clients -= 1
             writer.close()
