@@ -130,9 +130,10 @@ def _engine_totals(sup) -> dict:
         for part in (worker.base, worker.last):
             total = add_counters(total, {key: part.get(key, {}) for key in ("drops", "events", "inputs")})
     names = {i.index: i.name for i in sup.network.interfaces().values()}
-    return {"drops": {reason: total["drops"].get(reason, 0) for reason in _engine.DROP_REASONS},
-            "events": {event: total["events"].get(event, 0) for event in _engine.EVENTS},
-            "inputs": {names.get(i, str(i)): c for i, c in total["inputs"].items()}}
+    drops, events = total.get("drops", {}), total.get("events", {})
+    return {"drops": {reason: drops.get(reason, 0) for reason in _engine.DROP_REASONS},
+            "events": {event: events.get(event, 0) for event in _engine.EVENTS},
+            "inputs": {names.get(i, str(i)): c for i, c in total.get("inputs", {}).items()}}
 
 
 def _protocols(sup, state: State) -> None:

@@ -5,7 +5,8 @@ prometheus_client's own server would run on a thread of its own; the
 supervisor has one asyncio loop and no helper thread, so this is a minimal
 HTTP/1.1 responder on asyncio.start_server: one request per connection
 (`Connection: close`), GET only, the request head at most MAX_HEAD bytes
-and complete within REQUEST_TIMEOUT seconds, at most MAX_CLIENTS
+and complete within REQUEST_TIMEOUT seconds, the reply taken within
+SEND_TIMEOUT, at most MAX_CLIENTS
 connections at once (one more gets 503). The body is prometheus_client's
 text format, or OpenMetrics when the scraper's Accept header asks for it
 (the library's choose_encoder decides). Families are rendered piece by
@@ -16,6 +17,7 @@ pieces, so a scrape of 10,000 rules never holds it for long.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import logging
 import os
@@ -29,6 +31,8 @@ from .metrics import StateCollector, capture
 
 MAX_HEAD = 8192
 REQUEST_TIMEOUT = 10.0
+SEND_TIMEOUT = 30.0  # for the reply to leave: a scraper that stops reading must not hold its slot for ever
+CLOSE_TIMEOUT = 2.0
 MAX_CLIENTS = 16
 OPENMETRICS_EOF = b"# EOF\n"
 
@@ -76,7 +80,6 @@ class MetricsEndpoint:
         self.sup = sup
         self.host, self.port = host, port
         self.clients = 0
-        self.scrapes = 0
         self._server: asyncio.AbstractServer | None = None
         # The supervisor's own process_* metrics (CPU, memory, start time: a
         # changed start time tells a scraper the counters began again).
@@ -98,7 +101,10 @@ class MetricsEndpoint:
     async def close(self) -> None:
         if self._server is not None:
             self._server.close()
-            await self._server.wait_closed()
+            try:  # since Python 3.12 this also waits for open connections
+                await asyncio.wait_for(self._server.wait_closed(), CLOSE_TIMEOUT)
+            except asyncio.TimeoutError:
+                log.warning("metrics connections still open at shutdown")
             self._server = None
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -118,11 +124,13 @@ class MetricsEndpoint:
                 await _reply(writer, 405, b"GET only\n", {"Allow": "GET"})
             else:
                 await self._scrape(writer, headers.get("accept", ""))
-        except (ConnectionError, OSError) as error:
-            log.debug("metrics client went away: %s", error)
+        except (ConnectionError, OSError, asyncio.TimeoutError) as error:
+            log.debug("metrics client went away or stopped reading: %r", error)
         except Exception:  # a fault of ours: counted and logged like any task's, and the daemon serves on
             self.sup._count_fault("metrics")
             log.exception("metrics scrape failed (%d so far)", self.sup.task_faults["metrics"])
+            with contextlib.suppress(ConnectionError, OSError, asyncio.TimeoutError):
+                await _reply(writer, 500, b"internal error: see the daemon's log\n")
         finally:
             self.clients -= 1
             writer.close()
@@ -131,7 +139,6 @@ class MetricsEndpoint:
         state = await capture(self.sup)
         pieces = itertools.chain(StateCollector(state).pieces(), self._process.collect())  # built as rendered
         body, content_type = await render(pieces, accept)
-        self.scrapes += 1
         await _reply(writer, 200, body, {"Content-Type": content_type})
 
 
@@ -150,7 +157,8 @@ async def _read_head(reader: asyncio.StreamReader) -> tuple[str, str, dict[str, 
     return parts[0], parts[1], headers
 
 
-REASONS = {200: "OK", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed", 503: "Service Unavailable"}
+REASONS = {200: "OK", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed", 500: "Internal Server Error",
+           503: "Service Unavailable"}
 
 
 async def _reply(writer: asyncio.StreamWriter, status: int, body: bytes, headers: dict[str, str] | None = None) -> None:
@@ -158,4 +166,4 @@ async def _reply(writer: asyncio.StreamWriter, status: int, body: bytes, headers
               "Content-Length": str(len(body)), "Connection": "close"}
     head = f"HTTP/1.1 {status} {REASONS[status]}\r\n" + "".join(f"{k}: {v}\r\n" for k, v in fields.items())
     writer.write(head.encode("latin-1") + b"\r\n" + body)
-    await writer.drain()
+    await asyncio.wait_for(writer.drain(), SEND_TIMEOUT)
