@@ -6,15 +6,18 @@ The daemon end to end: test_daemon_metrics.py."""
 from __future__ import annotations
 
 import asyncio
+from types import SimpleNamespace
 
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.openmetrics.parser import text_string_to_metric_families as parse_openmetrics
 from prometheus_client.parser import text_string_to_metric_families
 
+from metrics_support import StandIn
+
 from mcr import listen_address
-from mcr.config import Config, ConfigError
-from mcr.supervisor.metrics import CHUNK, OutputCounts, RuleCounts, State, StateCollector
+from mcr.config import Config, ConfigError, rule_from_dict
+from mcr.supervisor.metrics import CHUNK, OutputCounts, RuleCounts, State, StateCollector, capture
 from mcr.supervisor.metrics_http import render
 
 RULES = 3 * CHUNK + 7  # several pieces per rule family, the last one short
@@ -102,3 +105,24 @@ def test_openmetrics_when_asked_with_units_and_one_eof():
     assert families["mcr_output_bytes"].unit == "bytes"
     assert len(families["mcr_output_bytes"].samples) == RULES
     assert families["mcr_build"].samples[0].labels == {"version": "1.2.3"}
+
+
+def test_a_pruned_route_still_counts_for_its_rule():
+    """A receiver-driven rule's route for one source went away (pruned); what
+    it counted was carried into the worker's base under its engine id, and
+    stays in the rule's and the output's counters."""
+    sup = StandIn()
+    derived = 1 << 30
+    member = "239.1.1.1:5000:eth1"
+    sup.rules = {1: rule_from_dict({"name": "tv", "input_interface": "eth0", "group": "239.1.1.1", "port": 5000,
+                                    "outputs": ["239.9.9.9:5000:eth2"], "members": ["eth1"]})}
+    sup.routes = {1: SimpleNamespace(rule_id=1, state="active")}
+    sup._derived_ids = {(1, "239.1.1.1", "10.0.0.5"): derived}
+    old = {"packets": 7, "bytes": 70, "outputs": {member: {"packets": 7, "bytes": 70, "errors": 0},
+                                                  "239.9.9.9:5000:eth2": {"packets": 7, "bytes": 70, "errors": 1}}}
+    now = {"packets": 2, "bytes": 20, "outputs": {"239.9.9.9:5000:eth2": {"packets": 2, "bytes": 20, "errors": 0}}}
+    sup.pool = [SimpleNamespace(base={"rules": {derived: old}}, last={"rules": {1: now}})]
+    state = asyncio.run(capture(sup))
+    assert state.rules == [RuleCounts("1", "tv", "active", 9, 90)]
+    assert sorted(state.outputs) == [OutputCounts("1", "tv", member, 7, 70, 0),
+                                     OutputCounts("1", "tv", "239.9.9.9:5000:eth2", 9, 90, 1)]

@@ -6,35 +6,12 @@ is counted in task_faults and the endpoint serves on."""
 from __future__ import annotations
 
 import asyncio
-from types import SimpleNamespace
-
 from prometheus_client.parser import text_string_to_metric_families
+
+from metrics_support import StandIn
 
 from mcr.supervisor import metrics_http
 from mcr.supervisor.metrics_http import MAX_CLIENTS, MetricsEndpoint
-
-
-class StandIn:
-    version = "0.0.0-test"
-    resyncs = health_passes = 0
-
-    def __init__(self) -> None:
-        self.pool, self.routes, self.rules = [], {}, {}
-        self.igmp = self.pim = None
-        self.task_faults: dict[str, int] = {}
-        self.network = SimpleNamespace(interfaces=dict)
-        self.broken = False
-
-    def faults(self) -> dict[str, int]:
-        return dict(self.task_faults)
-
-    def workers(self) -> list[dict]:
-        if self.broken:
-            raise KeyError("a bug of ours")
-        return []
-
-    def _count_fault(self, name: str) -> None:
-        self.task_faults[name] = self.task_faults.get(name, 0) + 1
 
 
 async def ask(port: int, request: bytes) -> tuple[int, bytes]:

@@ -89,10 +89,15 @@ async def capture(sup) -> State:
     # References taken at once: a poll replaces a worker's dicts instead of
     # changing them, so what is summed below stays one consistent picture.
     counted = [part.get("rules", {}) for w in sup.pool for part in (w.base, w.last)]
-    derived: dict[int, list[int]] = {}  # rule id -> its other routes' engine ids (ranges, members)
+    # Rule id -> the engine ids its other routes (a range's groups, members'
+    # sources) have ever had: a route pruned since keeps what it counted in a
+    # worker's base, and leaving it out would take the rule's counters back.
+    derived: dict[int, set[int]] = {}
+    for (rule_id, _group, _source), engine_id in sup._derived_ids.items():
+        derived.setdefault(rule_id, set()).add(engine_id)
     for engine_id, route in sup.routes.items():
         if engine_id != route.rule_id:
-            derived.setdefault(route.rule_id, []).append(engine_id)
+            derived.setdefault(route.rule_id, set()).add(engine_id)
     ids = sorted(sup.rules)
     state = State(sup.version, resyncs=sup.resyncs, health_passes=sup.health_passes, task_faults=sup.faults(),
                   workers=sup.workers(), **_engine_totals(sup))
@@ -100,7 +105,7 @@ async def capture(sup) -> State:
     for start in range(0, len(ids), CHUNK):
         for rule_id in ids[start:start + CHUNK]:
             if rule_id in sup.rules:  # else removed while the loop was given back
-                _add_rule(state, sup, rule_id, [rule_id, *derived.get(rule_id, ())], counted)
+                _add_rule(state, sup, rule_id, [rule_id, *sorted(derived.get(rule_id, ()))], counted)
         await asyncio.sleep(0)
     return state
 
