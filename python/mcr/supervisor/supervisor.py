@@ -378,7 +378,9 @@ class Supervisor(WorkerPool, Listening, PimRouting):
             total = add_counters(total, add_counters(worker.base, worker.last))
         names = {i.index: i.name for i in self.network.interfaces().values()}
         states = {rule_id: self.rule_state(rule_id) for rule_id in self.rules}
-        rule_of = {engine_id: route.rule_id for engine_id, route in self.routes.items()}
+        # Derived routes pruned since still count for their rule (their counters are in a worker's base).
+        rule_of = {engine_id: key[0] for key, engine_id in self._derived_ids.items()}
+        rule_of.update({engine_id: route.rule_id for engine_id, route in self.routes.items()})
         return {**snapshot(self.rules, states, total, names, rule_of),
                 "resyncs": self.resyncs, "task_faults": self.faults(), "health_passes": self.health_passes}
 
