@@ -166,6 +166,9 @@ def test_config_key_openmetrics_and_bad_requests(tmp_path):
             assert get(lab, method="POST")[0] == 405
             d.mcr("config", "save", str(tmp_path / "saved.json"))  # the setting is kept
             assert json.loads((tmp_path / "saved.json").read_text())["metrics"] == f"{lab.relay_in_addr}:{PORT}"
+            moved = d.client.load_config({"workers": 1, "metrics": f"127.0.0.1:{PORT}"}, replace=True)
+            assert moved["restart_needed"] == ["metrics"]  # named, not applied: it still listens where it did
+            assert listeners(lab) == [f"{lab.relay_in_addr}:{PORT}"] and get(lab)[0] == 200
 
 
 def test_off_unless_asked(tmp_path):

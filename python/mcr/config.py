@@ -35,7 +35,7 @@ The file is JSON. Every top-level key is optional:
 
 At run time (SIGHUP, or `mcr config load --replace`) the rules, the log
 levels, idle_stop_after and pin_cores (workers are re-pinned) take effect at
-once; workers and user need a restart, and the reply and the log name each
+once; workers, user and metrics need a restart, and the reply and the log name each
 such setting that changed.
 
 Outputs use the mcrctl form GROUP:PORT:IFACE[:ttl=N][:dscp=N][:keep-source] (see mcr.rules).
