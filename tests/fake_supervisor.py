@@ -16,6 +16,8 @@ from mcr.supervisor.control import CommandError, ControlServer, serve_control
 
 
 class FakePim:
+    router = None  # PIM interfaces without router-wide state: no joins, upstream state or RPs
+
     def describe(self) -> list[dict]:
         return [{"interface": "eth2", "address": "10.0.2.1", "dr": "10.0.2.2", "dr_priority": 1,
                  "generation_id": 7, "next_hello": 3.0, "neighbors": [

@@ -522,3 +522,20 @@ def test_random_sequences_never_raise_and_dr_follows_the_rule(sequence, my_prior
 def test_elect_dr_alone_is_us():
     assert elect_dr(ME, 1, {}) == ME
     assert elect_dr(ME, 1, {LOW: Neighbor(LOW, 105, 105.0, 0.0, dr_priority=None)}) == ME
+
+
+def test_a_new_or_restarted_neighbor_marks_our_hello_as_due_before_anything_else():
+    """A router drops Join/Prunes from routers it has no Hello from (FRR
+    does): after a new neighbor or a new GenID, the adapter sends our Hello
+    before its next other message, which `hello_triggered` tells it."""
+    core, _ = started()
+    core.send_hello(0.0)
+    assert not core.hello_triggered
+    core.receive(1.0, HIGH, hello_from(genid=7))
+    assert core.hello_triggered  # even when the periodic Hello was already due sooner
+    core.send_hello(1.1)
+    assert not core.hello_triggered
+    core.receive(2.0, HIGH, hello_from(genid=7))
+    assert not core.hello_triggered  # the same neighbor again: nothing new
+    core.receive(3.0, HIGH, hello_from(genid=8))
+    assert core.hello_triggered

@@ -209,9 +209,12 @@ def protocol_routes(protocol: str, entries: Iterable, ifindex: Mapping[str, int]
     """A routing protocol's forwarding entries as routes: packets of
     (`entry.source` or any, `entry.group`), any UDP port, arriving on
     `entry.interface` go out unchanged on each of `entry.outputs` (TTL minus
-    one, their own source, group and port); an entry without outputs drops
-    them. `engine_id(key)` gives each entry's stable id. An entry whose
-    interfaces are not all in the table is left out (netlink will tell)."""
+    one, their own source, group and port), and inside a PIM Register to
+    `entry.register_to` if the entry has one; an entry without outputs drops
+    them (or, with `notify`, only reports them). A group range (a catch-all)
+    matches every group of it that nothing more specific does.
+    `engine_id(key)` gives each entry's stable id. An entry whose interfaces
+    are not all in the table is left out (netlink will tell)."""
     routes: dict[int, Route] = {}
     for entry in entries:
         names = [entry.interface, *sorted(entry.outputs)]
@@ -219,10 +222,15 @@ def protocol_routes(protocol: str, entries: Iterable, ifindex: Mapping[str, int]
             continue
         outputs = tuple(Output(entry.group, ANY_PORT, name, keep_source=True, follow=True)
                         for name in sorted(entry.outputs))
-        rule = Rule(entry.interface, entry.group, ANY_PORT, outputs, entry.source, protocol=protocol)
+        rp = getattr(entry, "register_to", None)
+        if rp:
+            outputs += (Output.to_rp(rp),)
+        rule = Rule(entry.interface, entry.group, ANY_PORT, outputs, entry.source, protocol=protocol,
+                    notify=entry.notify)
         key = (protocol, entry.interface, entry.group, entry.source)
         rid = engine_id(key)
-        routes[rid] = Route(rid, rid, rule, ACTIVE, (), entry.source, entry.group, ifindex[entry.interface],
+        exact = None if "/" in entry.group else entry.group
+        routes[rid] = Route(rid, rid, rule, ACTIVE, (), entry.source, exact, ifindex[entry.interface],
                             outputs, tuple(ifindex[o.interface] for o in outputs), protocol, entry.notify)
     return routes
 

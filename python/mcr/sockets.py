@@ -278,11 +278,12 @@ def open_register_socket() -> socket.socket:
     return sock
 
 
-def open_register_input_socket() -> socket.socket:
-    """The raw IPPROTO_PIM socket the engine reads Registers from (at the RP)."""
+def open_register_input_socket(reading: bool = True) -> socket.socket:
+    """The raw IPPROTO_PIM socket the engine reads Registers from (at the
+    RP); with `reading` False one that reads nothing (for a second worker)."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_RAW, IPPROTO_PIM)
     try:
-        attach_filter(sock, _REGISTER_FILTER)
+        attach_filter(sock, _REGISTER_FILTER if reading else _DROP_ALL)
         force_buffer(sock, SO_RCVBUFFORCE, socket.SO_RCVBUF, REGISTER_RCVBUF)
         sock.setblocking(False)
     except OSError:

@@ -1,7 +1,10 @@
-"""PIM-SM on the daemon's links (so far: Hello, neighbors, DR election).
+"""PIM-SM on the daemon's links.
 
   mcr pim interfaces [--json]    per interface: address, DR, our DR priority, generation ID, next Hello
   mcr pim neighbors [--json]     per neighbor: interface, address, DR priority, generation ID, holdtime left, uptime
+  mcr pim join [--json]          downstream state: per interface (*,G), (S,G) and (S,G,rpt), state and timers
+  mcr pim upstream [--json]      upstream state: joined or not, RPF interface and neighbor, SPT bit, KAT, Register
+  mcr pim rp [--json]            the RP of each group range, where it was learned, and the way to it
 """
 
 from __future__ import annotations
@@ -41,9 +44,58 @@ def neighbors(args: argparse.Namespace) -> int:
     return 0
 
 
+def _seconds(value) -> str | None:
+    return None if value is None else f"{value:.0f}s"
+
+
+def join(args: argparse.Namespace) -> int:
+    """Downstream state: interface, (S,G) or (*,G), kind, state, expiry and prune-pending timers."""
+    with connect(args) as client:
+        listed = client.call("pim.join")["joins"]
+    if args.json:
+        print_json({"joins": listed})
+        return 0
+    rows = [[j["interface"], j["source"] or "*", j["group"], j.get("kind"), j.get("state"),
+             _seconds(j.get("expiry_left")), _seconds(j.get("prune_pending_left"))] for j in listed]
+    print("\n".join(table(["INTERFACE", "SOURCE", "GROUP", "KIND", "STATE", "EXPIRES", "PRUNE PENDING"], rows)))
+    return 0
+
+
+def upstream(args: argparse.Namespace) -> int:
+    """Upstream state: (S,G) or (*,G), state, RPF interface and neighbor, SPT bit, KAT, Register state."""
+    with connect(args) as client:
+        listed = client.call("pim.upstream")["upstream"]
+    if args.json:
+        print_json({"upstream": listed})
+        return 0
+    rows = [[u["source"] or "*", u["group"], u["kind"], u.get("state"), u.get("rpf_interface"),
+             u.get("rpf_neighbor"), _seconds(u.get("join_timer_left")),
+             "" if "spt_bit" not in u else "yes" if u["spt_bit"] else "no", _seconds(u.get("keepalive_left")),
+             u.get("register_state")] for u in listed]
+    print("\n".join(table(["SOURCE", "GROUP", "KIND", "STATE", "RPF INTERFACE", "RPF NEIGHBOR", "JOIN TIMER",
+                           "SPT", "KAT", "REGISTER"], rows)))
+    return 0
+
+
+def rp(args: argparse.Namespace) -> int:
+    """RP per group range: the RP, where it came from (static or BSR), RPF interface and neighbor."""
+    with connect(args) as client:
+        listed = client.call("pim.rp")["rps"]
+    if args.json:
+        print_json({"rps": listed})
+        return 0
+    rows = [[r["group"], r.get("rp") or ",".join(c["rp"] for c in r.get("candidates", [])), r["source"],
+             r.get("rpf_interface"), r.get("rpf_neighbor")] for r in listed]
+    print("\n".join(table(["GROUPS", "RP", "FROM", "RPF INTERFACE", "RPF NEIGHBOR"], rows)))
+    return 0
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_actions(parser, {"interfaces": Action(interfaces, add_client_options),
-                         "neighbors": Action(neighbors, add_client_options)})
+                         "neighbors": Action(neighbors, add_client_options),
+                         "join": Action(join, add_client_options),
+                         "upstream": Action(upstream, add_client_options),
+                         "rp": Action(rp, add_client_options)})
 
 
 run = run_action

@@ -147,6 +147,7 @@ class PimInterface:
         self._neighbors: dict[str, Neighbor] = {}
         self._dr = address
         self._hello_at: float | None = None
+        self.hello_triggered = False  # a triggered Hello is pending: it goes before any other message
         # (deadline, order, kind, neighbor). An entry whose deadline no longer
         # matches its timer's (re-armed or cancelled) is stale: skipped.
         self._timers: list[tuple[float, int, Timer, str]] = []
@@ -297,6 +298,7 @@ class PimInterface:
 
     def send_hello(self, now: float) -> list[Output]:
         """A Hello now; the next one a Hello_Period later (4.3.1)."""
+        self.hello_triggered = False
         self._arm_hello(now + self.settings.hello_period)
         return [SendHello(self._hello(self.settings.hello_holdtime))]
 
@@ -312,6 +314,9 @@ class PimInterface:
         at = now + self._rng.uniform(0, self.settings.triggered_hello_delay)
         if self._hello_at is None or at < self._hello_at:
             self._arm_hello(at)
+        # A neighbor that just came up or restarted must hear our Hello before
+        # anything else of ours (it drops Join/Prunes from routers it does not know).
+        self.hello_triggered = True
 
     # --- timers ---
 

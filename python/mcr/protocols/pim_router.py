@@ -18,28 +18,46 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import time
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Callable
 
 from ..mrib import Listening
 from .pim import PimInterface
 from .pim_config import PimConfig
+from .pim_registers import Registers
 from .pim_rp import RpMapping
 from .pim_rpf import RpfTable
 from .pim_tree import PimTree
-from .pim_tree_types import Forwarding, Rpf, SendJoinPrune, TreeChanged
+from .pim_tree_types import Rpf, SendJoinPrune, TreeChanged
 
 log = logging.getLogger("mcr.pim")
 
 LINK_LOCAL = ipaddress.IPv4Network("224.0.0.0/24")  # never routed (RFC 5771), never PIM state
+ALL_GROUPS = "224.0.0.0/4"
+
+
+@dataclass(frozen=True)
+class Entry:
+    """A forwarding entry for the MRIB (mcr.mrib.protocol_routes): the
+    tree's, with a register output to `register_to` where this router
+    registers the flow; or a catch-all (`group` a range) that only notifies."""
+
+    interface: str
+    source: str | None
+    group: str
+    outputs: frozenset[str]
+    notify: bool = False
+    register_to: str | None = None
 
 
 class PimRouter:
     """One router's PIM tree over the interfaces `interfaces()` returns (name -> PimInterface)."""
 
     def __init__(self, config: PimConfig, rpf: RpfTable, interfaces: Callable[[], Mapping[str, PimInterface]],
-                 send: Callable[[str, bytes], None], on_change: Callable[[], None],
-                 publish: Callable[..., None]) -> None:
+                 send: Callable[[str, bytes], None], send_unicast: Callable[[str, bytes], None],
+                 on_change: Callable[[], None], publish: Callable[..., None]) -> None:
         self.config = config
         self._rpf = rpf
         self._interfaces = interfaces
@@ -51,6 +69,7 @@ class PimRouter:
             self.rps.set_static(static.groups, static.address)
         self._listening: dict[tuple[str, str], Listening] = {}
         self.tree = PimTree(self, config.tree)
+        self.registers = Registers(self.tree, self.rp_of, send_unicast, self.apply, on_change)
 
     # --- TreeView: what the tree asks -----------------------------------------
 
@@ -81,6 +100,7 @@ class PimRouter:
                 changed = True
                 self._publish("pim-route", source=output.source, group=output.group)
         if changed:
+            self.registers.follow_tree(time.monotonic())
             self._on_change()
 
     def set_listeners(self, now: float, listeners: Mapping[str, Mapping[str, Listening]]) -> None:
@@ -112,5 +132,30 @@ class PimRouter:
             row["rpf_interface"], row["rpf_neighbor"] = (way.interface, way.neighbor) if way else (None, None)
         return rows
 
-    def forwarding(self) -> list[Forwarding]:
-        return self.tree.forwarding()
+    def expire(self, now: float) -> None:
+        self.apply(self.tree.expire(now))
+        self.registers.expire(now)
+        self.registers.follow_tree(now)  # a KAT that ran out ends CouldRegister
+
+    def next_deadline(self) -> float | None:
+        deadlines = [d for d in (self.tree.next_deadline(), self.registers.next_deadline()) if d is not None]
+        return min(deadlines, default=None)
+
+    def forwarding(self) -> list[Entry]:
+        """The tree's entries, a register output on each flow this router
+        registers (RFC 7761 4.4.1: at the DR, on the source's interface), and
+        on each interface where we are DR a catch-all that tells us of
+        traffic no entry has, so a directly connected source is noticed."""
+        entries = {(f.interface, f.source, f.group): Entry(f.interface, f.source, f.group, f.outputs, f.notify)
+                   for f in self.tree.forwarding()}
+        for (source, group), rp in self.registers.encapsulating().items():
+            way = self.rpf(source)
+            if way is None:
+                continue
+            key = (way.interface, source, group)
+            base = entries.get(key) or Entry(way.interface, source, group, frozenset())
+            entries[key] = Entry(base.interface, source, group, base.outputs, base.notify, register_to=rp)
+        for name, core in sorted(self._interfaces().items()):
+            if core.dr() == core.address:
+                entries[(name, None, ALL_GROUPS)] = Entry(name, None, ALL_GROUPS, frozenset(), notify=True)
+        return [entries[k] for k in sorted(entries, key=lambda k: (k[2], k[1] or "", k[0]))]

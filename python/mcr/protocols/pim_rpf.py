@@ -24,8 +24,11 @@ from dataclasses import dataclass
 from typing import Awaitable, Callable
 
 from ..netlink import UnicastRoute
+from ..rules import REGISTER_INTERFACE
 
-REGISTER_VIF = "pimreg"  # the RPF interface toward our own address as RP: decapsulated Registers come from it
+# The RPF interface toward our own address as RP: decapsulated Registers
+# come from it (the engine's register input, mcr.rules.REGISTER_INTERFACE).
+REGISTER_VIF = REGISTER_INTERFACE
 FORGET_AFTER = 600.0  # seconds: a cached address no one asked for since is dropped at a refresh
 
 log = logging.getLogger("mcr.pim")

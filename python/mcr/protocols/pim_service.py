@@ -22,12 +22,14 @@ import struct
 import time
 from typing import Callable
 
+from .. import sockets
 from .links import Link, LinkService
 from .pim import DrChanged, NeighborChanged, PimInterface, SendHello, Settings
 from .pim_config import PimConfig
 from .pim_router import PimRouter
 from .pim_rpf import RpfTable
 from .pim_wire import ALL_PIM_ROUTERS, JoinPrune, Malformed, parse_message
+from .pim_wire_more import Register, RegisterStop
 
 IPPROTO_PIM = 103
 PIM_HELLO = 0
@@ -72,12 +74,14 @@ class PimService(LinkService):
         self._publish = publish
         self.send_errors = 0
         self.router: PimRouter | None = None
+        self._unicast: socket.socket | None = None  # Register-Stops and Null-Registers, opened on first use
 
     def configure(self, config: PimConfig, rpf: RpfTable, on_change: Callable[[], None]) -> None:
         """The router-wide state for `config` (a new one when the settings changed)."""
         if self.router is not None and self.router.config == config:
             return
-        self.router = PimRouter(config, rpf, self.cores, self._send_on, on_change, self._publish)
+        self.router = PimRouter(config, rpf, self.cores, self._send_on, self._send_unicast, on_change,
+                                self._publish)
         on_change()
 
     def cores(self) -> dict[str, PimInterface]:
@@ -100,13 +104,18 @@ class PimService(LinkService):
 
     def _deadlines(self) -> list[float]:
         deadlines = super()._deadlines()
-        if self.router is not None and (due := self.router.tree.next_deadline()) is not None:
+        if self.router is not None and (due := self.router.next_deadline()) is not None:
             deadlines.append(due)
         return deadlines
 
     def _expire_shared(self, now: float) -> None:
         if self.router is not None:
-            self.router.apply(self.router.tree.expire(now))
+            self.router.expire(now)
+
+    def close(self) -> None:
+        super().close()
+        if self._unicast is not None:
+            self._unicast.close()
 
     def _new_link(self, name: str, settings: Settings, address: str) -> _Link:
         return _Link(name, settings, address)
@@ -130,12 +139,13 @@ class PimService(LinkService):
             source = socket.inet_ntoa(packet[12:16])
             payload = packet[header:]
             if payload[:1] and payload[0] & 0x0F != PIM_HELLO and self.router is not None:
-                self._to_router(link, source, payload)
+                self._to_router(link, source, socket.inet_ntoa(packet[16:20]), payload)
             else:
                 self._apply(link, link.core.receive(time.monotonic(), source, payload))
 
-    def _to_router(self, link: _Link, source: str, payload: bytes) -> None:
-        """A message for the router-wide state (so far Join/Prune); others are counted and dropped."""
+    def _to_router(self, link: _Link, source: str, destination: str, payload: bytes) -> None:
+        """A message for the router-wide state (Join/Prune, Register, Register-Stop); others are counted
+        and dropped."""
         core = link.core
         if source == core.address:
             core.counters["own_message"] += 1
@@ -147,6 +157,12 @@ class PimService(LinkService):
             return
         if isinstance(message, JoinPrune):
             self._tell_tree(lambda tree, now: tree.receive_join_prune(now, link.name, source, message))
+        elif isinstance(message, Register):
+            self.router.registers.register_arrived(time.monotonic(), source, destination, message)
+            self._arm()
+        elif isinstance(message, RegisterStop):
+            self.router.registers.register_stop_arrived(time.monotonic(), message)
+            self._arm()
         else:
             core.counters["unhandled_type"] += 1
 
@@ -170,11 +186,23 @@ class PimService(LinkService):
         if link is None:
             self.send_errors += 1
             return
+        if link.core.hello_triggered:  # a neighbor that just came up learns us first (RFC 7761 4.3.1)
+            self._act(link, link.core.send_hello(time.monotonic()), True)
         try:
             link.read.sendto(payload, (ALL_PIM_ROUTERS, 0))
         except OSError as error:
             self.send_errors += 1
             log.debug("PIM on %s: %s", name, error)
+
+    def _send_unicast(self, destination: str, payload: bytes) -> None:
+        """A Register-Stop or Null-Register, routed by the kernel (which picks the source address)."""
+        try:
+            if self._unicast is None:
+                self._unicast = sockets.open_register_socket()  # sends only: it reads nothing
+            self._unicast.sendto(payload, (destination, 0))
+        except OSError as error:
+            self.send_errors += 1
+            log.debug("PIM to %s: %s", destination, error)
 
     def _send(self, link: _Link, hello: SendHello) -> None:
         # A goodbye after re-addressing names its old source (RFC 7761 4.3.1);

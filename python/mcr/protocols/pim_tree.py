@@ -191,6 +191,23 @@ class PimTree(JoinPruneReceipt):
         return s.spt_bit or (self.settings.spt_switchover == "immediate"
                              and not self._macros.inherited_sg(g, s))
 
+    def could_register(self, now: float) -> set[tuple[str, str]]:
+        """4.4.1 CouldRegister(S,G): the (S,G)s whose source is directly
+        connected on an interface where we are DR, with the KAT running,
+        for a group whose RP is another router."""
+        m = self._macros
+        return {(s.source, group) for group, g in self._groups.items() for s in g.sources.values()
+                if s.keepalive_at is not None and s.keepalive_at > now and m.directly_connected(s.source)
+                and m.i_am_dr(m.rpf_interface(s.source)) and not m.i_am_rp(group)}
+
+    def switch_to_spt_desired(self, source: str, group: str) -> bool:
+        return self.settings.spt_switchover == "immediate"
+
+    def has_receivers(self, source: str, group: str) -> bool:
+        """inherited_olist(S,G) is not empty."""
+        g = self._groups.get(group) or GroupState(group)
+        return bool(self._macros.inherited_sg(g, g.sources.get(source) or SourceState(source)))
+
     def spt_bit(self, source: str, group: str) -> bool:
         g = self._groups.get(group)
         s = None if g is None else g.sources.get(source)

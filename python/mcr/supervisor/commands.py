@@ -131,7 +131,18 @@ async def pim_join(sup: Any, args: dict) -> dict:
 async def pim_upstream(sup: Any, args: dict) -> dict:
     _args(args)
     router = _pim_router(sup)
-    return {"upstream": router.tree.upstream(time.monotonic()) if router else []}
+    if router is None:
+        return {"upstream": []}
+    now = time.monotonic()
+    registers = {(r["source"], r["group"]): r for r in router.registers.sender.describe(now)}
+    rows = router.tree.upstream(now)
+    for row in rows:  # the DR's Register state of an (S,G) (RFC 7761 4.4.1), where it registers
+        if row["kind"] == "(S,G)" and (row["source"], row["group"]) in registers:
+            entry = registers.pop((row["source"], row["group"]))
+            row.update(register_state=entry["state"], register_rp=entry["rp"])
+    rows += [{"source": r["source"], "group": r["group"], "kind": "(S,G)", "state": "NotJoined",
+              "register_state": r["state"], "register_rp": r["rp"]} for r in registers.values()]
+    return {"upstream": rows}
 
 
 async def pim_rp(sup: Any, args: dict) -> dict:

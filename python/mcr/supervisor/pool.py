@@ -13,6 +13,7 @@ import logging
 import time
 
 from .. import _engine, logs, mrib, sockets
+from ..rules import REGISTER_INTERFACE
 from ..stats import from_engine
 from . import following
 from .commands import CommandError
@@ -131,7 +132,9 @@ class WorkerPool:
         for kind, name, ifindex in wanted:
             if (kind, ifindex) in have:
                 continue
-            if kind == "in":
+            if name == REGISTER_INTERFACE:
+                await self._give_register_socket(worker, kind)
+            elif kind == "in":
                 with sockets.open_input_socket(name, self._fanout_salt + ifindex) as sock:
                     await worker.call(_engine.encode_add_input, ifindex, fd=sock.fileno())
             else:
@@ -139,6 +142,18 @@ class WorkerPool:
                     with sock:
                         await worker.call(encode, ifindex, *args, fd=sock.fileno())
             have.add((kind, ifindex))
+
+    async def _give_register_socket(self, worker: Worker, kind: str) -> None:
+        """PIM Registers: every worker sends them on a raw socket of its own;
+        only worker 0 reads them (each raw socket gets a copy of every
+        Register, so two readers would forward each packet twice): the
+        others get a socket that reads nothing, so they hold the same rules."""
+        if kind == "out":
+            with sockets.open_register_socket() as sock:
+                await worker.call(_engine.encode_add_register_egress, fd=sock.fileno())
+        else:
+            with sockets.open_register_input_socket(reading=worker.id == 0) as sock:
+                await worker.call(_engine.encode_add_register_input, fd=sock.fileno())
 
     def _running(self) -> list[Worker]:
         return [w for w in self.pool if w.state == "running"]

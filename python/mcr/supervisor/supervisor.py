@@ -29,6 +29,7 @@ from .commands import CommandError
 from .joins import StaticJoins
 from .listening import Listening
 from .metrics_http import MetricsEndpoint
+from .notify import Notifier
 from .pim_routing import PimRouting
 from .pool import WorkerPool
 from .ruleset import RuleSet
@@ -44,12 +45,14 @@ class Supervisor(WorkerPool, Listening, PimRouting):
     version = __version__
 
     def __init__(self, config: Config, *, config_path: str | None = None, state_path: str | None = None,
-                 socket_path: str = "/run/mcr/control.sock") -> None:
+                 socket_path: str = "/run/mcr/control.sock", notifier: Notifier | None = None) -> None:
         self.config = config  # as last loaded; workers and user take effect at the next start
         self.started_with = config  # the settings this process runs with
         self.config_path = config_path
         self.state_path = state_path
         self.socket_path = socket_path
+        self.notifier = notifier or Notifier(None)  # the service manager (systemd Type=notify), if any
+        self._serving = False  # ready was reported: from then on a reload is reported too
         self.levels = {"default": config.log_level, **config.log_levels}
         self._idle_since: float | None = None  # since when no route was active (workers stop after a while)
         count = config.workers or os.cpu_count() or 1
@@ -109,15 +112,22 @@ class Supervisor(WorkerPool, Listening, PimRouting):
         server = await serve_control(self, self.socket_path)
         log.info("supervisor ready: %d workers, %d rules, control socket %s",
                  len(self.pool), len(self.rules), self.socket_path)
+        self.notifier.ready(self._status())
+        self._serving = True
         try:
             await self._stopping.wait()
         finally:
             log.info("shutting down")
+            self.notifier.stopping()
             await server.close()
             await self._shutdown()
 
     def stop(self) -> None:
         self._stopping.set()
+
+    def _status(self) -> str:
+        """One line for `systemctl status`."""
+        return f"{len(self.rules)} rules, {len(self.pool)} workers, control socket {self.socket_path}"
 
     def _spawn(self, name: str, run, forever: bool = True) -> None:
         """Run the coroutine function `run` as a background task that no error
@@ -172,12 +182,18 @@ class Supervisor(WorkerPool, Listening, PimRouting):
         if not self.config_path:
             log.warning("SIGHUP: no config file to reload")
             return
+        # A SIGHUP during startup is applied as well, but a READY=1 after it
+        # would tell systemd the daemon serves before it does.
+        reported = self._serving and self.notifier.reloading()
         try:
             config = Config.load(self.config_path)
             result = await self.load_config(config, replace=True)
             log.info("reloaded %s: %s", self.config_path, result)
         except (ConfigError, CommandError) as error:
             log.error("reload of %s refused, nothing changed: %s", self.config_path, error)
+        finally:  # reloaded or refused, the daemon serves on
+            if reported:
+                self.notifier.ready(self._status())
 
     def _any_active(self) -> bool:
         return any(r.state == mrib.ACTIVE for r in self.routes.values())

@@ -75,9 +75,14 @@ class Worker:
         ours.setblocking(False)
         self.interfaces = set()
         try:
+            # The interpreter this process runs, through /proc/self/exe: an
+            # unprivileged daemon may not be able to walk the path to it (a
+            # venv's python linking into a directory only root may search).
+            # argv[0] keeps the path, so the worker finds the same venv.
             self.process = await asyncio.create_subprocess_exec(
                 sys.executable, "-m", "mcr.worker", "--channel-fd", str(theirs.fileno()), "--user", user,
-                pass_fds=(theirs.fileno(),), stdin=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE)
+                executable="/proc/self/exe", pass_fds=(theirs.fileno(),), stdin=asyncio.subprocess.DEVNULL,
+                stderr=asyncio.subprocess.PIPE)
         except BaseException:  # no process: our end goes too (a failing spawn is retried, and must not leak)
             ours.close()
             raise
