@@ -9,6 +9,7 @@ The file is JSON. Every top-level key is optional:
       "log_levels": {"engine": "debug"},  # per facility (supervisor, control, worker, engine)
       "idle_stop_after": 60,        # seconds without an active rule before workers stop; null: never
       "user": "nobody",             # the unprivileged user workers drop to
+      "metrics": "127.0.0.1:9464",  # Prometheus endpoint (GET /metrics) there; null or absent: none
       "igmp": {"interfaces": {       # MCR as IGMP querier there (members interfaces get one anyway)
         "eth1": {"version": 3, "query_interval": 125, "query_response_interval": 10,
                  "robustness": 2, "last_member_query_interval": 1}}},
@@ -34,7 +35,7 @@ The file is JSON. Every top-level key is optional:
 
 At run time (SIGHUP, or `mcr config load --replace`) the rules, the log
 levels, idle_stop_after and pin_cores (workers are re-pinned) take effect at
-once; workers and user need a restart, and the reply and the log name each
+once; workers, user and metrics need a restart, and the reply and the log name each
 such setting that changed.
 
 Outputs use the mcrctl form GROUP:PORT:IFACE[:ttl=N][:dscp=N][:keep-source] (see mcr.rules).
@@ -59,6 +60,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Callable
 
+from . import listen_address
 from .logs import FACILITIES
 from .protocols.igmp import Settings
 from .protocols.pim import Settings as PimSettings
@@ -386,6 +388,17 @@ def protocol_to_dict(interfaces: dict, keys: tuple[str, ...]) -> dict:
     return {"interfaces": {name: {key: getattr(s, key) for key in keys} for name, s in sorted(interfaces.items())}}
 
 
+def _metrics(value: Any, where: str) -> str | None:
+    if value is None:
+        return None
+    _typed(value, str, where)
+    try:
+        listen_address.parse(value)
+    except ValueError as error:
+        raise _fail(where, str(error)) from None
+    return value
+
+
 def _user(value: Any, where: str) -> str:
     if not USER.fullmatch(_typed(value, str, where)):
         raise _fail(where, f"'{value}' is not a user name")
@@ -394,7 +407,7 @@ def _user(value: Any, where: str) -> str:
 
 _SETTINGS: dict[str, Callable[[Any, str], Any]] = {
     "workers": _workers, "pin_cores": _pin_cores, "log_level": _log_level, "log_levels": _log_levels,
-    "idle_stop_after": _idle_stop_after, "user": _user, "igmp": _igmp, "pim": _pim, "joins": _joins,
+    "idle_stop_after": _idle_stop_after, "user": _user, "metrics": _metrics, "igmp": _igmp, "pim": _pim, "joins": _joins,
     "rules": _rules}
 DEFAULT_IDLE_STOP_AFTER = 60.0
 
@@ -413,6 +426,7 @@ class Config:
     pim: PimConfig = field(default_factory=PimConfig)  # interfaces, RPs, router-wide settings
     log_levels: dict[str, str] = field(default_factory=dict)  # facility -> level, over log_level
     idle_stop_after: float | None = DEFAULT_IDLE_STOP_AFTER
+    metrics: str | None = None  # ADDR:PORT of the Prometheus endpoint
 
     @classmethod
     def from_dict(cls, data: dict) -> Config:
@@ -436,7 +450,7 @@ class Config:
     def to_dict(self) -> dict:
         return {"workers": self.workers, "pin_cores": None if self.pin_cores is None else list(self.pin_cores),
                 "log_level": self.log_level, "log_levels": dict(self.log_levels),
-                "idle_stop_after": self.idle_stop_after, "user": self.user,
+                "idle_stop_after": self.idle_stop_after, "user": self.user, "metrics": self.metrics,
                 "igmp": protocol_to_dict(self.igmp, IGMP_SETTINGS), "pim": self.pim.to_dict(),
                 "joins": [join_to_dict(j) for j in self.joins],
                 "rules": [rule_to_dict(r) for r in self.rules]}

@@ -3,6 +3,7 @@
   mcr daemon --config /etc/mcr/mcr.json
   mcr daemon --workers 2 --pin-cores 0,1 --socket /run/mcr/control.sock
   mcr daemon --netns blue --config /etc/mcr/blue.json
+  mcr daemon --config /etc/mcr/mcr.json --metrics 127.0.0.1:9464   # Prometheus: GET /metrics
 SIGTERM/SIGINT stop it cleanly; SIGHUP reloads the config file and applies
 only the difference. Rules changed at run time are kept in --state and come
 back after a restart.
@@ -48,6 +49,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--user", help="unprivileged user for workers of a daemon run as root "
                         "(default: config, else nobody)")
     parser.add_argument("--log-level", choices=logs.LEVELS, help="default log level")
+    parser.add_argument("--metrics", metavar="ADDR:PORT",
+                        help="serve Prometheus metrics at http://ADDR:PORT/metrics (default: config, else off)")
 
 
 def config_from(args: argparse.Namespace) -> Config:
@@ -61,6 +64,8 @@ def config_from(args: argparse.Namespace) -> Config:
         overrides["user"] = args.user
     if args.log_level:
         overrides["log_level"] = args.log_level
+    if args.metrics:
+        overrides["metrics"] = args.metrics
     return Config.from_dict({**config.to_dict(), **overrides}) if overrides else config
 
 

@@ -6,8 +6,9 @@ facility, the engine's too), idle_stop_after, and pin_cores (running workers
 are re-pinned, the supervisor being root; cores given for a new worker count
 wait for that count). The worker
 count and the workers' user are fixed when the workers are spawned and the
-fanout groups formed; a change to either is kept for the next start and
-named in the reply and the log, never ignored silently.
+fanout groups formed, the metrics endpoint's address when it starts to
+listen; a change to any of them is kept for the next start and named in
+the reply and the log, never ignored silently.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from ..config import Config
 from .workers import WorkerError
 
 RUN_TIME = ("log_level", "log_levels", "idle_stop_after", "pin_cores", "igmp", "pim")
-AT_RESTART = ("workers", "user")
+AT_RESTART = ("workers", "user", "metrics")
 
 log = logging.getLogger("mcr.supervisor")
 

@@ -15,7 +15,7 @@ import os
 import signal
 from pathlib import Path
 
-from .. import __version__, _engine, logs, mrib
+from .. import __version__, _engine, listen_address, logs, mrib
 from ..config import Config, ConfigError
 from ..events import EventBus
 from ..membership import AsyncMembershipService, InputHolds
@@ -28,6 +28,7 @@ from . import following, settings
 from .commands import CommandError
 from .joins import StaticJoins
 from .listening import Listening
+from .metrics_http import MetricsEndpoint
 from .notify import Notifier
 from .pim_routing import PimRouting
 from .tracing import Tracing
@@ -74,6 +75,7 @@ class Supervisor(WorkerPool, Listening, PimRouting, Tracing):
         self.resyncs = 0
         self.task_faults: dict[str, int] = {}  # background task -> failures survived
         self.health_passes = 0  # health/drift loop passes completed: it is alive
+        self.metrics: MetricsEndpoint | None = None  # `--metrics`, listening from run() on
         # The control server runs requests concurrently; rule-set changes and
         # worker (re)starts take turns, so no worker misses a change.
         self._changing = asyncio.Lock()
@@ -89,6 +91,9 @@ class Supervisor(WorkerPool, Listening, PimRouting, Tracing):
             loop.add_signal_handler(sig, self._stopping.set)
         loop.add_signal_handler(signal.SIGHUP, lambda: self._spawn("reload", self.reload, forever=False))
         logs.apply(self.levels)
+        if self.started_with.metrics:  # first: an address it cannot listen on stops the start at once
+            self.metrics = MetricsEndpoint(self, *listen_address.parse(self.started_with.metrics))
+            await self.metrics.start()
         self._holds = InputHolds(AsyncMembershipService())
         self.igmp = IgmpService(self._membership_changed, self.events.publish)
         self.pim = PimService(self.events.publish)
@@ -153,6 +158,8 @@ class Supervisor(WorkerPool, Listening, PimRouting, Tracing):
         self.task_faults[name] = self.task_faults.get(name, 0) + 1
 
     async def _shutdown(self) -> None:
+        if self.metrics is not None:
+            await self.metrics.close()
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*(w.stop() for w in self.pool), return_exceptions=True)
@@ -367,6 +374,7 @@ class Supervisor(WorkerPool, Listening, PimRouting, Tracing):
         levels = {facility: level for facility, level in self.levels.items() if facility != "default"}
         return Config(workers=self.config.workers, pin_cores=self.config.pin_cores, log_level=self.levels["default"],
                       log_levels=levels, idle_stop_after=self.config.idle_stop_after, user=self.config.user,
+                      metrics=self.config.metrics,
                       rules=tuple(r for _, r in self.list_rules()), joins=tuple(sorted(self.joins.wanted, key=str)))
 
     def _persist(self) -> None:
@@ -387,7 +395,9 @@ class Supervisor(WorkerPool, Listening, PimRouting, Tracing):
             total = add_counters(total, add_counters(worker.base, worker.last))
         names = {i.index: i.name for i in self.network.interfaces().values()}
         states = {rule_id: self.rule_state(rule_id) for rule_id in self.rules}
-        rule_of = {engine_id: route.rule_id for engine_id, route in self.routes.items()}
+        # Derived routes pruned since still count for their rule (their counters are in a worker's base).
+        rule_of = {engine_id: key[0] for key, engine_id in self._derived_ids.items()}
+        rule_of.update({engine_id: route.rule_id for engine_id, route in self.routes.items()})
         return {**snapshot(self.rules, states, total, names, rule_of),
                 "resyncs": self.resyncs, "task_faults": self.faults(), "health_passes": self.health_passes}
 
