@@ -122,8 +122,11 @@ class Macros:
                          and self._wins(None, group, i))
 
     def named_sources(self, group: str) -> set[str]:
-        """Sources some listener names: they need (S,G) state of their own."""
-        return {s for _, listening in self._listening(group) for s in listening.sources}
+        """Sources some listener names, or an (S,G) Assert machine holds: they
+        need (S,G) state of their own (an Assert lost for S on the RP tree
+        takes the interface out of S's entry only, 4.6.5 lost_assert(S,G,rpt))."""
+        return ({s for _, listening in self._listening(group) for s in listening.sources}
+                | self.view.assert_sources(group))
 
     # --- Join/Prune state ---
 

@@ -96,6 +96,9 @@ class PimRouter:
     def assert_winner(self, source: str | None, group: str, interface: str) -> str | None:
         return self.asserts.machines.assert_winner(source, group, interface)
 
+    def assert_sources(self, group: str) -> set[str]:
+        return {s for s, g, _ in self.asserts.machines.keys() if g == group and s is not None}
+
     # --- what the adapter and the supervisor hand in --------------------------
 
     def apply(self, outputs: list) -> None:
