@@ -180,3 +180,16 @@ def test_the_learned_rp_times_out_with_its_holdtime():
     r.router.expire(time.monotonic() + 21)
     assert r.router.rp_of(G) is None
     assert r.outputs() == set()
+
+
+def test_an_spt_assert_lost_on_the_rp_tree_takes_only_that_source_off_the_lan():
+    """We forward G on the RP tree; a neighbor on the SPT asserts for S with
+    a metric ours (RPT) cannot beat: S leaves the LAN (lost_assert(S,G,rpt)),
+    other sources of G still go there."""
+    r = Router()
+    r.listen()
+    r.router.asserts.receive(time.monotonic(), "lan", LAN_NBR, Assert(G, S, False, 1, 10))
+    assert r.assert_state() == [(S, G, "lan", "I am Assert Loser", LAN_NBR)]
+    entries = [e for e in r.router.forwarding() if e.source == S and e.group == G and e.interface == "up"]
+    assert entries and "lan" not in entries[0].outputs, "S still goes onto the LAN by the (*,G) entry"
+    assert r.outputs() == {"lan"}
