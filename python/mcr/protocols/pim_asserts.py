@@ -73,9 +73,9 @@ class Asserts:
             return
         for group_set in message.groups:
             for source in group_set.joins:
-                key = None if source.wildcard else source.address
                 if source.rpt and not source.wildcard:
                     continue  # a Join(S,G,rpt) is neither (4.6.1 names Join(S,G), 4.6.2 Join(*,G))
+                key = None if source.wildcard else source.address
                 self._apply(now, self.machines.join_received(key, group_set.group, interface))
 
     def neighbor_gone(self, now: float, interface: str, neighbor: str) -> None:
