@@ -18,14 +18,13 @@ while MCR 2 forwards on the RP tree, and an SPT metric beats an RPT one
 (4.6.3); MCR 2, the loser, keeps (S,G) state so that only S leaves its
 olist on LAN B (lost_assert(S,G,rpt)).
 
-Why not FRR 8.4 (the brief asked for it): in this topology with FRR as the
-second router (FRR the RP and DR on LAN A, the Join(*,G) to FRR on LAN B),
-FRR never asserted. Its `show ip pim assert` stayed empty while both
-forwarded (FRR 8.4 has no `show ip pim assert json`); `show ip mroute`
-showed an (S,G) entry FRR made from MCR's copies arriving on LAN B, Input
-LAN B, no outputs (flags SP, proto none), after which its kernel dropped
-the source's packets arriving on LAN A as wrong-interface: FRR stopped
-forwarding without an Assert.
+Against FRR 8.4 see tests/test_pim_assert_interop.py. With the Join(*,G)
+of this file sent to FRR instead (FRR the RP and DR on LAN A), FRR never
+asserted: its `show ip pim assert` stayed empty while both forwarded, and
+`show ip mroute` showed an (S,G) entry it made from MCR's copies arriving
+on LAN B (Input LAN B, no outputs, flags SP, proto none), after which its
+kernel dropped the source's packets from LAN A as wrong-interface: FRR
+stopped forwarding without an Assert.
 """
 
 from __future__ import annotations
