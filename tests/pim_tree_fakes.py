@@ -47,6 +47,9 @@ class FakeView:
     def assert_winner(self, source: str | None, group: str, interface: str) -> str | None:
         return self.winners.get((source, group, interface))
 
+    def assert_sources(self, group: str) -> set[str]:
+        return {s for s, g, _ in self.winners if g == group and s is not None}
+
     def add(self, name: str, address: str, *neighbors: str, dr_priority: int = 1,
             lan_prune_delay: LanPruneDelay | None = LanPruneDelay(False, 500, 2500),
             neighbor_priority: int = 1) -> PimInterface:

@@ -4,7 +4,8 @@
   mcr pim neighbors [--json]     per neighbor: interface, address, DR priority, generation ID, holdtime left, uptime
   mcr pim join [--json]          downstream state: per interface (*,G), (S,G) and (S,G,rpt), state and timers
   mcr pim upstream [--json]      upstream state: joined or not, RPF interface and neighbor, SPT bit, KAT, Register
-  mcr pim rp [--json]            the RP of each group range, where it was learned, and the way to it
+  mcr pim rp [--json]            the RP of each group range, where it was learned, and the way to it; the BSR
+  mcr pim assert [--json]        Assert state per (S,G,I) and (*,G,I): winner and its metric, ours, timer
 """
 
 from __future__ import annotations
@@ -80,13 +81,35 @@ def upstream(args: argparse.Namespace) -> int:
 def rp(args: argparse.Namespace) -> int:
     """RP per group range: the RP, where it came from (static or BSR), RPF interface and neighbor."""
     with connect(args) as client:
-        listed = client.call("pim.rp")["rps"]
+        reply = client.call("pim.rp")
+    listed, bsr = reply["rps"], reply.get("bsr")
     if args.json:
-        print_json({"rps": listed})
+        print_json({"rps": listed, "bsr": bsr})
         return 0
     rows = [[r["group"], r.get("rp") or ",".join(c["rp"] for c in r.get("candidates", [])), r["source"],
              r.get("rpf_interface"), r.get("rpf_neighbor")] for r in listed]
     print("\n".join(table(["GROUPS", "RP", "FROM", "RPF INTERFACE", "RPF NEIGHBOR"], rows)))
+    if bsr is not None and bsr.get("bsr"):
+        print(f"BSR {bsr['bsr']} priority {bsr['bsr_priority']} ({bsr['state']}), "
+              f"hash mask length {bsr['hash_mask_len']}, bootstrap timer {_seconds(bsr['bootstrap_timer'])}")
+    return 0
+
+
+def _metric(metric: dict) -> str:
+    return f"{'rpt' if metric['rpt'] else 'spt'} {metric['preference']}/{metric['metric']}"
+
+
+def assert_(args: argparse.Namespace) -> int:
+    """Assert state per (S,G,I) and (*,G,I): state, winner and its metric, our metric, timer."""
+    with connect(args) as client:
+        listed = client.call("pim.assert")["asserts"]
+    if args.json:
+        print_json({"asserts": listed})
+        return 0
+    rows = [[a["interface"], a["source"] or "*", a["group"], a["state"], a["winner"], _metric(a["winner_metric"]),
+             _metric(a["my_metric"]), _seconds(a["timer"])] for a in listed]
+    print("\n".join(table(["INTERFACE", "SOURCE", "GROUP", "STATE", "WINNER", "WINNER METRIC", "MY METRIC",
+                           "TIMER"], rows)))
     return 0
 
 
@@ -95,7 +118,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                          "neighbors": Action(neighbors, add_client_options),
                          "join": Action(join, add_client_options),
                          "upstream": Action(upstream, add_client_options),
-                         "rp": Action(rp, add_client_options)})
+                         "rp": Action(rp, add_client_options),
+                         "assert": Action(assert_, add_client_options)})
 
 
 run = run_action

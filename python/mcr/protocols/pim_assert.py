@@ -259,6 +259,10 @@ class AssertMachines:
             heapq.heappop(self._timers)
         return None
 
+    def keys(self) -> list[Key]:
+        """Every machine not in NoInfo."""
+        return list(self._entries)
+
     def describe(self, now: float) -> list[dict]:
         return [{"source": key[0], "group": key[1], "interface": key[2], "state": entry.state.value,
                  "winner": entry.winner, "winner_metric": {"rpt": entry.winner_metric.rpt,

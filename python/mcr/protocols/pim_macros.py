@@ -122,8 +122,11 @@ class Macros:
                          and self._wins(None, group, i))
 
     def named_sources(self, group: str) -> set[str]:
-        """Sources some listener names: they need (S,G) state of their own."""
-        return {s for _, listening in self._listening(group) for s in listening.sources}
+        """Sources some listener names, or an (S,G) Assert machine holds: they
+        need (S,G) state of their own (an Assert lost for S on the RP tree
+        takes the interface out of S's entry only, 4.6.5 lost_assert(S,G,rpt))."""
+        return ({s for _, listening in self._listening(group) for s in listening.sources}
+                | self.view.assert_sources(group))
 
     # --- Join/Prune state ---
 
@@ -204,10 +207,43 @@ class Macros:
         s = g.sources.get(source)
         if s is None or not s.spt_bit or interface == self.rpf_interface(source):
             return False
-        olist = (((self.joins_star(g) - self.prunes_rpt(s))
+        return interface in self._assert_olist(g, s)
+
+    def assert_tracking_desired(self, g: GroupState, source: str | None, interface: str) -> bool:
+        """4.6.1 AssertTrackingDesired(S,G,I), or 4.6.2's (*,G,I) for source
+        None: we forward onto I, or have receivers there we speak for, or I
+        is where our Joins go (so we track the winner upstream)."""
+        if source is None:
+            return (self.could_assert(g, None, interface)
+                    or (self._local_include(None, g.group, interface) and self._dr_or_winner(None, g.group, interface))
+                    or (interface == self.rp_interface(g.group) and self.join_desired_star(g)))
+        s = g.sources.get(source) or SourceState(source)  # the olist holds for a source without state too
+        return (interface in self._assert_olist(g, s)
+                or (self._local_include(source, g.group, interface)
+                    and self._dr_or_winner(source, g.group, interface))
+                or (interface == self.rpf_interface(source) and self.join_desired_sg(g, s))
+                or (interface == self.rp_interface(g.group) and self.join_desired_star(g) and not s.spt_bit))
+
+    def _assert_olist(self, g: GroupState, s: SourceState) -> frozenset[str]:
+        """The olist CouldAssert(S,G,I) and AssertTrackingDesired(S,G,I) share (4.6.1)."""
+        group, source = g.group, s.source
+        return ((((self.joins_star(g) - self.prunes_rpt(s))
                   | (self.pim_include_star(group) - self.pim_exclude_sg(source, group)))
-                 - self.lost_assert(None, group)) | self.joins_sg(s) | self.pim_include_sg(source, group)
-        return interface in olist
+                 - self.lost_assert(None, group)) | self.joins_sg(s) | self.pim_include_sg(source, group))
+
+    def _local_include(self, source: str | None, group: str, interface: str) -> bool:
+        """local_receiver_include(S,G,I) (INCLUDE naming S) or (*,G,I) (EXCLUDE), whoever is DR."""
+        listening = self.members.get((interface, group))
+        if listening is None:
+            return False
+        if source is None:
+            return listening.mode == EXCLUDE
+        return listening.mode != EXCLUDE and source in listening.sources
+
+    def _dr_or_winner(self, source: str | None, group: str, interface: str) -> bool:
+        """I_am_DR(I) OR AssertWinner(I) == me: unlike _wins, a lost Assert does not count."""
+        winner = self.view.assert_winner(source, group, interface)
+        return self.i_am_dr(interface) or (winner is not None and winner == self.me(interface))
 
     # --- RPF' (4.1.5 with 4.5.6-4.5.8) ---
 

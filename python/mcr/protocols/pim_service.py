@@ -8,9 +8,10 @@ kernel delivers on that link and sends Hellos with TTL 1 and TOS 0xC0
 the interface's primary address. What the cores learn (neighbors up, down
 or restarted, a new DR) goes to `mcr events`.
 
-Hellos go to each interface's core; Join/Prunes to the router-wide tree
-(mcr.protocols.pim_router), which this adapter also tells of neighbor and
-DR changes, runs the timers of, and sends for.
+Hellos go to each interface's core; Join/Prunes, Registers, Register-Stops,
+Asserts and Bootstraps (multicast or unicast: this socket reads both) to
+the router-wide state (mcr.protocols.pim_router), which this adapter also
+tells of neighbor and DR changes, runs the timers of, and sends for.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from .pim_config import PimConfig
 from .pim_router import PimRouter
 from .pim_rpf import RpfTable
 from .pim_wire import ALL_PIM_ROUTERS, JoinPrune, Malformed, parse_message
-from .pim_wire_more import Register, RegisterStop
+from .pim_wire_more import Assert, Bootstrap, Register, RegisterStop
 
 IPPROTO_PIM = 103
 PIM_HELLO = 0
@@ -144,8 +145,9 @@ class PimService(LinkService):
                 self._apply(link, link.core.receive(time.monotonic(), source, payload))
 
     def _to_router(self, link: _Link, source: str, destination: str, payload: bytes) -> None:
-        """A message for the router-wide state (Join/Prune, Register, Register-Stop); others are counted
-        and dropped."""
+        """A message for the router-wide state (Join/Prune, Register, Register-Stop, Assert, Bootstrap);
+        others (Graft, Candidate-RP-Advertisement: not for a listener that is no BSR) are counted and
+        dropped."""
         core = link.core
         if source == core.address:
             core.counters["own_message"] += 1
@@ -155,16 +157,21 @@ class PimService(LinkService):
         except Malformed as error:
             core.counters[error.reason] += 1
             return
+        now, router = time.monotonic(), self.router
         if isinstance(message, JoinPrune):
-            self._tell_tree(lambda tree, now: tree.receive_join_prune(now, link.name, source, message))
+            router.receive_join_prune(now, link.name, source, message)
         elif isinstance(message, Register):
-            self.router.registers.register_arrived(time.monotonic(), source, destination, message)
-            self._arm()
+            router.registers.register_arrived(now, source, destination, message)
         elif isinstance(message, RegisterStop):
-            self.router.registers.register_stop_arrived(time.monotonic(), message)
-            self._arm()
+            router.registers.register_stop_arrived(now, message)
+        elif isinstance(message, Assert):
+            router.asserts.receive(now, link.name, source, message)
+        elif isinstance(message, Bootstrap):
+            router.bootstraps.receive(now, link.name, source, destination, message, payload)
         else:
             core.counters["unhandled_type"] += 1
+            return
+        self._arm()
 
     def _act(self, link: _Link, outputs: list, sending: bool) -> None:
         for output in outputs:
@@ -174,8 +181,9 @@ class PimService(LinkService):
             elif isinstance(output, NeighborChanged):
                 log.info("PIM neighbor %s on %s: %s", output.address, link.name, output.change)
                 self._publish("pim-neighbor", interface=link.name, address=output.address, change=output.change)
-                self._tell_tree(lambda tree, now: tree.neighbor_changed(now, link.name, output.address,
-                                                                         output.change))
+                if self.router is not None:
+                    self.router.neighbor_changed(time.monotonic(), link.name, output.address, output.change)
+                    self._arm()
             elif isinstance(output, DrChanged):
                 self._publish("pim-dr", interface=link.name, dr=output.dr)
                 self._tell_tree(lambda tree, now: tree.interface_changed(now, link.name))

@@ -218,6 +218,11 @@ class PimTree(JoinPruneReceipt):
         g = self._groups.get(group)
         return g is not None and self._macros.could_assert(g, source, interface)
 
+    def assert_tracking_desired(self, source: str | None, group: str, interface: str) -> bool:
+        """RFC 7761 4.6.1 AssertTrackingDesired(S,G,I), or 4.6.2's (*,G,I) for source None."""
+        g = self._groups.get(group)
+        return g is not None and self._macros.assert_tracking_desired(g, source, interface)
+
     def downstream(self, now: float) -> list[dict]:
         """Every downstream machine not in NoInfo, for `mcr pim join`."""
         rows = []

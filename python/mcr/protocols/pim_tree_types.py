@@ -55,6 +55,8 @@ class TreeView(Protocol):
 
     def assert_winner(self, source: str | None, group: str, interface: str) -> str | None: ...
 
+    def assert_sources(self, group: str) -> set[str]: ...  # sources of G with an (S,G) Assert machine
+
 
 def _positive(name: str, value: float, most: float) -> None:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= most:

@@ -148,7 +148,15 @@ async def pim_upstream(sup: Any, args: dict) -> dict:
 async def pim_rp(sup: Any, args: dict) -> dict:
     _args(args)
     router = _pim_router(sup)
-    return {"rps": router.describe_rps() if router else []}
+    if router is None:
+        return {"rps": [], "bsr": None}
+    return {"rps": router.describe_rps(), "bsr": router.bootstraps.listener.describe(time.monotonic())}
+
+
+async def pim_assert(sup: Any, args: dict) -> dict:
+    _args(args)
+    router = _pim_router(sup)
+    return {"asserts": router.asserts.describe(time.monotonic()) if router else []}
 
 
 async def stats(sup: Any, args: dict) -> dict:
@@ -265,8 +273,11 @@ COMMANDS: dict[str, Command] = {
                         '{"cmd": "pim.join"}'),
     "pim.upstream": Command(pim_upstream, "PIM upstream state: joined or not, RPF neighbor, SPT bit, timers",
                             '{"cmd": "pim.upstream"}'),
-    "pim.rp": Command(pim_rp, "PIM RPs per group range, where each came from, and the way to it",
+    "pim.rp": Command(pim_rp, "PIM RPs per group range, where each came from, and the way to it; the BSR "
+                      "listener's state",
                       '{"cmd": "pim.rp"}'),
+    "pim.assert": Command(pim_assert, "PIM Assert state per (S,G,I) and (*,G,I): winner, metrics, timer",
+                          '{"cmd": "pim.assert"}'),
     "stats": Command(stats, "counters per rule, output and input, drops by reason", '{"cmd": "stats"}'),
     "workers": Command(workers, "worker processes: pid, core, state, restarts, crashes in a row, uptime; faults survived", '{"cmd": "workers"}'),
     "interfaces": Command(interfaces, "interfaces as netlink reports them, with the rules that use each",
