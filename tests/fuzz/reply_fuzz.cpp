@@ -21,6 +21,8 @@ std::vector<uint8_t> encode(const mcr::wire::Reply& reply) {
       return mcr::wire::encode_stats(reply.seq, reply.stats);
     case mcr::wire::Type::ReplyNotifications:
       return mcr::wire::encode_notifications(reply.seq, reply.notifications);
+    case mcr::wire::Type::ReplyTrace:
+      return mcr::wire::encode_trace(reply.seq, reply.trace);
     default:
       std::abort();  // decode_reply accepted a type it has no encoder for
   }
