@@ -12,14 +12,7 @@
 
 using namespace mcr;
 
-static int failures = 0;
-#define CHECK(cond)                                                   \
-  do {                                                                \
-    if (!(cond)) {                                                    \
-      std::fprintf(stderr, "%s:%d: CHECK(%s)\n", __FILE__, __LINE__, #cond); \
-      ++failures;                                                     \
-    }                                                                 \
-  } while (0)
+#include "check.h"
 
 static std::vector<RuleSpec> rules(uint32_t n, uint16_t outputs) {
   std::vector<RuleSpec> out(n);

@@ -27,14 +27,9 @@
 
 using namespace mcr;
 
-static int failures = 0, skipped = 0;
-#define CHECK(cond)                                                          \
-  do {                                                                       \
-    if (!(cond)) {                                                           \
-      std::fprintf(stderr, "%s:%d: CHECK(%s)\n", __FILE__, __LINE__, #cond); \
-      ++failures;                                                            \
-    }                                                                        \
-  } while (0)
+#include "check.h"
+
+static int skipped = 0;
 
 static void skip(const char* what) {
   std::fprintf(stderr, "skipped: %s\n", what);

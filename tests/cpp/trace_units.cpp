@@ -9,14 +9,7 @@
 
 using namespace mcr;
 
-static int failures = 0;
-#define CHECK(cond)                                                          \
-  do {                                                                       \
-    if (!(cond)) {                                                           \
-      std::fprintf(stderr, "%s:%d: CHECK(%s)\n", __FILE__, __LINE__, #cond); \
-      ++failures;                                                            \
-    }                                                                        \
-  } while (0)
+#include "check.h"
 
 // Offers `packets` packets of `rule` at time `now_ms`; returns how many the tracer took.
 static int offer(Tracer& t, uint32_t rule, int packets, uint64_t now_ms = 0) {
