@@ -50,10 +50,15 @@ def test_relay_resumes_after_input_link_flap(relay_lab) -> None:
     flap(c.relay_ns, c.relay_in)
     received = send_round(lab, sink, 1)
 
-    stats = lab.wait_stats(lambda s: s["inputs"][c.relay_in]["frames"] >= 2 * COUNT, timeout=2)
+    # The link coming up can bring a few frames of its own onto the input (the
+    # peer's IGMP reports pass the input filter), so the check is that the
+    # engine read everything the kernel queued, not an exact total.
+    stats = lab.wait_stats(lambda s: s["inputs"][c.relay_in]["frames"] >= 2 * COUNT
+                           and s["inputs"][c.relay_in]["frames"] == s["inputs"][c.relay_in]["kernel_packets"],
+                           timeout=2)
     inp = stats["inputs"][c.relay_in]
-    assert inp["kernel_packets"] == 2 * COUNT, lab.describe(stats)
-    assert inp["frames"] == 2 * COUNT, (
+    assert inp["kernel_packets"] >= 2 * COUNT, lab.describe(stats)
+    assert inp["frames"] == inp["kernel_packets"], (
         f"after {c.relay_in} went down and up the engine no longer reads it: the kernel queued "
         f"{inp['kernel_packets']} frames on the input socket, the engine read {inp['frames']} "
         f"(rx_error={stats['drops']['rx_error']})" + lab.describe(stats))
