@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-CPP_TARGETS = ("packet_parser", "command", "reply")
+CPP_TARGETS = ("packet_parser", "command", "reply", "register")
 PY_TARGETS = {"igmp": "igmp_fuzz.py", "pim": "pim_fuzz.py", "control": "control_fuzz.py"}
 # IGMP and PIM messages come in one IP packet off a link: 1,500 bytes is plenty,
 # and longer inputs only slow the (pure Python) decoders down.

@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "pim_register.h"
 #include "wire.h"
 
 using namespace mcr;
@@ -170,14 +171,42 @@ void reply_seeds(const std::string& dir) {
 
 }  // namespace
 
+// A Register as the RP's raw socket reads it: an outer IPv4 header (PIM,
+// DR 10.0.0.1 to RP 10.0.0.9), the Register header, then the inner packet
+// (a frame()'s IPv4 part); flag byte 1: the harness fixes the checksums.
+Bytes register_message(size_t payload, bool null = false) {
+  Bytes inner = frame(payload);
+  Bytes r(1 + 20, 0);
+  r[0] = 1;
+  r[1] = 0x45;
+  put16(r, 1 + 2, static_cast<uint16_t>(20 + kRegisterHeader + inner.size() - 15));
+  r[1 + 8] = 64;
+  r[1 + 9] = 103;
+  const uint8_t dr[4] = {10, 0, 0, 1}, rp[4] = {10, 0, 0, 9};
+  std::copy(dr, dr + 4, r.begin() + 1 + 12);
+  std::copy(rp, rp + 4, r.begin() + 1 + 16);
+  r.insert(r.end(), kRegisterHeaderBytes, kRegisterHeaderBytes + kRegisterHeader);
+  if (null) r.back() = 0, r[1 + 20 + 4] = 0x40;
+  r.insert(r.end(), inner.begin() + 15, inner.end());  // less the flag byte and Ethernet
+  return r;
+}
+
+void register_seeds(const std::string& dir) {
+  write(dir, "register", register_message(16));
+  write(dir, "register-empty", register_message(0));
+  write(dir, "null-register", register_message(0, true));
+  write(dir, "short", Bytes{1, 0x45, 0, 0});
+}
+
 int main(int argc, char** argv) {
   if (argc != 2) {
-    std::fprintf(stderr, "usage: %s CORPUS_DIR (holding packet_parser/, command/, reply/)\n", argv[0]);
+    std::fprintf(stderr, "usage: %s CORPUS_DIR (holding packet_parser/, command/, reply/, register/)\n", argv[0]);
     return 2;
   }
   std::string root = argv[1];
   packet_seeds(root + "/packet_parser");
   command_seeds(root + "/command");
   reply_seeds(root + "/reply");
+  register_seeds(root + "/register");
   return 0;
 }

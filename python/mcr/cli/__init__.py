@@ -9,12 +9,12 @@ import sys
 from .. import __version__
 from .client import add_commands
 from . import gen, sink  # the traffic tools, registered after VERBS
-from . import (config, daemon, demo, events, igmp, interfaces, log_level, mroute, pim, ping, relay, rules, stats,
-               trace, version, workers)
+from . import (config, daemon, demo, events, igmp, interfaces, log_level, mroute, msdp, pim, ping, relay, rules,
+               stats, trace, version, workers)
 
 VERBS = {"daemon": daemon, "relay": relay, "demo": demo,
          "rules": rules, "stats": stats, "workers": workers, "interfaces": interfaces, "mroute": mroute,
-         "events": events, "trace": trace, "igmp": igmp, "pim": pim,
+         "events": events, "trace": trace, "igmp": igmp, "pim": pim, "msdp": msdp,
          "log-level": log_level, "config": config, "ping": ping,
          "version": version,
          # the original mcrctl verbs, the same as `mcr rules add/remove/list`

@@ -27,7 +27,8 @@ def run(args: argparse.Namespace) -> int:
     rows = []
     for r in result["routes"]:
         state = r["state"] + (f" ({','.join(r['waiting_for'])})" if r.get("waiting_for") else "")
-        rows.append([r["id"], r["origin"], state, r["input"], f"{r['source'] or '*'},{r['group']}:{r['port']}",
+        origin = r["origin"] + ("+msdp" if r.get("msdp") else "")
+        rows.append([r["id"], origin, state, r["input"], f"{r['source'] or '*'},{r['group']}:{r['port']}",
                      ",".join(r["outputs"]), r["packets"]])
     print("\n".join(table(["ID", "ORIGIN", "STATE", "INPUT", "(S,G):PORT", "OUTPUTS", "PACKETS"], rows,
                           right=[0, 6])))

@@ -12,12 +12,15 @@ which is how the RP's state machine hears of them.
 
 from __future__ import annotations
 
+from ipaddress import IPv4Address
 from typing import Callable
 
-from .pim_register import (Encapsulate, RegisterReceived, RegisterReceiver, RegisterSender, SendNullRegister,
-                           SendRegisterStop)
+from .pim_register import (RP_KEEPALIVE_PERIOD, Encapsulate, RegisterReceived, RegisterReceiver, RegisterSender,
+                           SendNullRegister, SendRegisterStop)
 from .pim_tree import PimTree
 from .pim_wire_more import Register, RegisterStop
+
+MAX_REGISTERED = 10000  # (S,G)s remembered as registered here, at most
 
 
 class Registers:
@@ -33,6 +36,7 @@ class Registers:
         self.sender = RegisterSender()
         self.receiver = RegisterReceiver(self)
         self._encapsulating: dict[tuple[str, str], str] = {}  # (S,G) -> RP
+        self._registered: dict[tuple[str, str], float] = {}  # at the RP: (S,G) -> when its last Register came
 
     # --- RegisterView (the RP's questions) ---
 
@@ -59,12 +63,28 @@ class Registers:
                                                    self._rp_of(group)))
 
     def register_arrived(self, now: float, outer_source: str, outer_destination: str, message: Register) -> None:
+        if self.i_am_rp(message.group, outer_destination) and IPv4Address(message.group).is_multicast:
+            self._note_registered(now, (message.source, message.group))
         for output in self.receiver.receive(now, outer_source, outer_destination, message):
             if isinstance(output, SendRegisterStop):
                 self._send(output.to, output.payload)
             elif isinstance(output, RegisterReceived):
                 self._tree_outputs(self._tree.register_received(now, output.source, output.group))
             # ForwardDecapsulated: the engine's register input forwards the packet itself.
+
+    def registered(self, now: float) -> set[tuple[str, str]]:
+        """At the RP: the (S,G)s a DR registered (data or Null-Registers)
+        within RP_Keepalive_Period: the sources MSDP advertises as ours."""
+        self._registered = {key: at for key, at in self._registered.items() if now - at < RP_KEEPALIVE_PERIOD}
+        return set(self._registered)
+
+    def _note_registered(self, now: float, key: tuple[str, str]) -> None:
+        if key not in self._registered and len(self._registered) >= MAX_REGISTERED:
+            self.registered(now)  # forget the stale ones first
+            if len(self._registered) >= MAX_REGISTERED:
+                self.receiver.counters["registered_table_full"] += 1
+                return
+        self._registered[key] = now
 
     def register_stop_arrived(self, now: float, message: RegisterStop) -> None:
         self._apply(self.sender.receive_register_stop(now, message))

@@ -154,6 +154,19 @@ class PimRouter:
     def keepalive(self, now: float, source: str, group: str) -> None:
         self.apply(self.tree.keepalive(now, source, group))
 
+    def local_sources(self, now: float) -> set[tuple[str, str]]:
+        """The sources of this router's own domain it is RP for, which MSDP
+        advertises (RFC 3618 section 3): registered here, or directly connected."""
+        return self.registers.registered(now) | self.tree.connected_rp_sources(now)
+
+    def source_active(self, now: float, source: str, group: str) -> None:
+        """MSDP learned (S,G) from another domain's RP."""
+        self.apply(self.tree.source_active(now, source, group))
+
+    def shared_tree_outputs(self, group: str) -> frozenset[str]:
+        """The interfaces the (*,G) entry forwards to (none without one)."""
+        return frozenset().union(*(f.outputs for f in self.tree.forwarding() if f.source is None and f.group == group))
+
     def describe_rps(self) -> list[dict]:
         """`mcr pim rp`: each group range's RP, where it came from and the way to it."""
         rows = self.rps.describe()

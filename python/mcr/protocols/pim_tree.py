@@ -136,6 +136,19 @@ class PimTree(JoinPruneReceipt):
         self._settle(now, group)
         return self._flush()
 
+    def source_active(self, now: float, source: str, group: str) -> list[Output]:
+        """At the RP: an MSDP Source-Active named (S,G), a source in another
+        domain (RFC 3618 section 7). With receivers on the shared tree the
+        RP joins toward S: its KAT(S,G) runs, so JoinDesired(S,G) holds; each
+        SA refresh, and then the data, keep it running."""
+        self._due(now)
+        g = self._groups.get(group)
+        if g is None or not self._macros.i_am_rp(group) or not self.has_receivers(source, group):
+            return self._flush()
+        self._restart_keepalive(now, g, self._source(g, source), self.settings.keepalive_period)
+        self._settle(now, group)
+        return self._flush()
+
     def neighbor_changed(self, now: float, interface: str, neighbor: str, change: str) -> list[Output]:
         """A PIM neighbor came up, went down or restarted (new GenID: every
         entry joined through it sends its Join within t_override, 4.5.6)."""
@@ -199,6 +212,15 @@ class PimTree(JoinPruneReceipt):
         return {(s.source, group) for group, g in self._groups.items() for s in g.sources.values()
                 if s.keepalive_at is not None and s.keepalive_at > now and m.directly_connected(s.source)
                 and m.i_am_dr(m.rpf_interface(s.source)) and not m.i_am_rp(group)}
+
+    def connected_rp_sources(self, now: float) -> set[tuple[str, str]]:
+        """The (S,G)s whose source is directly connected here, with the KAT
+        running, for a group this router is RP of: its own domain's sources
+        that never register (RFC 3618 section 3 has MSDP advertise them)."""
+        m = self._macros
+        return {(s.source, group) for group, g in self._groups.items() for s in g.sources.values()
+                if s.keepalive_at is not None and s.keepalive_at > now and m.directly_connected(s.source)
+                and m.i_am_rp(group)}
 
     def switch_to_spt_desired(self, source: str, group: str) -> bool:
         return self.settings.spt_switchover == "immediate"

@@ -159,6 +159,16 @@ async def pim_assert(sup: Any, args: dict) -> dict:
     return {"asserts": router.asserts.describe(time.monotonic()) if router else []}
 
 
+async def msdp_peers(sup: Any, args: dict) -> dict:
+    _args(args)
+    return {"peers": sup.msdp.describe_peers() if sup.msdp is not None else []}
+
+
+async def msdp_sa(sup: Any, args: dict) -> dict:
+    _args(args)
+    return {"sa": sup.msdp.describe_sa() if sup.msdp is not None else []}
+
+
 async def stats(sup: Any, args: dict) -> dict:
     _args(args)
     return await sup.stats()
@@ -278,6 +288,10 @@ COMMANDS: dict[str, Command] = {
                       '{"cmd": "pim.rp"}'),
     "pim.assert": Command(pim_assert, "PIM Assert state per (S,G,I) and (*,G,I): winner, metrics, timer",
                           '{"cmd": "pim.assert"}'),
+    "msdp.peers": Command(msdp_peers, "MSDP peers: local address, state, role, uptime, SAs in and out, mesh group",
+                          '{"cmd": "msdp.peers"}'),
+    "msdp.sa": Command(msdp_sa, "the MSDP SA cache: (S,G), originating RP, the peer it came from, age, expiry",
+                       '{"cmd": "msdp.sa"}'),
     "stats": Command(stats, "counters per rule, output and input, drops by reason", '{"cmd": "stats"}'),
     "workers": Command(workers, "worker processes: pid, core, state, restarts, crashes in a row, uptime; faults survived", '{"cmd": "workers"}'),
     "interfaces": Command(interfaces, "interfaces as netlink reports them, with the rules that use each",

@@ -107,6 +107,7 @@ class PimRouting:
                     if interface is not None:
                         router.data_arrived(now, note["source"], note["group"], interface)
             self._keepalives(router, now)
+            self._msdp_local_sources()
 
     def _keepalives(self, router, now: float) -> None:
         """Every (S,G) route whose packet count grew since the last look keeps its tree state alive."""

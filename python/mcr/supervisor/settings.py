@@ -20,7 +20,7 @@ from .. import _engine, logs
 from ..config import Config
 from .workers import WorkerError
 
-RUN_TIME = ("log_level", "log_levels", "idle_stop_after", "pin_cores", "igmp", "pim")
+RUN_TIME = ("log_level", "log_levels", "idle_stop_after", "pin_cores", "igmp", "pim", "msdp")
 AT_RESTART = ("workers", "user", "metrics")
 
 log = logging.getLogger("mcr.supervisor")
@@ -46,6 +46,8 @@ async def apply(sup, config: Config) -> dict:
         sup.sync_igmp()  # a querier whose settings changed starts again with them
     if "pim" in applied:
         sup.sync_pim()
+    if "msdp" in applied:
+        sup.sync_msdp()
     if restart:
         log.warning("settings that need a restart of the daemon to take effect: %s (kept for the next start)",
                     ", ".join(f"{key}={getattr(config, key)}" for key in restart))

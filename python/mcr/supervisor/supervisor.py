@@ -21,6 +21,7 @@ from ..events import EventBus
 from ..membership import AsyncMembershipService, InputHolds
 from ..netlink import NetworkMonitor
 from ..protocols.igmp_service import IgmpService
+from ..protocols.msdp_service import MsdpService
 from ..protocols.pim_service import PimService
 from ..rules import Rule
 from ..stats import snapshot
@@ -29,6 +30,7 @@ from .commands import CommandError
 from .joins import StaticJoins
 from .listening import Listening
 from .metrics_http import MetricsEndpoint
+from .msdp_routing import MsdpRouting
 from .notify import Notifier
 from .pim_routing import PimRouting
 from .tracing import Tracing
@@ -42,7 +44,7 @@ TASK_RESTART_DELAY = 1.0  # after a background task failed, before it runs again
 log = logging.getLogger("mcr.supervisor")
 
 
-class Supervisor(WorkerPool, Listening, PimRouting, Tracing):
+class Supervisor(WorkerPool, Listening, PimRouting, MsdpRouting, Tracing):
     version = __version__
 
     def __init__(self, config: Config, *, config_path: str | None = None, state_path: str | None = None,
@@ -65,6 +67,7 @@ class Supervisor(WorkerPool, Listening, PimRouting, Tracing):
         self.joins = StaticJoins()  # memberships asked for without a rule (`mcr igmp join`)
         self.igmp: IgmpService | None = None  # queriers, on the loop from run()
         self.pim: PimService | None = None  # PIM interfaces, on the loop from run()
+        self.msdp: MsdpService | None = None  # MSDP peers, on the loop from run()
         self._membership_pending = False  # IGMP changed what listeners want: routes to recompute
         self._holds: InputHolds | None = None  # memberships and port claims, on the loop from run()
         self.network = NetworkMonitor()  # started on the loop in run()
@@ -98,6 +101,7 @@ class Supervisor(WorkerPool, Listening, PimRouting, Tracing):
         self.igmp = IgmpService(self._membership_changed, self.events.publish)
         self.pim = PimService(self.events.publish)
         self._start_pim()
+        self._start_msdp()
         await self.network.start()
         self._spawn("network", lambda: following.follow(self))
         self._spawn("routes", lambda: following.follow_routes(self))
@@ -108,6 +112,7 @@ class Supervisor(WorkerPool, Listening, PimRouting, Tracing):
             self._sync_joins()
             self.sync_igmp()
             self.sync_pim()
+            self.sync_msdp()
             await self._start_workers()
         self._spawn("health", self._health)
         server = await serve_control(self, self.socket_path)
@@ -166,6 +171,7 @@ class Supervisor(WorkerPool, Listening, PimRouting, Tracing):
         self.network.close()
         self.igmp.close()
         self.pim.close()
+        self._close_msdp()
         self._rpf.close()
         self._holds.close()
 
@@ -374,7 +380,7 @@ class Supervisor(WorkerPool, Listening, PimRouting, Tracing):
         levels = {facility: level for facility, level in self.levels.items() if facility != "default"}
         return Config(workers=self.config.workers, pin_cores=self.config.pin_cores, log_level=self.levels["default"],
                       log_levels=levels, idle_stop_after=self.config.idle_stop_after, user=self.config.user,
-                      metrics=self.config.metrics,
+                      metrics=self.config.metrics, igmp=self.config.igmp, pim=self.config.pim, msdp=self.config.msdp,
                       rules=tuple(r for _, r in self.list_rules()), joins=tuple(sorted(self.joins.wanted, key=str)))
 
     def _persist(self) -> None:
@@ -422,11 +428,15 @@ class Supervisor(WorkerPool, Listening, PimRouting, Tracing):
         total: dict = {}
         for worker in self.pool:
             total = add_counters(total, add_counters(worker.base, worker.last))
+        learned = self.msdp.learned() if self.msdp is not None else {}
         routes = []
         for engine_id, route in sorted(self.routes.items()):
             entry = route.describe()
             entry["packets"] = total.get("rules", {}).get(engine_id, {}).get("packets", 0)
             entry["name"] = route.rule.name
+            sa = learned.get((route.source, route.group)) if route.source else None
+            if sa is not None:  # PIM joined this source because MSDP announced it
+                entry["msdp"] = {"rp": sa.rp, "peer": sa.peer}
             routes.append(entry)
         return routes
 
