@@ -10,6 +10,7 @@ and the seconds taken.
 from __future__ import annotations
 
 import argparse
+import concurrent.futures
 import os
 import re
 import subprocess
@@ -55,16 +56,23 @@ def main() -> int:
     parser.add_argument("--build", type=Path, required=True, help="the fuzz build directory (make fuzz)")
     parser.add_argument("--runs", type=int, default=1_000_000, help="inputs per target (-1: until the time cap)")
     parser.add_argument("--max-time", type=int, default=60, help="seconds per target at most")
-    parser.add_argument("targets", nargs="*", default=[*CPP_TARGETS, *PY_TARGETS])
+    parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="targets run at once (one core each)")
+    # the slow (Python) targets first, so the cores finish together
+    parser.add_argument("targets", nargs="*", default=[*PY_TARGETS, *CPP_TARGETS])
     options = parser.parse_args()
     failed = []
-    for target in options.targets:
-        passed, executed, seconds = fuzz(target, options.build.resolve(), options.runs, options.max_time)
-        short = "" if executed >= options.runs else f" (stopped at the {options.max_time} s cap)"
-        print(f"fuzz {target:14} {'ok' if passed else 'CRASH':5} {executed:9} inputs {seconds:6.1f} s{short}",
-              flush=True)
-        if not passed:
-            failed.append(target)
+    # Each libFuzzer run is one process on one core: the targets share the cores out.
+    with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, options.jobs)) as pool:
+        runs = {pool.submit(fuzz, target, options.build.resolve(), options.runs, options.max_time): target
+                for target in options.targets}
+        for done in concurrent.futures.as_completed(runs):
+            target = runs[done]
+            passed, executed, seconds = done.result()
+            short = "" if executed >= options.runs else f" (stopped at the {options.max_time} s cap)"
+            print(f"fuzz {target:14} {'ok' if passed else 'CRASH':5} {executed:9} inputs {seconds:6.1f} s{short}",
+                  flush=True)
+            if not passed:
+                failed.append(target)
     if failed:
         print(f"fuzz: {', '.join(failed)} crashed; the input is in {options.build}/artifacts/", file=sys.stderr)
     return 1 if failed else 0
