@@ -80,6 +80,21 @@ def test_save_load_round_trip_and_restart(tmp_path):
             assert result["unchanged"] == 2 and result["added"] == 0 and result["removed"] == 0
 
 
+def test_save_keeps_the_protocol_settings(tmp_path):
+    """`config save` writes what the daemon runs with: its IGMP, PIM and MSDP
+    sections too, not only rules and worker settings."""
+    protocols = {"igmp": {"interfaces": {"nosuch0": {"query_interval": 30}}},
+                 "pim": {"interfaces": {"nosuch0": {"hello_period": 10}}, "rp": [{"address": "10.9.9.9"}]},
+                 "msdp": {"originator": "10.9.9.9", "peers": [{"address": "10.9.9.1", "local": "10.9.9.9"}]}}
+    config = tmp_path / "mcr.json"
+    config.write_text(json.dumps({"workers": 1, **protocols}))
+    with chain(n_sinks=1) as lab:
+        with daemon(lab, tmp_path, config=config) as d:
+            saved = Config.load(d.client.save_config(tmp_path / "saved.json"))
+    wanted = Config.from_dict({"workers": 1, **protocols})
+    assert (saved.igmp, saved.pim, saved.msdp) == (wanted.igmp, wanted.pim, wanted.msdp)
+
+
 def test_config_errors_name_key_and_reason(tmp_path):
     bad = tmp_path / "bad.json"
     bad.write_text(json.dumps({"rules": [{"input_interface": "eth0", "group": "239.1.1.1", "port": 5000,
