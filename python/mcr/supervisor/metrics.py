@@ -78,6 +78,8 @@ class State:
     pim: list[dict] = field(default_factory=list)  # PimService.describe()
     pim_upstream: list[dict] = field(default_factory=list)  # router.tree.upstream()
     pim_downstream: list[dict] = field(default_factory=list)  # router.tree.downstream()
+    msdp_peers: list[dict] = field(default_factory=list)  # MsdpService.describe_peers()
+    msdp_sa: list[dict] = field(default_factory=list)  # MsdpService.describe_sa()
 
 
 # Capture ------------------------------------------------------------------------
@@ -151,6 +153,9 @@ def _protocols(sup, state: State) -> None:
             now = time.monotonic()
             state.pim_upstream = router.tree.upstream(now)
             state.pim_downstream = router.tree.downstream(now)
+    if getattr(sup, "msdp", None) is not None:
+        state.msdp_peers = sup.msdp.describe_peers()
+        state.msdp_sa = sup.msdp.describe_sa()
 
 
 # Families ------------------------------------------------------------------------
@@ -207,6 +212,7 @@ class StateCollector:
         yield from self._workers()
         yield from self._igmp()
         yield from self._pim()
+        yield from self._msdp()
 
     def _rules(self) -> Iterator[Metric]:
         rules = self.state.rules
@@ -285,3 +291,15 @@ class StateCollector:
         downstream = Counter((row["kind"], row["state"]) for row in s.pim_downstream)
         yield from _gauge("mcr_pim_downstream", "PIM downstream (interface) entries by kind and state",
                           ["kind", "state"], (([kind, state], n) for (kind, state), n in sorted(downstream.items())))
+
+    def _msdp(self) -> Iterator[Metric]:
+        s = self.state
+        yield from _gauge("mcr_msdp_peer_up", "1 while the MSDP peering is established", ["peer"],
+                          (([p["peer"]], int(p["state"] == "established")) for p in s.msdp_peers))
+        yield from _counter("mcr_msdp_peer_events", "MSDP session counters per peer (SAs and keepalives in and "
+                            "out, decode errors, connect failures, hold timer expiries)", ["peer", "event"],
+                            (([p["peer"], event], n) for p in s.msdp_peers
+                             for event, n in sorted(p["counters"].items())))
+        origins = Counter(row.get("origin", "peer") for row in s.msdp_sa)
+        yield from _gauge("mcr_msdp_sa_entries", "MSDP SA cache entries, ours (local) and learned (peer)",
+                          ["origin"], (([origin], n) for origin, n in sorted(origins.items())))
