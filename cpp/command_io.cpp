@@ -40,7 +40,7 @@ void Engine::read_commands() {
   commands_waiting_ = false;
   for (uint32_t parts = 0;; ++parts) {
     if (outbox_bytes_ > wire::kMaxMessage) return;  // on_command_writable resumes
-    if (sync_ != nullptr || parts == kCommandPartsPerPass) {
+    if (sync_ != nullptr || stats_ != nullptr || parts == kCommandPartsPerPass) {
       commands_waiting_ = true;
       return;
     }
@@ -93,14 +93,15 @@ void Engine::read_commands() {
   }
 }
 
-// Each pass: the staged sync's next step, then any commands the last read
+// Each pass: the staged sync's or stats reply's next step, then any commands the last read
 // left waiting, and replies to retry if no poll could be queued for them.
 // Returns whether work is left, so that the loop does not sleep on it.
 bool Engine::step_control() {
   if (sync_ != nullptr) step_sync();
-  if (sync_ == nullptr && commands_waiting_) read_commands();
+  if (stats_ != nullptr) step_stats();
+  if (sync_ == nullptr && stats_ == nullptr && commands_waiting_) read_commands();
   if (!outbox_.empty() && !reply_poll_armed_) flush_replies();
-  return sync_ != nullptr || commands_waiting_;
+  return sync_ != nullptr || stats_ != nullptr || commands_waiting_;
 }
 
 // A reply goes out in parts; what the channel cannot take now waits in the

@@ -112,7 +112,7 @@ void Engine::execute(const wire::Command& command, int fd) {
     case wire::Type::AddRule: error = add_rule(command.rule); break;
     case wire::Type::RemoveRule: error = rules_.remove(command.rule_id); break;
     case wire::Type::SetLogLevel: log_.set_level(static_cast<LogLevel>(command.log_level)); break;
-    case wire::Type::GetStats: reply(wire::encode_stats(command.seq, snapshot())); return;
+    case wire::Type::GetStats: begin_stats(command.seq); return;
     case wire::Type::AddRegisterEgress: error = add_register_egress(fd); break;
     case wire::Type::AddRegisterInput: error = add_register_input(fd); break;
     case wire::Type::TakeNotifications: reply(wire::encode_notifications(command.seq, notify_.take())); return;
@@ -313,36 +313,6 @@ std::string Engine::add_rule(const RuleSpec& spec) {
   std::string error = build_rule(spec, rule);
   uint32_t slot;
   return error.empty() ? rules_.add(std::move(rule), slot) : error;
-}
-
-wire::Stats Engine::snapshot() {
-  wire::Stats stats;
-  if (hashed_changes_ != rules_.changes()) {  // hashing every rule is worth doing once per change
-    ruleset_hash_ = wire::ruleset_hash(rules_.specs());
-    hashed_changes_ = rules_.changes();
-  }
-  stats.ruleset_hash = ruleset_hash_;
-  stats.drops = drops_;
-  stats.events = egress_.events();
-  for (Input& in : inputs_) {
-    if (in.fd < 0) continue;
-    tpacket_stats kernel{};  // reading resets the kernel's counters: accumulate
-    socklen_t len = sizeof(kernel);
-    if (getsockopt(in.fd, SOL_PACKET, PACKET_STATISTICS, &kernel, &len) == 0) {
-      in.kernel_packets += kernel.tp_packets;
-      in.kernel_drops += kernel.tp_drops;
-    }
-    stats.inputs.push_back({in.ifindex, in.frames, in.bytes, in.kernel_packets, in.kernel_drops});
-  }
-  if (register_input_ != nullptr)  // what the raw socket read, as the virtual input's frames
-    stats.inputs.push_back({kRegisterIfindex, register_input_->registers, register_input_->bytes, 0, 0});
-  for (const Rule& rule : rules_.rules()) {
-    if (!rule.live) continue;
-    wire::RuleStats rs{rule.id, rule.packets, rule.bytes, {}};
-    for (const Output& o : rule.outputs) rs.outputs.push_back({o.packets, o.bytes, o.errors});
-    stats.rules.push_back(std::move(rs));
-  }
-  return stats;
 }
 
 }  // namespace mcr

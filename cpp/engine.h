@@ -70,6 +70,10 @@ class Engine {
     std::unique_ptr<TxRing> ring;  // null if the socket could not take one
   };
 
+  struct StatsJob;  // a GetStats reply being written (engine_stats.cpp, where it is complete)
+  struct StatsJobDeleter {
+    void operator()(StatsJob* job) const;
+  };
   struct SyncJob;  // a rule sync being applied (rule_sync.cpp, where it is complete)
   struct SyncJobDeleter {
     void operator()(SyncJob* job) const;
@@ -88,7 +92,10 @@ class Engine {
   void use_packet_egress(Output& out) const;
   std::string build_rule(const RuleSpec& spec, Rule& rule) const;
   std::string add_rule(const RuleSpec& spec);
-  wire::Stats snapshot();
+
+  // GetStats in bounded steps, one per loop pass (engine_stats.cpp).
+  void begin_stats(uint32_t seq);
+  void step_stats();
 
   // The command channel itself: parts in, replies out (command_io.cpp).
   void on_command_ready(const io_uring_cqe* cqe);
@@ -147,6 +154,7 @@ class Engine {
   wire::Assembler assembler_;
   bool commands_waiting_ = false;  // the last read stopped at its budget or for a sync: read on next pass
   std::unique_ptr<SyncJob, SyncJobDeleter> sync_;  // while set, no other command is read
+  std::unique_ptr<StatsJob, StatsJobDeleter> stats_;  // likewise
   std::deque<std::vector<uint8_t>> outbox_;  // reply parts the channel could not take yet
   size_t outbox_bytes_ = 0;
   bool reply_poll_armed_ = false;  // a POLLOUT poll on the channel is queued
