@@ -15,6 +15,11 @@ differ only in the rule table and in what the control path does meanwhile:
   sync can do. The engine applies it in bounded steps per loop pass
   (cpp/rule_sync.cpp), so the unchanged flows should lose nothing.
 
+In every variant the whole table's counters are read once a second, as the
+daemon's health pass reads every worker's, by the Python thread, which like
+the daemon's supervisor runs off the worker's core (on the generator's); the
+engine's thread keeps the relay's core.
+
 Run by benchmarks.run (run_scale):
 
     python -m benchmarks.scale_relay --netns NS --in IF --out IF --variant V --group 239.1.1.1:5000 ...
@@ -78,12 +83,16 @@ def serve(args: argparse.Namespace) -> int:
         # plays the supervisor (syncs, and decoding 10,000 rules' counters twice a
         # second), goes where the daemon's supervisor would be: off the worker's core.
         os.sched_setaffinity(0, {args.control_core})
+        next_line = time.monotonic()
         while not stop.wait(args.interval):
             if args.variant == "10000-rules-syncing":
                 syncs += 1
                 started = time.monotonic()
                 engine._call(_engine.encode_sync_rules, sets[syncs % 2])
                 sync_ms.append((time.monotonic() - started) * 1000)
+            if time.monotonic() < next_line:
+                continue
+            next_line += args.stats_interval
             raw = engine._call(_engine.encode_get_stats)["stats"]  # one snapshot: the counters and the table size
             stats = counters_of(engine, raw)
             stats["scale"] = {"rules": len(raw["rules"]),
@@ -126,7 +135,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", dest="output", required=True, metavar="IFACE")
     parser.add_argument("--variant", choices=VARIANTS, required=True)
     parser.add_argument("--group", action="append", required=True, metavar="GROUP:PORT", help="an input stream")
-    parser.add_argument("--interval", type=float, default=0.5, help="seconds between counter lines (and syncs)")
+    parser.add_argument("--interval", type=float, default=0.5, help="seconds between syncs")
+    parser.add_argument("--stats-interval", type=float, default=1.0,
+                        help="seconds between counter lines (the daemon's health pass reads every worker's counters "
+                             "once a second)")
     parser.add_argument("--control-core", type=int, default=0,
                         help="the core of the Python thread that syncs and reads counters (the engine keeps its own)")
     return serve(parser.parse_args(argv))
