@@ -11,6 +11,7 @@ nothing after the count), then the daemon through the CLI.
 from __future__ import annotations
 
 import json
+import socket
 import subprocess
 import sys
 import threading
@@ -141,15 +142,19 @@ def test_cli_trace_count_sample_and_unknown_rule(tmp_path) -> None:
         assert quiet.stdout.splitlines() == ["trace of rule 1: 0 packet(s), timed out"]
 
         # A client that goes away ends its trace: the next one is not refused as busy.
-        gone = subprocess.Popen([sys.executable, "-m", "mcr", "trace", "feed", "--timeout", "60", "--socket",
-                                 d.socket], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        # (It speaks the control protocol itself, so the test knows its trace has
+        # started before asking for another, rather than racing a CLI for it.)
+        gone = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
-            busy = wait_for(lambda: "another trace is running" in d.mcr("trace", "feed", "--timeout", "0.2",
-                                                                         check=False).stderr, 30, "a running trace")
+            gone.settimeout(10)
+            gone.connect(d.socket)
+            gone.sendall(json.dumps({"cmd": "trace", "args": {"rule": "feed", "timeout": 60}}).encode() + b"\n")
+            started = json.loads(gone.makefile().readline())
+            assert started["ok"], started
+            busy = d.mcr("trace", "feed", "--timeout", "0.2", check=False)
+            assert busy.returncode == 1 and "another trace is running" in busy.stderr, busy.stderr
         finally:
-            gone.kill()
-            gone.wait()
-        assert busy
+            gone.close()
         after = wait_for(lambda: (r := d.mcr("trace", "feed", "--timeout", "0.2", check=False)).returncode == 0 and r,
                          5, "the trace of a client that went away to end")
         assert after.stdout.splitlines() == ["trace of rule 1: 0 packet(s), timed out"]
