@@ -1,4 +1,5 @@
-"""One MSDP peering's session (RFC 3618 sections 5 and 11), sans-IO.
+"""One MSDP peering's session (RFC 3618 section 5, timers, and section 11,
+the connection state machine whose state names PeerState keeps), sans-IO.
 
 The session decides who connects, when to retry, when to send Keepalives
 and when the peer is dead; it owns no socket. Its inputs are the adapter's
@@ -8,10 +9,22 @@ TCP connection, write bytes, close it, and tell the SA speaker that the
 session came up, went down or brought an SA.
 
 Facts from RFC 3618 used here: TCP port 639; the peer with the higher
-address listens and the lower one connects (section 5); KeepAlive-Period
+address listens and the lower one connects (section 11); KeepAlive-Period
 60 s, HoldTime-Period 75 s, ConnectRetry-Period 30 s (section 5). Like FRR's
 pimd we send a Keepalive as soon as the connection is up, so the peer's
 hold timer starts from a message, not from the connection.
+
+Transitions (event: from -> to, outputs):
+
+    start           DISABLED -> CONNECTING [Connect] (active) | LISTEN [Listen] (passive)
+    connected       CONNECTING -> ESTABLISHED [Established, Send(keepalive)]
+    accepted        LISTEN -> ESTABLISHED [Established, Send(keepalive)]; elsewhere [Close] for the new connection
+    connect_failed  CONNECTING -> INACTIVE, ConnectRetry timer armed with backoff
+    retry timer     INACTIVE -> CONNECTING [Connect]
+    closed, hold timer, decode error
+                    ESTABLISHED -> INACTIVE (active) | LISTEN [Listen] (passive), with [Down]
+                    (and [Close] first when we end it)
+    stop            any -> DISABLED ([Close] if connecting or up, [Down] if up)
 
 Not the session's business: a `Connect` that neither succeeds nor fails
 stays CONNECTING for as long as the adapter lets it; the adapter owns the
@@ -131,7 +144,7 @@ class MsdpSession:
         if peer_address == local_address:
             raise ValueError(f"MSDP peer {peer} is our own local address")
         self.peer, self.local = str(peer_address), str(local_address)
-        # Section 5: the lower address connects, the higher one listens.
+        # Section 11: the lower address connects, the higher one listens.
         self.role = "active" if local_address < peer_address else "passive"
         self.timers = timers
         self.state = PeerState.DISABLED
@@ -210,7 +223,7 @@ class MsdpSession:
             return self._go_down(now, f"malformed message: {error}", close=True)
         outputs: list[Output] = []
         for message in messages:
-            self._hold_at = now + self.timers.hold  # section 5: any message restarts the hold timer
+            self._hold_at = now + self.timers.hold  # section 5.3: any message restarts the hold timer
             if isinstance(message, SourceActive):
                 self.counters["sa_in"] += 1
                 outputs.append(Received(message))

@@ -1,9 +1,9 @@
 """MSDP (RFC 3618) on the wire: the TLVs two peers exchange over their TCP
 connection, and a decoder that reassembles them from the byte stream.
 
-Every MSDP message is a TLV (section 12): type (1 octet), length (2 octets,
-counting the type and length fields themselves) and a value. We handle
-Source-Active (type 1, section 12.2) and Keepalive (type 4, section 12.4);
+Every MSDP message is a TLV (section 12.1): type (1 octet), length (2
+octets, counting the type and length fields themselves) and a value. We
+handle IPv4 Source-Active (type 1, 12.2.1) and KeepAlive (type 4, 12.2.2);
 any other well-formed TLV, among them the obsolete SA-Request and
 SA-Response (types 2 and 3), decodes to `UnknownTlv` so that the session can
 count and skip it. Decoding is bounds-checked: a TLV that cannot be read
@@ -27,9 +27,9 @@ SA_HEADER = 8  # type(1) length(2) entry count(1) RP address(4)
 SA_ENTRY = 12  # reserved(3) sprefix len(1)=32 group(4) source(4)
 TLV_HEADER = 3  # type(1) length(2)
 
-# Section 12: TLV types.
+# Section 12.2: TLV types.
 SOURCE_ACTIVE, SA_REQUEST, SA_RESPONSE, KEEPALIVE = 1, 2, 3, 4
-SPREFIX_LEN = 32  # section 12.2: "Sprefix Len ... MUST be 32"
+SPREFIX_LEN = 32  # 12.2.1: the source prefix length is transmitted as 32
 MAX_ENTRIES = 0xFF  # the entry count is one octet
 IPV4_HEADER = 20  # the shortest IPv4 header, for the encapsulated data packet
 
@@ -44,7 +44,7 @@ class MsdpDecodeError(ValueError):
 
 @dataclass(frozen=True)
 class SourceActive:
-    """An SA message (section 12.2): sources the RP `rp` says are active."""
+    """An SA message (section 12.2.1): sources the RP `rp` says are active."""
 
     rp: str  # the originating RP's address (dotted quad)
     entries: tuple[tuple[str, str], ...]  # (source, group) pairs, dotted quads, at least one
@@ -53,7 +53,7 @@ class SourceActive:
 
 @dataclass(frozen=True)
 class Keepalive:
-    """A Keepalive (section 12.4): three octets, no value."""
+    """A KeepAlive (section 12.2.2): three octets, no value."""
 
 
 @dataclass(frozen=True)
