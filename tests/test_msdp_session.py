@@ -1,13 +1,16 @@
 """The MSDP session (mcr.protocols.msdp_peer) driven with explicit times:
 role by address order, connect and listen, establishment with a Keepalive,
 keepalive pacing, hold expiry, retry backoff (growth, cap, reset), decode
-errors, TLVs split across reads and refused connections. No sockets."""
+errors, TLVs split across reads and refused connections; and any sequence
+of events keeps the machine consistent. No sockets."""
 
 from __future__ import annotations
 
 import random
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from mcr.protocols.msdp_peer import (Close, Connect, Down, Established, Listen, MsdpSession, PeerState, Received,
                                      Send, SessionTimers)
@@ -307,3 +310,41 @@ def test_describe_gives_plain_values() -> None:
     row = session.describe(41.0)
     assert (row["state"], row["established_for"], row["retry_in"], row["last_error"]) == (
         "inactive", None, 30.0, "reset by peer")
+
+
+# --- any sequence of events ------------------------------------------------------
+
+EVENTS = ("start", "stop", "connected", "connect_failed", "accepted", "data", "bad_data", "closed", "send", "expire")
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.booleans(), st.lists(st.tuples(st.sampled_from(EVENTS), st.floats(0, 100)), max_size=40))
+def test_any_sequence_of_events_keeps_the_machine_consistent(is_active, events) -> None:
+    session = active() if is_active else passive()
+    never = {PeerState.LISTEN} if is_active else {PeerState.CONNECTING, PeerState.INACTIVE}
+    now, up = 0.0, False
+    for event, step in events:
+        now += step
+        if event == "expire":
+            outputs = session.expire(session.next_deadline() or now)
+            now = max(now, session.next_deadline() or now)
+        elif event == "data":
+            outputs = session.data_received(now, encode(SA))
+        elif event == "bad_data":
+            outputs = session.data_received(now, b"\x01\x00\x01")
+        elif event in ("connect_failed", "closed"):
+            outputs = getattr(session, event)(now, "x")
+        elif event == "send":
+            outputs = session.send(now, KEEPALIVE_BYTES)
+        else:
+            outputs = getattr(session, event)(now)
+        for output in outputs:
+            if isinstance(output, (Established, Down)):
+                assert up is isinstance(output, Down), f"{output} while up={up}"  # they alternate
+                up = not up
+        assert up is (session.state is PeerState.ESTABLISHED)
+        assert session.state not in never
+        deadline = session.next_deadline()
+        assert (deadline is not None) is (session.state in (PeerState.ESTABLISHED, PeerState.INACTIVE))
+        if session.state is PeerState.INACTIVE:
+            assert deadline - now <= session.timers.max_connect_retry * 1.1 + 1e-9  # the cap holds
