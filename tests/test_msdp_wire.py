@@ -66,7 +66,7 @@ def test_sa_request_and_response_and_other_types_are_unknown() -> None:
     assert encode(UnknownTlv(5, b"ab")) == bytes.fromhex("0500056162")
 
 
-@pytest.mark.parametrize("wire, says", [
+MALFORMED = [
     (bytes.fromhex("040002"), "shorter than its own 3-byte header"),
     (bytes.fromhex("010000"), "shorter than its own 3-byte header"),
     (bytes.fromhex("0523f0") + bytes(9189), "over the 9192-byte limit"),
@@ -80,7 +80,10 @@ def test_sa_request_and_response_and_other_types_are_unknown() -> None:
     (SA_ONE[:1] + b"\x00\x28" + SA_ONE[3:] + b"\x44" + ipv4_packet(b"")[1:], "below 20 bytes"),
     (SA_ONE[:1] + b"\x00\x28" + SA_ONE[3:] + ipv4_packet(b"")[:2] + b"\x00\x40" + ipv4_packet(b"")[4:],
      "total length 64"),
-])
+]
+
+
+@pytest.mark.parametrize("wire, says", MALFORMED, ids=[says for _, says in MALFORMED])
 def test_malformed_tlvs_are_refused_with_a_reason(wire: bytes, says: str) -> None:
     with pytest.raises(MsdpDecodeError, match=says):
         StreamDecoder().feed(wire)
@@ -98,7 +101,7 @@ def test_a_too_long_tlv_is_refused_from_its_header_alone() -> None:
         StreamDecoder().feed(bytes.fromhex("0123f1"))
 
 
-@pytest.mark.parametrize("message, says", [
+UNENCODABLE = [
     (SourceActive("10.0.0.1", ()), "at least one"),
     (SourceActive("10.0.0.300", (("1.1.1.1", "239.1.1.1"),)), "RP '10.0.0.300'"),
     (SourceActive("10.0.0.1", (("::1", "239.1.1.1"),)), "source '::1'"),
@@ -110,7 +113,10 @@ def test_a_too_long_tlv_is_refused_from_its_header_alone() -> None:
     (UnknownTlv(256, b""), "does not fit one octet"),
     (UnknownTlv(9, bytes(9190)), "over the 9192-byte"),
     ("not a message", "not an MSDP message"),
-])
+]
+
+
+@pytest.mark.parametrize("message, says", UNENCODABLE, ids=[says for _, says in UNENCODABLE])
 def test_encode_refuses_what_it_cannot_encode(message, says: str) -> None:
     with pytest.raises(ValueError, match=says):
         encode(message)
