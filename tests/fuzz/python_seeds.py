@@ -1,8 +1,9 @@
 """Writes the seed corpora of the Python fuzz targets (tests/fuzz/corpus/
-igmp, pim, control) from MCR's own encoders and its command table, plus edge
-cases, and the control target's dictionary (tests/fuzz/control.dict):
+igmp, pim, msdp, control) from MCR's own encoders and its command table,
+plus edge cases, and the control target's dictionary (tests/fuzz/control.dict):
 `make fuzz-seeds`. IGMP and PIM seeds start with the targets' flag
-byte (0: the checksum is already right)."""
+byte (0: the checksum is already right), MSDP seeds with the read size
+(0: the whole stream in one read)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import sys
 from pathlib import Path
 
 from mcr import config, membership
-from mcr.protocols import igmp_wire, pim_wire
+from mcr.protocols import igmp_wire, msdp_wire, pim_wire
 from mcr.supervisor.commands import COMMANDS
 
 
@@ -49,6 +50,21 @@ def pim_seeds() -> dict[str, bytes]:
     }
 
 
+def msdp_seeds() -> dict[str, bytes]:
+    entries = [("192.168.1.10", "239.1.2.3"), ("10.9.8.7", "232.1.1.1")]
+    # A UDP datagram to the group, as an RP would encapsulate it (checksums are not checked).
+    packet = bytes.fromhex("4500001e000000004011" "0000" "c0a8010a" "ef010203" "13881388000a" "0000") + b"hi"
+    sa, keepalive = msdp_wire.SourceActive("10.0.0.1", tuple(entries)), msdp_wire.encode(msdp_wire.Keepalive())
+    return {
+        "keepalive": keepalive,
+        "sa": msdp_wire.encode(sa),
+        "sa-data": msdp_wire.encode(msdp_wire.SourceActive("10.0.0.1", tuple(entries[:1]), packet)),
+        "sa-request": msdp_wire.encode(msdp_wire.UnknownTlv(msdp_wire.SA_REQUEST, bytes.fromhex("00ef010203"))),
+        "stream": keepalive + msdp_wire.encode(sa) + keepalive,
+        "sa-split": b"".join(msdp_wire.encode_source_actives("10.0.0.1", entries * 150)),
+    }
+
+
 def control_seeds() -> dict[str, bytes]:
     seeds = {name.replace(".", "-"): command.example.encode() for name, command in COMMANDS.items()}
     full_rule = {"name": "r", "input_interface": "eth0", "group": "239.1.0.0/16", "port": "any",
@@ -76,7 +92,7 @@ def control_dictionary() -> list[str]:
 
 def main(root: Path) -> None:
     for target, seeds, flag in (("igmp", igmp_seeds(), b"\0"), ("pim", pim_seeds(), b"\0"),
-                                ("control", control_seeds(), b"")):
+                                ("msdp", msdp_seeds(), b"\0"), ("control", control_seeds(), b"")):
         folder = root / target
         folder.mkdir(parents=True, exist_ok=True)
         for name, data in seeds.items():
