@@ -116,8 +116,12 @@ class SoakDaemon(DaemonRelay):
         raise RelayError("mcr daemon did not report a running worker in time")
 
     def supervisor_pid(self) -> int:
+        """The daemon's pid, checked to be the daemon itself and not a wrapper that forked it."""
         if self.process is None:
             raise RelayError("mcr daemon is not running")
+        with open(f"/proc/{self.process.pid}/cmdline", "rb") as f:
+            if b"daemon" not in f.read().split(b"\0"):
+                raise RelayError(f"pid {self.process.pid} is not the mcr daemon")
         return self.process.pid
 
     def cpu_ns(self) -> int | None:
@@ -223,7 +227,7 @@ def soak(setup, relay, rate: float, size: int, minutes: float, chunk: float, log
                        "sent": t.sent, "received": t.delivered, "lost": lost, "loss": t.loss, "late": t.late,
                        "duplicates": t.duplicates, "offered_pps": t.offered, "refused": t.refused,
                        "relay_input_kernel_drops": relay_drops, "relay_core_busy": round(t.relay_core_busy, 3),
-                       "load_average": os.getloadavg()[0], "latency_us": t.latency_us})
+                       "load_average": round(os.getloadavg()[0], 2), "latency_us": t.latency_us})
         if lost or i % 6 == 5 or i == count - 1:
             log(f"chunk {i + 1}/{count}: sent {t.sent}, received {t.delivered}, lost {lost} "
                 f"({relay_drops} dropped by the kernel at the relay's input, relay core {t.relay_core_busy:.0%} busy)")
@@ -324,7 +328,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"[{time.monotonic() - started:7.1f} s] {text}", flush=True)
 
     wall = time.time()
-    results = run(args, out, log)
+    try:
+        results = run(args, out, log)
+    except RelayError as error:  # the namespaces and the daemon are already gone here
+        log(f"soak aborted: {error}")
+        return 1
     results |= {"machine": bench_report.machine(), "duration_s": round(time.monotonic() - started, 1),
                 "started": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(wall))}
     results["summary"] = soak_report.summarise(results["chunks"], results["rss"], args.warmup)

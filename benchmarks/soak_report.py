@@ -133,7 +133,9 @@ def chunk_table(chunks: list[dict]) -> list[str]:
 def counters_lines(daemon: dict) -> list[str]:
     drops = daemon.get("drops")
     nonzero = {k: v for k, v in drops.items() if v} if isinstance(drops, dict) else drops
-    return [f"- kernel_drops (input sockets): {daemon.get('kernel_drops')} {daemon.get('kernel_drops_by_input')}",
+    return [f"- kernel_drops (input sockets): {daemon.get('kernel_drops')} {daemon.get('kernel_drops_by_input')}, "
+            "over the whole run: the no-drop search's overload trials included (the soak's own are in the "
+            "Loss table)",
             f"- drops by reason: {nonzero or 'all 0'}" + (f" ({len(drops)} reasons)" if isinstance(drops, dict)
                                                           else ""),
             f"- events: {daemon.get('events')}",
