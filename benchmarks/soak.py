@@ -20,10 +20,14 @@ Every --sample seconds (10 s) a thread reads VmRSS from /proc/PID/status
 for the supervisor and for each worker (pids from the daemon's `workers`
 reply, as `mcr workers --json` prints them). Growth is (last - first) /
 first, with the baseline taken at the first sample after --warmup seconds
-(60 s): buffer rings, the allocator's arenas and the interpreter's caches
+(60 s) of the soak itself (the no-drop search comes before): buffer rings, the allocator's arenas and the interpreter's caches
 settle in the first minute and are not a leak. At the end the daemon's own
-counters (`stats`: drops by reason, kernel_drops) are recorded. The run
-passes when the total loss is 0 and both growths are within 5 %.
+counters (`stats`: drops by reason, kernel_drops) are recorded; each
+chunk also records the kernel drops at the daemon's input during it, which
+tells a relay that fell behind from loss after it. The run passes when the
+total loss is 0, both growths are within +-5 % and the worker was never
+replaced. Exit status 0 on a pass, 2 on a fail, 1 if the daemon failed,
+130 on Ctrl-C.
 
 Writes results.json, report.md and rss.png to benchmarks/results/soak-<time>/.
 Everything runs inside the namespaces this script creates and is torn down
@@ -96,7 +100,8 @@ class SoakDaemon(DaemonRelay):
                 "log_level": "warning", "idle_stop_after": None, "rules": rules}
 
     def _wait_ready(self, sock: str) -> None:
-        """Until the control socket answers with a worker that has a pid (bounded by START_TIMEOUT)."""
+        """Until the daemon reports a worker with a pid and every rule active, i.e. installed in the
+        worker (bounded by START_TIMEOUT): a first chunk sent earlier would count start-up as loss."""
         from mcr.api import Client
 
         deadline = time.monotonic() + START_TIMEOUT
@@ -107,13 +112,14 @@ class SoakDaemon(DaemonRelay):
                 try:
                     with Client(sock, timeout=2) as client:
                         pids = [w.get("pid") for w in client.workers()]
-                    if pids and all(pids):
+                        rules = client.stats().get("rules") or {}
+                    if pids and all(pids) and rules and all(r.get("state") == "active" for r in rules.values()):
                         self._pids = pids
                         return
                 except (OSError, RuntimeError, ValueError):
-                    pass  # not answering yet
+                    pass  # not answering yet (ApiError is a RuntimeError)
             time.sleep(0.1)
-        raise RelayError("mcr daemon did not report a running worker in time")
+        raise RelayError("mcr daemon did not report a running worker and an active rule in time")
 
     def supervisor_pid(self) -> int:
         """The daemon's pid, checked to be the daemon itself and not a wrapper that forked it."""
@@ -333,6 +339,9 @@ def main(argv: list[str] | None = None) -> int:
     except RelayError as error:  # the namespaces and the daemon are already gone here
         log(f"soak aborted: {error}")
         return 1
+    except KeyboardInterrupt:  # likewise: the context managers have unwound
+        log("interrupted; daemon stopped and namespaces removed, no results written")
+        return 130
     results |= {"machine": bench_report.machine(), "duration_s": round(time.monotonic() - started, 1),
                 "started": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(wall))}
     results["summary"] = soak_report.summarise(results["chunks"], results["rss"], args.warmup)
