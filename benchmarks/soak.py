@@ -263,7 +263,7 @@ def daemon_counters(stats: dict, workers: list[dict]) -> dict:
             "stats": stats}
 
 
-def run(args: argparse.Namespace, out: Path, log) -> dict:
+def run(args: argparse.Namespace, log) -> dict:
     with chain(n_sinks=1, prefix="mcrk") as setup:
         relay = SoakDaemon(setup.relay_ns, setup.relay_in, setup.relay_out[:1], streams(),
                            source=setup.source_addr, out_addrs=setup.relay_out_addr[:1], cpu=RELAY_CORE)
@@ -335,7 +335,7 @@ def main(argv: list[str] | None = None) -> int:
 
     wall = time.time()
     try:
-        results = run(args, out, log)
+        results = run(args, log)
     except RelayError as error:  # the namespaces and the daemon are already gone here
         log(f"soak aborted: {error}")
         return 1
