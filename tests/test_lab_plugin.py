@@ -8,8 +8,8 @@ the entry point has no such metadata; then the tests give the child a
 distribution of their own declaring exactly what pyproject.toml declares, so
 what is tested is the declaration, not the state of one venv.
 
-The small tests at the end check the Topology and LabDaemon argument errors,
-which need no namespaces.
+The small tests at the end check the Topology and LabDaemon errors: bad
+arguments (no namespaces needed) and a daemon that refuses its config.
 """
 
 from __future__ import annotations
@@ -19,13 +19,17 @@ import os
 import re
 import subprocess
 import sys
-import tomllib
 from pathlib import Path
 
 import pytest
 
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10
+    tomllib = pytest.importorskip("tomli")
+
 import mcr
-from mcr.lab import LabDaemon, Lab, Topology, TopologyError, topology
+from mcr.lab import DaemonError, Lab, LabDaemon, Topology, TopologyError, topology
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = "examples/pytest"
@@ -118,3 +122,11 @@ def test_topology_names_a_missing_link() -> None:
 def test_daemon_refuses_the_root_namespace() -> None:
     with pytest.raises(ValueError, match="root namespace"):
         LabDaemon("")
+
+
+@needs_root
+def test_daemon_with_a_bad_config_says_why() -> None:
+    with topology([("relay", "rcv")], prefix="mcrt") as net:
+        bad = {"rules": [{"input_interface": "eth0", "group": "0.0.0.0", "port": 5000, "outputs": []}]}
+        with pytest.raises(DaemonError, match=r"exited with status \d+:(.|\n)*rules\[0\]"):
+            LabDaemon(net.ns["relay"], bad)

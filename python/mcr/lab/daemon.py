@@ -10,6 +10,7 @@ if it has not exited within a bound.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -52,7 +53,9 @@ class LabDaemon:
         try:
             self._wait_ready(start_timeout)
         except BaseException:
-            self.stop()
+            # The error from _wait_ready already carries the log; stop's own would repeat it.
+            with contextlib.suppress(DaemonError):
+                self.stop()
             raise
 
     def _config_file(self, config: dict[str, Any] | str | Path | None) -> Path | None:
@@ -100,8 +103,14 @@ class LabDaemon:
 
         return Client(self.socket, timeout=timeout)
 
-    def stop(self) -> int | None:
-        """SIGTERM to this daemon's PID (SIGKILL after STOP_TIMEOUT); returns its exit status. Idempotent."""
+    def stop(self) -> int:
+        """SIGTERM to this daemon's PID (SIGKILL after STOP_TIMEOUT) and its files removed.
+
+        Returns the exit status; raises DaemonError, with the log's tail, the
+        first time that status is not 0 (it crashed, or would not stop).
+        Safe to call twice.
+        """
+        killed = False
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
             try:
@@ -109,10 +118,15 @@ class LabDaemon:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait(STOP_TIMEOUT)
-                shutil.rmtree(self.dir, ignore_errors=True)
-                raise DaemonError(f"mcr daemon (pid {self.pid}) ignored SIGTERM for {STOP_TIMEOUT} s; killed") from None
+                killed = True
+        log = self.log_text()
+        first = self.dir.exists()
         shutil.rmtree(self.dir, ignore_errors=True)
-        return self.process.returncode
+        status = self.process.returncode
+        if first and (killed or status != 0):
+            what = f"ignored SIGTERM for {STOP_TIMEOUT} s and was killed" if killed else f"exited with {status}"
+            raise DaemonError(f"mcr daemon (pid {self.pid}) {what}:\n{log[-3000:]}")
+        return status
 
     def __enter__(self) -> LabDaemon:
         return self
