@@ -2,8 +2,8 @@
 
 The example suite in examples/pytest is run in a child pytest, once named
 on the command line (`-p mcr.lab`, with the entry point also there, so the
-plugin is named twice and must load once) and once through the `pytest11`
-entry point alone. An editable install made before pyproject.toml declared
+plugin is named twice and must load once; the README's example runs along)
+and once through the `pytest11` entry point alone. An editable install made before pyproject.toml declared
 the entry point has no such metadata; then the tests give the child a
 distribution of their own declaring exactly what pyproject.toml declares, so
 what is tested is the declaration, not the state of one venv.
@@ -78,9 +78,19 @@ def test_pyproject_declares_the_plugin_under_the_name_p_uses() -> None:
     assert declared_entry_point() == "mcr.lab"
 
 
+def readme_example(tmp_path: Path) -> Path:
+    """The README's Python block as a test file of its own (the docs' example is run too)."""
+    text = (ROOT / EXAMPLES / "README.md").read_text()
+    (block,) = re.findall(r"^```python\n(.*?)^```", text, re.M | re.S)
+    path = tmp_path / "test_readme_example.py"
+    path.write_text(block)
+    return path
+
+
 @needs_root
-def test_example_suite_with_p_option(child_env: dict[str, str]) -> None:
-    assert_passed(run_pytest(child_env, "-p", "mcr.lab", EXAMPLES, "-q"), EXAMPLE_TESTS)
+def test_example_suite_with_p_option(child_env: dict[str, str], tmp_path: Path) -> None:
+    result = run_pytest(child_env, "-p", "mcr.lab", EXAMPLES, str(readme_example(tmp_path)), "-q")
+    assert_passed(result, EXAMPLE_TESTS + 1)
 
 
 @needs_root
