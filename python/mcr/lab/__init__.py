@@ -1,5 +1,12 @@
-"""Network-namespace lab for testing MCR end to end without touching the host."""
+"""Network-namespace lab for testing MCR end to end without touching the host.
 
+Also a pytest plugin: `pytest -p mcr.lab` (or just installing mcr, which
+registers it as the `pytest11` entry point "mcr.lab") loads the fixtures in
+mcr.lab.plugin through `pytest_plugins` below. Only the name is listed, so
+importing mcr.lab outside pytest never imports pytest.
+"""
+
+from .daemon import DaemonError, LabDaemon
 from .gen import Generator, Sink, generate, probe_payload, read_probe, streams
 from .netns import (
     Chain,
@@ -11,6 +18,7 @@ from .netns import (
     interface_mac,
     open_socket,
 )
+from .topology import Link, Topology, TopologyError, topology
 from .traffic import (
     Capture,
     FrameSender,
@@ -26,15 +34,22 @@ from .traffic import (
     udp_packets,
 )
 
+pytest_plugins = ["mcr.lab.plugin"]
+
 __all__ = [
     "Capture",
     "Chain",
+    "DaemonError",
     "FrameSender",
     "Generator",
     "Lab",
+    "LabDaemon",
     "LabError",
+    "Link",
     "Received",
     "Sink",
+    "Topology",
+    "TopologyError",
     "UdpSender",
     "UdpSink",
     "chain",
@@ -50,6 +65,7 @@ __all__ = [
     "probe_payload",
     "read_probe",
     "streams",
+    "topology",
     "udp_counters",
     "udp_frame",
     "udp_packets",
