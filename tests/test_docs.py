@@ -43,10 +43,10 @@ ENV_ASSIGNMENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*=")
 def blocks(kinds: tuple[str, ...]) -> list[tuple[str, str]]:
     """(page, text) of every fenced block of one of `kinds` in the docs."""
     found = []
-    for page in PAGES:
-        for kind, text in FENCE.findall((DOCS / page).read_text(encoding="utf-8")):
+    for path in sorted(DOCS.glob("*.md")):
+        for kind, text in FENCE.findall(path.read_text(encoding="utf-8")):
             if kind in kinds:
-                found.append((page, text))
+                found.append((path.name, text))
     return found
 
 
@@ -247,3 +247,12 @@ def test_every_page_links_and_readme_lists_them() -> None:
     for page in PAGES:
         assert (DOCS / page).stat().st_size > 1000
         assert f"docs/{page}" in readme
+
+
+def test_reference_names_every_metric_family() -> None:
+    source = (Path(__file__).resolve().parent.parent / "python" / "mcr" / "supervisor" / "metrics.py").read_text()
+    families = set(re.findall(r"\"(mcr_[a-z_]+)", source))  # "mcr_output_" is an f-string's prefix
+    assert {"mcr_drops", "mcr_rules"} <= families
+    text = reference()
+    missing = sorted(name for name in families if f"`{name}" not in text)
+    assert not missing, f"not in docs/reference.md: {missing}"
