@@ -18,6 +18,7 @@ The file is JSON. Every top-level key is optional:
         "rp": [{"address": "10.0.0.1", "groups": "239.0.0.0/8"}],   # static RPs, longest range wins
         "join_prune_period": 60, "spt_switchover": "immediate"},     # or "never"; also
                                      # join_prune_holdtime, keepalive_period, rp_keepalive_period
+      "msdp": {"originator": "10.0.0.1", "peers": [{"address": "10.9.0.1", "local": "10.9.0.2"}]},  # see msdp_config
       "joins": [                     # static memberships, as `smcroutectl join`
         {"interface": "eth0", "group": "239.5.5.5"},
         {"interface": "eth0", "group": "232.1.1.1", "source": "10.1.1.1"}],
@@ -63,6 +64,7 @@ from typing import Any, Callable
 from . import listen_address
 from .logs import FACILITIES
 from .protocols.igmp import Settings
+from .protocols.msdp_config import MsdpConfig, msdp_from_dict, msdp_to_dict
 from .protocols.pim import Settings as PimSettings
 from .protocols.pim_config import ALL_GROUPS, TREE_SETTINGS, PimConfig, StaticRp
 from .protocols.pim_tree_types import TreeSettings
@@ -384,6 +386,13 @@ def _pim(value: Any, where: str) -> PimConfig:
         raise _fail(where, str(error)) from None
 
 
+def _msdp(value: Any, where: str) -> MsdpConfig:
+    try:
+        return msdp_from_dict(value, where)
+    except ValueError as error:
+        raise ConfigError([str(error)]) from None
+
+
 def protocol_to_dict(interfaces: dict, keys: tuple[str, ...]) -> dict:
     return {"interfaces": {name: {key: getattr(s, key) for key in keys} for name, s in sorted(interfaces.items())}}
 
@@ -407,7 +416,8 @@ def _user(value: Any, where: str) -> str:
 
 _SETTINGS: dict[str, Callable[[Any, str], Any]] = {
     "workers": _workers, "pin_cores": _pin_cores, "log_level": _log_level, "log_levels": _log_levels,
-    "idle_stop_after": _idle_stop_after, "user": _user, "metrics": _metrics, "igmp": _igmp, "pim": _pim, "joins": _joins,
+    "idle_stop_after": _idle_stop_after, "user": _user, "metrics": _metrics, "igmp": _igmp, "pim": _pim, "msdp": _msdp,
+    "joins": _joins,
     "rules": _rules}
 DEFAULT_IDLE_STOP_AFTER = 60.0
 
@@ -424,6 +434,7 @@ class Config:
     joins: tuple[Join, ...] = ()
     igmp: dict[str, Settings] = field(default_factory=dict)  # interface -> querier settings
     pim: PimConfig = field(default_factory=PimConfig)  # interfaces, RPs, router-wide settings
+    msdp: MsdpConfig = field(default_factory=MsdpConfig)  # peers, originator, timers
     log_levels: dict[str, str] = field(default_factory=dict)  # facility -> level, over log_level
     idle_stop_after: float | None = DEFAULT_IDLE_STOP_AFTER
     metrics: str | None = None  # ADDR:PORT of the Prometheus endpoint
@@ -452,6 +463,7 @@ class Config:
                 "log_level": self.log_level, "log_levels": dict(self.log_levels),
                 "idle_stop_after": self.idle_stop_after, "user": self.user, "metrics": self.metrics,
                 "igmp": protocol_to_dict(self.igmp, IGMP_SETTINGS), "pim": self.pim.to_dict(),
+                "msdp": msdp_to_dict(self.msdp),
                 "joins": [join_to_dict(j) for j in self.joins],
                 "rules": [rule_to_dict(r) for r in self.rules]}
 
