@@ -25,6 +25,19 @@ class FakePim:
                       "uptime": 5.0}]}]
 
 
+class FakeMsdp:
+    """One peering, up, and one learned SA."""
+
+    def describe_peers(self) -> list[dict]:
+        return [{"peer": "10.0.1.1", "local": "10.0.1.2", "state": "established", "role": "passive",
+                 "established_for": 12.0, "retry_in": None, "last_error": None, "mesh_group": None,
+                 "counters": {"sa_in": 3, "sa_out": 1}}]
+
+    def describe_sa(self) -> list[dict]:
+        return [{"source": "192.0.2.10", "group": "239.1.1.1", "rp": "10.0.1.1", "peer": "10.0.1.1",
+                 "origin": "peer", "age": 5.0, "expires_in": 85.0}]
+
+
 class FakeSupervisor:
     version = "9.9.9-fake"
 
@@ -37,6 +50,7 @@ class FakeSupervisor:
         self.joins: list = []
         self.igmp = self  # describe() stands in for the IGMP service
         self.pim = FakePim()
+        self.msdp = FakeMsdp()
 
     def describe(self) -> list[dict]:
         return [{"interface": "eth1", "address": "10.0.0.1", "version": 3, "querier": True,

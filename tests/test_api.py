@@ -188,7 +188,7 @@ def test_config_verbs(server, capsys, tmp_path, monkeypatch):
     assert main(["config", "check", str(bad)]) == 1
     err = capsys.readouterr().err.splitlines()
     assert err == [f"mcr config: {bad}: wokers: unknown key (expected one of: workers, pin_cores, log_level, "
-                   "log_levels, idle_stop_after, user, metrics, igmp, pim, joins, rules)", f"mcr config: {bad}: rules[0].port: 0 is outside 1-65535"]
+                   "log_levels, idle_stop_after, user, metrics, igmp, pim, msdp, joins, rules)", f"mcr config: {bad}: rules[0].port: 0 is outside 1-65535"]
     assert run_cli(capsys, server, "config", "load", str(bad))[0] == 1
     _, out, _ = run_cli(capsys, server, "config", "load", str(good))
     assert out.strip() == "added 1, removed 0, unchanged 0"
