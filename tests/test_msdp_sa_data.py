@@ -51,7 +51,7 @@ def test_data_in_sas_reaches_the_receivers_on_the_shared_tree(tmp_path):
         path = tmp_path / "mcr.json"
         path.write_text(json.dumps({
             "workers": 1, "igmp": {"interfaces": {mcr_down: FAST_IGMP}},
-            "pim": {"interfaces": {mcr_down: {"hello_period": 1}}, "rp": [{"address": mcr_rp, "groups": "239.0.0.0/8"}]},
+            "pim": {"interfaces": {mcr_down: {"hello_period": 1, "triggered_hello_delay": 0.5}}, "rp": [{"address": mcr_rp, "groups": "239.0.0.0/8"}]},
             "msdp": {"originator": mcr_rp, "keepalive": 3, "hold": 10,
                      "peers": [{"address": peer_addr, "local": mcr_up_addr}]}}))
         with daemon(net, tmp_path, config=path) as d, UdpSink(net.ns["rcv"], GROUP, PORT, net.right(1)[0]) as sink:

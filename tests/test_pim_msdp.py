@@ -59,7 +59,9 @@ def test_directly_connected_sources_of_our_groups_are_the_rps_own():
     view.routes[S] = Rpf("lan", None)  # S is on a link of ours
     tree.data_arrived(1.0, S, G, "lan")
     tree.source_active(1.0, SA_SOURCE, G)  # learned by MSDP: not ours to advertise
-    assert tree.connected_rp_sources(1.0) == {(S, G)}
+    view.routes[SA_SOURCE] = Rpf("lan", None)  # not even once it reads as directly connected
+    tree.source_active(2.0, SA_SOURCE, G)
+    assert tree.connected_rp_sources(2.0) == {(S, G)}
     assert tree.connected_rp_sources(1000.0) == set()  # the KAT ran out: the source went quiet
 
 

@@ -214,13 +214,15 @@ class PimTree(JoinPruneReceipt):
                 and m.i_am_dr(m.rpf_interface(s.source)) and not m.i_am_rp(group)}
 
     def connected_rp_sources(self, now: float) -> set[tuple[str, str]]:
-        """The (S,G)s whose source is directly connected here, with the KAT
-        running, for a group this router is RP of: its own domain's sources
-        that never register (RFC 3618 section 3 has MSDP advertise them)."""
+        """The (S,G)s whose source is directly connected here and sends (its
+        data arrived: the SPT bit; the KAT running), for a group this router
+        is RP of: its own domain's sources that never register (RFC 3618
+        section 3 has MSDP advertise them). An SA naming such a source starts
+        the KAT too, but sets no SPT bit: that one is not ours."""
         m = self._macros
         return {(s.source, group) for group, g in self._groups.items() for s in g.sources.values()
-                if s.keepalive_at is not None and s.keepalive_at > now and m.directly_connected(s.source)
-                and m.i_am_rp(group)}
+                if s.spt_bit and s.keepalive_at is not None and s.keepalive_at > now
+                and m.directly_connected(s.source) and m.i_am_rp(group)}
 
     def switch_to_spt_desired(self, source: str, group: str) -> bool:
         return self.settings.spt_switchover == "immediate"
