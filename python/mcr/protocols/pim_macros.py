@@ -34,6 +34,7 @@ class SourceState:
     rpt_up: RptUpstream = field(default_factory=RptUpstream)
     spt_bit: bool = False
     keepalive_at: float | None = None  # KeepaliveTimer(S,G); None: not running
+    connected_data_at: float | None = None  # when data of a directly connected S last arrived on its interface
 
 
 @dataclass

@@ -92,6 +92,7 @@ class PimTree(JoinPruneReceipt):
         s_if, rp_if = m.rpf_interface(source), m.rp_interface(group)
         if interface == s_if and m.directly_connected(source):
             s = self._source(g, source)
+            s.connected_data_at = now
             self._restart_keepalive(now, g, s, self.settings.keepalive_period)
         if s is not None and interface == s_if and s.up.state is UpState.JOINED and m.inherited_sg(g, s):
             self._restart_keepalive(now, g, s, self.settings.keepalive_period)
@@ -115,6 +116,8 @@ class PimTree(JoinPruneReceipt):
         if g is None or s is None:
             return self._drop("keepalive_unknown")
         m = self._macros
+        if m.directly_connected(source):
+            s.connected_data_at = now  # still sending here (connected_rp_sources)
         if (s.keepalive_at is not None or m.directly_connected(source)
                 or (s.up.state is UpState.JOINED and m.inherited_sg(g, s))):
             self._restart_keepalive(now, g, s, self.settings.keepalive_period)
@@ -215,13 +218,13 @@ class PimTree(JoinPruneReceipt):
 
     def connected_rp_sources(self, now: float) -> set[tuple[str, str]]:
         """The (S,G)s whose source is directly connected here and sends (its
-        data arrived: the SPT bit; the KAT running), for a group this router
-        is RP of: its own domain's sources that never register (RFC 3618
+        data arrived within a Keepalive_Period), for a group this router is
+        RP of: its own domain's sources that never register (RFC 3618
         section 3 has MSDP advertise them). An SA naming such a source starts
-        the KAT too, but sets no SPT bit: that one is not ours."""
-        m = self._macros
+        its KAT too, but brings no data: that one is not ours."""
+        m, period = self._macros, self.settings.keepalive_period
         return {(s.source, group) for group, g in self._groups.items() for s in g.sources.values()
-                if s.spt_bit and s.keepalive_at is not None and s.keepalive_at > now
+                if s.connected_data_at is not None and now - s.connected_data_at < period
                 and m.directly_connected(s.source) and m.i_am_rp(group)}
 
     def switch_to_spt_desired(self, source: str, group: str) -> bool:
