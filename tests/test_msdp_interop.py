@@ -27,7 +27,8 @@ pytestmark = pytest.mark.skipif(not frr.available(), reason="FRR (Debian frr) is
 GROUP, PORT = "239.1.1.1", 5000
 FAST_HELLO = {"hello_period": 1, "triggered_hello_delay": 0.5}
 FAST_IGMP = {"query_interval": 2, "query_response_interval": 1, "last_member_query_interval": 0.2}
-MSDP_TIMERS = {"keepalive": 3, "hold": 10, "connect_retry": 1, "advertisement_period": 5, "sa_hold": 20}
+# sa_hold stays at its default (90 s): FRR re-sends its SAs every 60 s.
+MSDP_TIMERS = {"keepalive": 3, "hold": 10, "connect_retry": 1, "advertisement_period": 5}
 
 
 def frr_config(pim_interfaces: list[str], rp: str, peer: str, source: str, igmp: str | None = None) -> str:
@@ -104,13 +105,14 @@ def test_a_receiver_in_mcrs_domain_gets_a_source_in_frrs_domain(tmp_path):
             assert row["role"] == "passive"
             time.sleep(3)  # the receiver's IGMP report: MCR, the RP, has (*,G) state
             send_and_count(net, sink, 50, stream=1)  # FRR sees the source and announces it
-            wait_for(lambda: mcr_sa(d, source).get("rp") == frr_rp, 15, "FRR's SA for the source at MCR")
+            # FRR 8.4 names its peering address, not its RP address, as the SA's originating RP.
+            wait_for(lambda: mcr_sa(d, source).get("rp") == frr_link1[1], 15, "FRR's SA for the source at MCR")
             assert mcr_sa(d, source)["peer"] == frr_link1[1]
             wait_for(lambda: source in peer.show("show ip pim join json").get(frr_link1[0], {}).get(GROUP, {}),
                      15, "MCR's (S,G) join toward the source at FRR")
             flows_exactly(net, sink, stream=2)
             routes = d.client.call("mroute")["routes"]
-            assert any(r["source"] == source and r.get("msdp", {}).get("rp") == frr_rp for r in routes), routes
+            assert any(r["source"] == source and r.get("msdp", {}).get("rp") == frr_link1[1] for r in routes), routes
             assert source in d.mcr("msdp", "sa").stdout
 
             peer.stop_daemon("pimd")  # FRR restarts: it connects again (the lower address)
