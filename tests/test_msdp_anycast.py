@@ -64,8 +64,12 @@ def test_two_anycast_rps_share_their_sources(tmp_path):
                     sender.send(numbered_payloads(50, 64, 1), GROUP, PORT, rate_pps=250)
                 wait_for(lambda: sa_of(b, source).get("rp") == a_addr, 15, "A's SA for the source at B")
                 assert sa_of(a, source).get("peer") is None  # at A it is local
-                time.sleep(1)  # B's (S,G) join reaches A
-                sink.receive(50, timeout=2, idle=0.5)
+                # B joined toward the source: A forwards it onto link 1 (its data plane has the route).
+                wait_for(lambda: any(r["source"] == source and a_link1 in ",".join(r["outputs"])
+                                     for r in a.client.call("mroute")["routes"]), 10, "A's (S,G) route toward B")
+                with UdpSender(net.ns["src"], net.left(0)[0]) as sender:  # a primer on the new path, then count
+                    sender.send(numbered_payloads(50, 64, 3), GROUP, PORT, rate_pps=250)
+                sink.receive(100, timeout=3, idle=0.5)
                 with UdpSender(net.ns["src"], net.left(0)[0]) as sender:
                     assert sender.send(numbered_payloads(500, 64, 2), GROUP, PORT, rate_pps=250) == 500
                 got = sorted(payload_seq(r.payload)[1] for r in sink.receive(500, timeout=10, idle=1.5))
