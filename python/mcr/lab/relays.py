@@ -238,8 +238,9 @@ class DaemonRelay(_Relay):
         cmd = ["ip", "netns", "exec", self.ns, sys.executable, "-m", "mcr", "daemon", "--socket", sock, "--state", "",
                "--workers", str(self.workers), "--pin-cores", pins, "--log-level", "warning"]
         self.process = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        # Ready once it answers: the socket file exists a moment before the daemon listens on it.
         deadline = time.monotonic() + START_TIMEOUT
-        while not os.path.exists(sock):
+        while not self._answers(Client, sock):
             if time.monotonic() > deadline or self.process.poll() is not None:
                 self.stop()
                 raise RelayError("mcr daemon did not start")
@@ -249,6 +250,16 @@ class DaemonRelay(_Relay):
             outs = ",".join(f"{out_group}:{out_port}:{ifname}" for ifname in self.out_ifs)
             self.client.add_rule(f"in={self.in_if} group={group}:{port} out={outs}")
         self._pids = [w["pid"] for w in self.client.workers()]
+
+    @staticmethod
+    def _answers(client_class, sock: str) -> bool:
+        if not os.path.exists(sock):
+            return False
+        try:
+            client_class(sock, timeout=1).ping()
+            return True
+        except Exception:  # noqa: BLE001 - not listening yet, or not answering yet
+            return False
 
     def cpu_ns(self) -> int | None:
         if self.process is None or self.process.poll() is not None:
