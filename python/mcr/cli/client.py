@@ -25,6 +25,11 @@ def connect(args: argparse.Namespace) -> Client:
     return Client(args.socket)
 
 
+def seconds(value: float | None) -> str | None:
+    """A timer for a table: whole seconds, or None (the table's dash) when not running."""
+    return None if value is None else f"{value:.0f}s"
+
+
 def print_json(value: object) -> None:
     print(json.dumps(value, indent=2), flush=True)
 

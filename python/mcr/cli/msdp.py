@@ -8,11 +8,8 @@ from __future__ import annotations
 
 import argparse
 
-from .client import Action, add_actions, add_client_options, connect, print_json, run_action, table
+from .client import Action, add_actions, add_client_options, connect, print_json, run_action, seconds, table
 
-
-def _seconds(value) -> str | None:
-    return None if value is None else f"{value:.0f}s"
 
 
 def peers(args: argparse.Namespace) -> int:
@@ -22,7 +19,7 @@ def peers(args: argparse.Namespace) -> int:
     if args.json:
         print_json({"peers": listed})
         return 0
-    rows = [[p["peer"], p["local"], p["state"], p["role"], _seconds(p.get("established_for")),
+    rows = [[p["peer"], p["local"], p["state"], p["role"], seconds(p.get("established_for")),
              p["counters"].get("sa_in", 0), p["counters"].get("sa_out", 0), p.get("mesh_group") or "",
              p.get("last_error") or ""] for p in listed]
     print("\n".join(table(["PEER", "LOCAL", "STATE", "ROLE", "UP", "SA IN", "SA OUT", "MESH GROUP", "LAST ERROR"],
@@ -37,8 +34,8 @@ def sa(args: argparse.Namespace) -> int:
     if args.json:
         print_json({"sa": listed})
         return 0
-    rows = [[s["source"], s["group"], s["rp"], s.get("peer") or "local", _seconds(s.get("age")),
-             _seconds(s.get("expires_in"))] for s in listed]
+    rows = [[s["source"], s["group"], s["rp"], s.get("peer") or "local", seconds(s.get("age")),
+             seconds(s.get("expires_in"))] for s in listed]
     print("\n".join(table(["SOURCE", "GROUP", "RP", "FROM", "AGE", "EXPIRES"], rows)))
     return 0
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import argparse
 
-from .client import Action, add_actions, add_client_options, connect, print_json, run_action, table
+from .client import Action, add_actions, add_client_options, connect, print_json, run_action, seconds, table
 from .workers import uptime
 
 
@@ -45,9 +45,6 @@ def neighbors(args: argparse.Namespace) -> int:
     return 0
 
 
-def _seconds(value) -> str | None:
-    return None if value is None else f"{value:.0f}s"
-
 
 def join(args: argparse.Namespace) -> int:
     """Downstream state: interface, (S,G) or (*,G), kind, state, expiry and prune-pending timers."""
@@ -57,7 +54,7 @@ def join(args: argparse.Namespace) -> int:
         print_json({"joins": listed})
         return 0
     rows = [[j["interface"], j["source"] or "*", j["group"], j.get("kind"), j.get("state"),
-             _seconds(j.get("expiry_left")), _seconds(j.get("prune_pending_left"))] for j in listed]
+             seconds(j.get("expiry_left")), seconds(j.get("prune_pending_left"))] for j in listed]
     print("\n".join(table(["INTERFACE", "SOURCE", "GROUP", "KIND", "STATE", "EXPIRES", "PRUNE PENDING"], rows)))
     return 0
 
@@ -70,8 +67,8 @@ def upstream(args: argparse.Namespace) -> int:
         print_json({"upstream": listed})
         return 0
     rows = [[u["source"] or "*", u["group"], u["kind"], u.get("state"), u.get("rpf_interface"),
-             u.get("rpf_neighbor"), _seconds(u.get("join_timer_left")),
-             "" if "spt_bit" not in u else "yes" if u["spt_bit"] else "no", _seconds(u.get("keepalive_left")),
+             u.get("rpf_neighbor"), seconds(u.get("join_timer_left")),
+             "" if "spt_bit" not in u else "yes" if u["spt_bit"] else "no", seconds(u.get("keepalive_left")),
              u.get("register_state")] for u in listed]
     print("\n".join(table(["SOURCE", "GROUP", "KIND", "STATE", "RPF INTERFACE", "RPF NEIGHBOR", "JOIN TIMER",
                            "SPT", "KAT", "REGISTER"], rows)))
@@ -91,7 +88,7 @@ def rp(args: argparse.Namespace) -> int:
     print("\n".join(table(["GROUPS", "RP", "FROM", "RPF INTERFACE", "RPF NEIGHBOR"], rows)))
     if bsr is not None and bsr.get("bsr"):
         print(f"BSR {bsr['bsr']} priority {bsr['bsr_priority']} ({bsr['state']}), "
-              f"hash mask length {bsr['hash_mask_len']}, bootstrap timer {_seconds(bsr['bootstrap_timer'])}")
+              f"hash mask length {bsr['hash_mask_len']}, bootstrap timer {seconds(bsr['bootstrap_timer'])}")
     return 0
 
 
@@ -107,7 +104,7 @@ def assert_(args: argparse.Namespace) -> int:
         print_json({"asserts": listed})
         return 0
     rows = [[a["interface"], a["source"] or "*", a["group"], a["state"], a["winner"], _metric(a["winner_metric"]),
-             _metric(a["my_metric"]), _seconds(a["timer"])] for a in listed]
+             _metric(a["my_metric"]), seconds(a["timer"])] for a in listed]
     print("\n".join(table(["INTERFACE", "SOURCE", "GROUP", "STATE", "WINNER", "WINNER METRIC", "MY METRIC",
                            "TIMER"], rows)))
     return 0

@@ -72,11 +72,11 @@ class MsdpService:
         self.speaker = MsdpSpeaker(config, self._rpf_neighbor, self._send_to, self._on_sa, self._on_change,
                                    self._publish)
         timers = SessionTimers(keepalive=config.keepalive, hold=config.hold, connect_retry=config.connect_retry,
-                               max_connect_retry=max(config.connect_retry, 8 * config.connect_retry))
+                               max_connect_retry=8 * config.connect_retry)
         now = time.monotonic()
         for peer in config.peers:
             self._peers[peer.address] = _Peer(MsdpSession(peer.address, peer.local, timers))
-        for address, p in self._peers.items():
+        for p in self._peers.values():
             self._act(p, p.session.start(now))
         self._arm()
 
