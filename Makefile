@@ -9,8 +9,9 @@ PY      := $(VENV)/bin/python
 # tests/test_relay_applications.py; frr: FRRouting's pimd, the IGMP querier
 # MCR's querier is tested against (tests/test_igmp_interop.py); systemd: systemd-analyze
 # verifies the service units (tests/test_service_units.py, which also needs setpriv from
-# util-linux); clang-14 and libclang-rt-14-dev (libFuzzer): the fuzz targets (tests/fuzz)
-DEBS    := liburing-dev iproute2 g++ python3-venv socat ethtool iperf frr systemd util-linux clang-14 \
+# util-linux); clang-14 and libclang-rt-14-dev (libFuzzer): the fuzz targets (tests/fuzz); nftables:
+# counts packets by priority on a relay's egress hook (tests/test_relay_qos.py)
+DEBS    := liburing-dev iproute2 g++ python3-venv socat ethtool iperf frr systemd util-linux clang-14 nftables \
            libclang-rt-14-dev
 UNITS   := build/units
 SANITIZE := -fsanitize=address,undefined -fno-sanitize-recover=all -g

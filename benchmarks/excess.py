@@ -20,6 +20,7 @@ import sys
 import time
 
 from mcr.lab import chain, streams
+from mcr.lab.relays import RelayError
 
 from .measure import trial
 from .run import GEN_CORE, PROFILES, RELAY_CORE, Bench, prepare, set_placement
@@ -34,22 +35,33 @@ def ring_drops(relay) -> int | None:
 
 
 def overload_rows(bench: Bench, setup, placement: str, system: str, repeats: int) -> list[str]:
+    relay = bench.relay(setup, system, streams())
+    try:
+        relay.start()
+    except RelayError as error:  # e.g. a kernel without multicast routing
+        return [f"| {placement} | {system} | not measured: {error} | | | | | | |"]
+    try:
+        return measure_overload(bench, setup, relay, placement, system, repeats)
+    finally:
+        relay.stop()
+
+
+def measure_overload(bench: Bench, setup, relay, placement: str, system: str, repeats: int) -> list[str]:
+    best, _ = bench.search(setup, relay, 64)
+    if best is None:
+        return [f"| {placement} | {system} | no rate passed | | | | | | |"]
     rows = []
-    with bench.relay(setup, system, streams()) as relay:
-        best, _ = bench.search(setup, relay, 64)
-        if best is None:
-            return [f"| {placement} | {system} | no rate passed | | | | | | |"]
-        for _ in range(repeats):
-            time.sleep(STATS_INTERVAL)
-            ring = ring_drops(relay)
-            t = trial(setup, relay, 3 * best.offered, 64, bench.profile.trial, RELAY_CORE)
-            time.sleep(STATS_INTERVAL)
-            ring = None if ring is None else ring_drops(relay) - ring
-            lost = t.sent - t.delivered
-            after = "—" if ring is None else f"{ring:,}"
-            rows.append(f"| {placement} | {system} | {best.offered:,.0f} | {3 * best.offered:,.0f} | {t.offered:,.0f} | "
-                        f"{t.delivered_pps:,.0f} ({t.delivered_pps / best.offered:.0%}) | {t.refused:,} | {after} | "
-                        f"{lost - (ring or 0):,} |")
+    for _ in range(repeats):
+        time.sleep(STATS_INTERVAL)
+        ring = ring_drops(relay)
+        t = trial(setup, relay, 3 * best.offered, 64, bench.profile.trial, RELAY_CORE)
+        time.sleep(STATS_INTERVAL)
+        ring = None if ring is None else ring_drops(relay) - ring
+        lost = t.sent - t.delivered
+        after = "—" if ring is None else f"{ring:,}"
+        rows.append(f"| {placement} | {system} | {best.offered:,.0f} | {3 * best.offered:,.0f} | {t.offered:,.0f} | "
+                    f"{t.delivered_pps:,.0f} ({t.delivered_pps / best.offered:.0%}) | {t.refused:,} | {after} | "
+                    f"{lost - (ring or 0):,} |")
     return rows
 
 

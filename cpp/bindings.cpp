@@ -39,18 +39,21 @@ py::bytes encode(wire::Type type, uint32_t seq, uint32_t ifindex = 0, uint32_t r
 // The tuples' trailing fields are optional (a variant of each length), so
 // callers from before any-port and range rules, or PIM, keep working unchanged.
 // outputs: (destination, port, ifindex, ttl or -1, dscp or -1, keep_source, vlan or 0
-//           [, follow=False[, register=False, register_source="" (the kernel's choice)]])
+//           [, follow=False[, register=False, register_source="" (the kernel's choice)
+//           [, priority=-1 (the rule's)]]])
 //   a register output sends PIM Registers to the RP at `destination` (port and ifindex unused)
 using Output7 = std::tuple<std::string, uint16_t, uint32_t, int16_t, int16_t, bool, uint16_t>;
 using Output8 = decltype(std::tuple_cat(Output7{}, std::tuple<bool>{}));
 using Output10 = decltype(std::tuple_cat(Output8{}, std::tuple<bool, std::string>{}));
-using OutputTuple = std::variant<Output7, Output8, Output10>;
+using Output11 = decltype(std::tuple_cat(Output10{}, std::tuple<int64_t>{}));
+using OutputTuple = std::variant<Output7, Output8, Output10, Output11>;
 // rules: (id, ifindex, group, port or 0 (any), source or "", outputs, vlan or 0
-//         [, group_prefix_len=32[, notify=False]])
+//         [, group_prefix_len=32[, notify=False[, priority=0 (-2: by DSCP)]]])
 using Rule7 = std::tuple<uint32_t, uint32_t, std::string, uint16_t, std::string, std::vector<OutputTuple>, uint16_t>;
 using Rule8 = decltype(std::tuple_cat(Rule7{}, std::tuple<uint8_t>{}));
 using Rule9 = decltype(std::tuple_cat(Rule8{}, std::tuple<bool>{}));
-using RuleTuple = std::variant<Rule7, Rule8, Rule9>;
+using Rule10 = decltype(std::tuple_cat(Rule9{}, std::tuple<int64_t>{}));
+using RuleTuple = std::variant<Rule7, Rule8, Rule9, Rule10>;
 
 template <typename T>
 constexpr size_t size_of = std::tuple_size_v<std::decay_t<T>>;
@@ -64,6 +67,7 @@ OutputSpec to_output(const OutputTuple& output) {
       out.pim_register = std::get<8>(o);
       out.register_source = std::get<9>(o).empty() ? 0 : ipv4(std::get<9>(o));
     }
+    if constexpr (size_of<decltype(o)> >= 11) out.priority = std::get<10>(o);
     return out;
   }, output);
 }
@@ -76,6 +80,7 @@ RuleSpec to_spec(const RuleTuple& rule) {
                   {}};
     if constexpr (size_of<decltype(t)> >= 8) spec.key.prefix_len = std::get<7>(t);
     if constexpr (size_of<decltype(t)> >= 9) spec.notify = std::get<8>(t);
+    if constexpr (size_of<decltype(t)> >= 10) spec.priority = std::get<9>(t);
     for (const OutputTuple& output : std::get<5>(t)) spec.outputs.push_back(to_output(output));
     return spec;
   }, rule);
@@ -90,11 +95,11 @@ std::vector<RuleSpec> to_specs(const std::vector<RuleTuple>& rules) {
 
 py::bytes encode_add_rule(uint32_t seq, uint32_t id, uint32_t ifindex, const std::string& group, uint16_t port,
                           const std::string& source, const std::vector<OutputTuple>& outputs, uint16_t vlan,
-                          uint8_t group_prefix_len, bool notify) {
+                          uint8_t group_prefix_len, bool notify, int64_t priority) {
   wire::Command c;
   c.type = wire::Type::AddRule;
   c.seq = seq;
-  c.rule = to_spec(Rule9{id, ifindex, group, port, source, outputs, vlan, group_prefix_len, notify});
+  c.rule = to_spec(Rule10{id, ifindex, group, port, source, outputs, vlan, group_prefix_len, notify, priority});
   return to_bytes(wire::encode_command(c));
 }
 
@@ -246,7 +251,7 @@ PYBIND11_MODULE(_engine, m) {
         [](uint32_t seq, uint32_t ifindex) { return encode(wire::Type::RemoveInterface, seq, ifindex); });
   m.def("encode_add_rule", &encode_add_rule, py::arg("seq"), py::arg("id"), py::arg("ifindex"), py::arg("group"),
         py::arg("port"), py::arg("source"), py::arg("outputs"), py::arg("vlan") = 0, py::arg("group_prefix_len") = 32,
-        py::arg("notify") = false);
+        py::arg("notify") = false, py::arg("priority") = 0);
   m.def("encode_remove_rule", [](uint32_t seq, uint32_t id) { return encode(wire::Type::RemoveRule, seq, 0, id); });
   m.def("encode_get_stats", [](uint32_t seq) { return encode(wire::Type::GetStats, seq); });
   m.def("encode_shutdown", [](uint32_t seq) { return encode(wire::Type::Shutdown, seq); });
@@ -310,6 +315,7 @@ PYBIND11_MODULE(_engine, m) {
   m.attr("TRACE_CAPACITY") = Tracer::kCapacity;
   m.attr("MAX_MESSAGE") = wire::kMaxMessage;
   m.attr("REGISTER_IFINDEX") = kRegisterIfindex;
+  m.attr("DSCP_PRIORITY") = kDscpPriority;  // a rule priority: each packet's DSCP class (DSCP >> 3)
   m.attr("MAX_PART") = wire::kMaxPart;
   m.def("split_message", [](const py::bytes& message) {
     std::string raw = message;

@@ -63,6 +63,14 @@ uint8_t out_tos(const Output& out, const ParsedPacket& packet) {
   return static_cast<uint8_t>(out.spec.dscp < 0 ? packet.tos : (out.spec.dscp << 2 | (packet.tos & 3)));
 }
 
+// A packet's priority at an output whose resolved priority is not 0: the
+// fixed one, or the class of the DSCP it arrived with (DSCP >> 3: CS1-CS5
+// give 1-5, AF4x 4, EF 5; CS6 and CS7 give 6, the most a worker may set).
+uint32_t packet_priority(const Output& out, const ParsedPacket& packet) {
+  if (out.priority != kDscpPriority) return static_cast<uint32_t>(out.priority);
+  return std::min<uint32_t>(packet.tos >> 5, kMaxPriority);
+}
+
 // The folded pseudo-header sum (RFC 768) of a datagram of `udp_len` bytes,
 // not complemented: what a UDP checksum field holds for the device (or the
 // kernel) to finish over the UDP header and payload (CHECKSUM_PARTIAL).
@@ -172,7 +180,8 @@ void Egress::use_packet_socket(Output& out, const wire::PacketEgress& link, int 
 
 Egress::Egress(uint32_t slots, uint32_t payload_size) : slots_(slots), payloads_(slots, payload_size) {
   for (uint32_t i = slots; i > 0; --i) free_.push_back(i - 1);
-  // The control messages' headers never change: IP_TTL, then IP_TOS.
+  // The control messages' headers never change: IP_TTL, IP_TOS, then
+  // SO_PRIORITY, sent only with a priority (see prepare_udp).
   for (Slot& s : slots_) {
     s.msg.msg_iov = s.iov;
     s.msg.msg_control = s.control;
@@ -185,6 +194,10 @@ Egress::Egress(uint32_t slots, uint32_t payload_size) : slots_(slots), payloads_
     tos->cmsg_level = IPPROTO_IP;
     tos->cmsg_type = IP_TOS;
     tos->cmsg_len = CMSG_LEN(sizeof(int));
+    cmsghdr* priority = CMSG_NXTHDR(&s.msg, tos);
+    priority->cmsg_level = SOL_SOCKET;
+    priority->cmsg_type = SO_PRIORITY;
+    priority->cmsg_len = CMSG_LEN(sizeof(int));
   }
 }
 
@@ -223,7 +236,9 @@ uint16_t Egress::queue_outputs(io_uring* ring, Rule& rule, uint32_t rule_slot, c
       outputs += sent;
       continue;
     }
-    bool fits = out.packet_fd >= 0 && packet.payload_len <= out.max_payload;
+    // A packet with a priority takes the UDP socket: the packet path bypasses the qdiscs.
+    uint32_t priority = out.priority == 0 ? 0 : packet_priority(out, packet);
+    bool fits = out.packet_fd >= 0 && packet.payload_len <= out.max_payload && priority == 0;
     if (fits && out.tx != nullptr) {
       if (write_to_ring(ring, out, {rule_slot, rule.generation, i, packet.payload_len}, packet)) {
         note(i, TraceOutcome::SentRing);
@@ -255,7 +270,7 @@ uint16_t Egress::queue_outputs(io_uring* ring, Rule& rule, uint32_t rule_slot, c
     free_.pop_back();
     Slot& s = slots_[index];
     uint8_t* payload = payloads_.data(copy);
-    int fd = as_frame ? prepare_frame(s, out, packet, payload) : prepare_udp(s, out, packet, payload);
+    int fd = as_frame ? prepare_frame(s, out, packet, payload) : prepare_udp(s, out, packet, payload, priority);
     s.rule_slot = rule_slot;
     s.generation = rule.generation;
     s.output = i;
@@ -309,7 +324,11 @@ void Egress::flush(io_uring* ring, TxRing& tx) {
   tx.flushed();
 }
 
-int Egress::prepare_udp(Slot& s, Output& out, const ParsedPacket& packet, uint8_t* payload) {
+// SO_PRIORITY as a control message (Linux 6.14 and later) sets the one
+// packet's priority; older kernels refuse the send (EINVAL), counted as a
+// send failure of the output. (Without CAP_NET_ADMIN the kernel takes
+// 0-6 only, hence kMaxPriority.)
+int Egress::prepare_udp(Slot& s, Output& out, const ParsedPacket& packet, uint8_t* payload, uint32_t priority) {
   s.msg.msg_name = &out.address;
   if (out.spec.follow) {  // to the packet's own group and port
     s.address = {};
@@ -320,12 +339,17 @@ int Egress::prepare_udp(Slot& s, Output& out, const ParsedPacket& packet, uint8_
   }
   s.msg.msg_namelen = sizeof(sockaddr_in);
   s.msg.msg_control = s.control;
-  s.msg.msg_controllen = sizeof(s.control);
+  s.msg.msg_controllen = sizeof(s.control);  // all three, so that CMSG_NXTHDR finds the third
   s.msg.msg_iovlen = 1;
   s.iov[0] = {payload, packet.payload_len};
   cmsghdr* ttl = CMSG_FIRSTHDR(&s.msg);
+  cmsghdr* tos = CMSG_NXTHDR(&s.msg, ttl);
   set_int(ttl, out_ttl(out, packet));
-  set_int(CMSG_NXTHDR(&s.msg, ttl), out_tos(out, packet));
+  set_int(tos, out_tos(out, packet));
+  if (priority != 0)
+    set_int(CMSG_NXTHDR(&s.msg, tos), static_cast<int>(priority));
+  else
+    s.msg.msg_controllen = 2 * CMSG_SPACE(sizeof(int));
   return out.fd;
 }
 

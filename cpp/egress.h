@@ -72,7 +72,7 @@ class Egress {
     msghdr msg{};
     iovec iov[2]{};
     uint8_t header[kMaxFrameHeader]{};
-    alignas(cmsghdr) uint8_t control[2 * CMSG_SPACE(sizeof(int))]{};
+    alignas(cmsghdr) uint8_t control[3 * CMSG_SPACE(sizeof(int))]{};  // IP_TTL, IP_TOS[, SO_PRIORITY]
     alignas(cmsghdr) uint8_t pktinfo[CMSG_SPACE(sizeof(in_pktinfo))]{};  // a register's outer source
     sockaddr_in address{};  // a follow output's destination: the packet's group and port
     uint32_t rule_slot = 0, generation = 0, payload = 0;
@@ -82,7 +82,7 @@ class Egress {
   template <bool kTraced>
   uint16_t queue_outputs(io_uring* ring, Rule& rule, uint32_t rule_slot, const ParsedPacket& packet,
                          DropCounters& drops, TraceRecord* record);
-  static int prepare_udp(Slot& s, Output& out, const ParsedPacket& packet, uint8_t* payload);
+  static int prepare_udp(Slot& s, Output& out, const ParsedPacket& packet, uint8_t* payload, uint32_t priority);
   static int prepare_frame(Slot& s, Output& out, const ParsedPacket& packet, uint8_t* payload);
   static int prepare_register(Slot& s, Output& out, const ParsedPacket& packet, uint8_t* copy);
   bool queue_register(io_uring* ring, Output& out, const FrameOwner& owner, const ParsedPacket& packet,

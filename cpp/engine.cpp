@@ -155,6 +155,7 @@ std::string Engine::add_input(uint32_t ifindex, int fd) {
   input.ifindex = ifindex;
   input.fd = fd;
   input.ring = std::move(ring);
+  ++inputs_epoch_;
   log_.log(LogLevel::Debug, "input interface " + std::to_string(ifindex) + " in slot " + std::to_string(slot) +
                                 " (generation " + std::to_string(input.generation) + ")");
   return {};
@@ -180,6 +181,7 @@ std::string Engine::build_rule(const RuleSpec& spec, Rule& rule) const {
   rule.id = spec.id;
   rule.key = spec.key;
   rule.notify = spec.notify;
+  rule.priority = spec.priority;
   bool multicast = (ntohl(spec.key.group) >> 28) == 0xe;
   for (const OutputSpec& o : spec.outputs) {
     if (o.pim_register) {
@@ -198,6 +200,9 @@ std::string Engine::build_rule(const RuleSpec& spec, Rule& rule) const {
       return "an output equals the rule's input (interface, group and port): it would loop";
     Output out;
     out.spec = o;
+    out.priority = o.priority == kRulePriority ? spec.priority : o.priority;
+    if (out.priority != 0 && out.spec.needs_frame_path())
+      return "a keep-source or VLAN-tagged output cannot carry a priority (the packet path bypasses the qdiscs)";
     out.address.sin_family = AF_INET;
     out.address.sin_port = htons(o.port);
     out.address.sin_addr.s_addr = o.destination;
@@ -278,6 +283,7 @@ std::string Engine::remove_interface(uint32_t ifindex) {
     }
     close(in.fd);
     release_slot(in);
+    ++inputs_epoch_;
     found = true;
   }
   for (PacketEgressSocket& e : packet_egress_) {

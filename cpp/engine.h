@@ -127,7 +127,8 @@ class Engine {
   uint16_t queue_traced(Rule& rule, uint32_t slot, const ParsedPacket& packet, uint32_t ifindex);
 
   // The data path (loop.cpp).
-  bool drain(uint32_t index);
+  void order_inputs();
+  bool drain(uint32_t index, uint32_t budget);
   void relay(uint32_t index, const RxRing::Frame& frame);
   void forward(uint32_t ifindex, const ParsedPacket& packet, uint32_t dr);
   void dispatch(const io_uring_cqe* cqe);
@@ -148,6 +149,13 @@ class Engine {
   RuleTable rules_;
   DropCounters drops_{};
   std::vector<Input> inputs_;
+  // The order a pass reads the inputs in: first those with a rule of fixed
+  // priority (QoS), each to its whole ring, then the rest, a budget each.
+  // Rebuilt when inputs come or go (inputs_epoch_) or an input joins or
+  // leaves the priority set (RuleTable::priority_epoch).
+  std::vector<uint32_t> input_order_;
+  uint32_t priority_inputs_ = 0;  // how many of input_order_ come first
+  uint64_t inputs_epoch_ = 0, ordered_inputs_epoch_ = ~0ull, ordered_priority_epoch_ = ~0ull;
   std::vector<EgressSocket> egress_sockets_;
   std::vector<PacketEgressSocket> packet_egress_;
   std::vector<uint8_t> command_buffer_;  // one part of a command

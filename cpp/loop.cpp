@@ -34,8 +34,9 @@ std::string Engine::run() {
   while (running_) {
     ++passes_;
     bool busy = false;
-    for (uint32_t i = 0; i < inputs_.size(); ++i)
-      if (inputs_[i].fd >= 0) busy |= drain(i);
+    if (inputs_epoch_ != ordered_inputs_epoch_ || rules_.priority_epoch() != ordered_priority_epoch_) order_inputs();
+    for (uint32_t n = 0; n < input_order_.size(); ++n)
+      busy |= drain(input_order_[n], n < priority_inputs_ ? config_.rx_frames : kPassBudget);
     busy |= step_control();  // a bounded step of control work left from the last pass
     flush_rings();
     // Busy: hand this pass's sends over and collect completions without
@@ -59,13 +60,29 @@ std::string Engine::run() {
   return {};
 }
 
-// Relays up to a pass's budget of the frames waiting in an input's ring;
-// returns whether there were any.
-bool Engine::drain(uint32_t index) {
+// Priority inputs first, so that under overload their rings never fill:
+// each pass empties them (a ring's worth at most) before the others get
+// their budget, and the kernel drops what the others' full rings cannot
+// take (counted as their kernel drops). Within one input, frames go in
+// arrival order: the kernel hands them over so, DSCP unread.
+void Engine::order_inputs() {
+  input_order_.clear();
+  for (uint32_t i = 0; i < inputs_.size(); ++i)
+    if (inputs_[i].fd >= 0 && rules_.priority_input(inputs_[i].ifindex)) input_order_.push_back(i);
+  priority_inputs_ = static_cast<uint32_t>(input_order_.size());
+  for (uint32_t i = 0; i < inputs_.size(); ++i)
+    if (inputs_[i].fd >= 0 && !rules_.priority_input(inputs_[i].ifindex)) input_order_.push_back(i);
+  ordered_inputs_epoch_ = inputs_epoch_;
+  ordered_priority_epoch_ = rules_.priority_epoch();
+}
+
+// Relays up to `budget` of the frames waiting in an input's ring; returns
+// whether there were any.
+bool Engine::drain(uint32_t index, uint32_t budget) {
   RxRing& ring = *inputs_[index].ring;
   RxRing::Frame frame;
   uint32_t n = 0;
-  for (; n < kPassBudget && ring.next(frame); ++n) {
+  for (; n < budget && ring.next(frame); ++n) {
     relay(index, frame);
     ring.done();
   }

@@ -31,7 +31,9 @@ struct KeyHash {
 };
 
 bool same_rule(const Rule& a, const Rule& b) {
-  if (a.id != b.id || !(a.key == b.key) || a.notify != b.notify || a.outputs.size() != b.outputs.size()) return false;
+  if (a.id != b.id || !(a.key == b.key) || a.notify != b.notify || a.priority != b.priority ||
+      a.outputs.size() != b.outputs.size())
+    return false;
   for (size_t i = 0; i < a.outputs.size(); ++i)
     if (!(a.outputs[i].spec == b.outputs[i].spec)) return false;
   return true;

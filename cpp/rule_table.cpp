@@ -88,6 +88,7 @@ std::string RuleTable::add(Rule&& rule, uint32_t& slot) {
   rules_[slot].live = true;
   by_id_[rules_[slot].id] = slot;
   ++changes_;
+  count_priority(rules_[slot], +1);
   const RuleKey& added = rules_[slot].key;
   if (added.is_range()) {
     // After every rule it does not rank before, so equals keep their order.
@@ -116,12 +117,20 @@ std::string RuleTable::remove(uint32_t id) {
     index.erase(index.bucket_of(probe_of(rule.key)));
     count_hashed(rule.key, -1);
   }
+  count_priority(rule, -1);
   rule.live = false;
   rule.outputs.clear();
   by_id_.erase(it);
   free_slots_.push_back(slot);
   ++changes_;
   return {};
+}
+
+void RuleTable::count_priority(const Rule& rule, int delta) {
+  if (rule.priority <= 0) return;
+  uint32_t n = priority_inputs_[rule.key.ifindex] += delta;
+  if (n == 0) priority_inputs_.erase(rule.key.ifindex);
+  if (n == 0 || (delta > 0 && n == 1)) ++priority_epoch_;  // the input joined or left the set
 }
 
 // The counters that let lookup skip probes no rule could answer.

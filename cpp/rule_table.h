@@ -43,6 +43,16 @@ struct RuleKey {
   }
 };
 
+// Packet priorities (QoS). A priority is the skb priority Linux qdiscs
+// classify by (pfifo_fast and prio through their priomap); 0 is none.
+// Packets with one leave through the output interface's UDP socket, which
+// passes the qdisc, not the packet path, which bypasses it. At most 6
+// (TC_PRIO_INTERACTIVE): higher ones, and tc class ids, need CAP_NET_ADMIN
+// for SO_PRIORITY, which workers do not hold.
+constexpr int64_t kRulePriority = -1;  // an output's: the rule's
+constexpr int64_t kDscpPriority = -2;  // a rule's: each packet's DSCP class (DSCP >> 3, EF 46 -> 5), 6 at most
+constexpr int64_t kMaxPriority = 6;
+
 struct OutputSpec {
   uint32_t destination = 0;  // network byte order; multicast or unicast
   uint16_t port = 0;
@@ -61,6 +71,10 @@ struct OutputSpec {
   // outer source is `register_source`, or the kernel's choice if 0.
   bool pim_register = false;
   uint32_t register_source = 0;  // network byte order
+  // The packet priority (SO_PRIORITY, what qdiscs classify by) of this
+  // output's packets; kRulePriority: the rule's.
+  int64_t priority = kRulePriority;
+  bool needs_frame_path() const { return keep_source || vlan != 0; }  // only the packet path can
   bool operator==(const OutputSpec&) const = default;
 };
 
@@ -69,6 +83,10 @@ struct RuleSpec {
   RuleKey key;
   std::vector<OutputSpec> outputs;
   bool notify = false;  // record new (rule, source, group)s for the supervisor (notify_table.h)
+  // Its outputs' packet priority (unless an output has its own), fixed or
+  // kDscpPriority. A fixed one above 0 also makes its input one the engine
+  // serves first under overload (loop.cpp).
+  int64_t priority = 0;
   bool operator==(const RuleSpec&) const = default;
 };
 
@@ -89,12 +107,13 @@ struct Output {
   // the MTU unfragmented (larger ones take the UDP socket, which fragments).
   int packet_fd = -1;
   TxRing* tx = nullptr;  // the packet socket's TX ring, when it has one
+  int64_t priority = 0;  // resolved: the output's own, else the rule's (fixed, or kDscpPriority)
   uint16_t max_payload = 0;
   uint32_t source = 0;  // network byte order
   uint8_t link_len = 14;  // link-layer header in the template: 14, or 18 with a VLAN tag
   uint8_t frame[kMaxFrameHeader]{};
   size_t header_len() const { return kVnetHeader + link_len + 28; }
-  bool needs_frame() const { return spec.keep_source || spec.vlan != 0; }  // only the packet path can
+  bool needs_frame() const { return spec.needs_frame_path(); }
   uint64_t packets = 0, bytes = 0, errors = 0;
 };
 
@@ -106,9 +125,10 @@ struct Rule {
   uint32_t generation = 0;  // bumped when the slot is reused; stale sends check it
   bool live = false;
   bool notify = false;
+  int64_t priority = 0;  // the rule's own (RuleSpec::priority)
 
   RuleSpec spec() const {
-    RuleSpec s{id, key, {}, notify};
+    RuleSpec s{id, key, {}, notify, priority};
     for (const Output& o : outputs) s.outputs.push_back(o.spec);
     return s;
   }
@@ -150,6 +170,10 @@ class RuleTable {
   uint32_t size() const { return static_cast<uint32_t>(by_id_.size()); }
   uint32_t capacity() const { return static_cast<uint32_t>(rules_.size()); }
   uint64_t changes() const { return changes_; }  // rules added and removed so far
+  // Inputs with a rule of fixed priority above 0, which the engine serves
+  // first; the epoch moves whenever that set of inputs changes.
+  bool priority_input(uint32_t ifindex) const { return priority_inputs_.count(ifindex) != 0; }
+  uint64_t priority_epoch() const { return priority_epoch_; }
 
  private:
   static constexpr int32_t kEmpty = -1;
@@ -205,6 +229,9 @@ class RuleTable {
   uint32_t any_port_sources_ = 0;  // (S,G,any) rules
   uint32_t wildcards_ = 0;         // any-port and range rules: 0 keeps lookup on the exact path
   uint64_t changes_ = 0;
+  void count_priority(const Rule& rule, int delta);
+  std::unordered_map<uint32_t, uint32_t> priority_inputs_;  // input ifindex -> its rules of fixed priority > 0
+  uint64_t priority_epoch_ = 0;
 };
 
 }  // namespace mcr

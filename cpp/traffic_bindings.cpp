@@ -36,7 +36,7 @@ using StreamTuple = std::tuple<std::string, uint16_t, uint32_t>;  // destination
 std::unique_ptr<Generator> make_generator(int fd, const std::vector<StreamTuple>& streams, uint32_t payload_size,
                                           uint64_t count, double duration, double rate, bool raw, uint32_t batch,
                                           const std::string& source, uint16_t source_port,
-                                          const py::bytes& source_mac, uint8_t ttl) {
+                                          const py::bytes& source_mac, uint8_t ttl, uint8_t tos) {
   auto g = std::make_unique<Generator>();
   GenConfig& c = g->config;
   c.fd = fd;
@@ -53,6 +53,7 @@ std::unique_ptr<Generator> make_generator(int fd, const std::vector<StreamTuple>
   if (mac.size() != 6) throw py::value_error("source_mac must be 6 bytes");
   std::copy(mac.begin(), mac.end(), c.source_mac);
   c.ttl = ttl;
+  c.tos = tos;
   if (std::string error = check_config(c); !error.empty()) throw py::value_error(error);
   return g;
 }
@@ -111,7 +112,8 @@ void bind_traffic(py::module_& m) {
       .def(py::init(&make_generator), py::arg("fd"), py::arg("streams"), py::arg("payload_size") = 64,
            py::arg("count") = 0, py::arg("duration") = 1.0, py::arg("rate") = 0.0, py::arg("raw") = false,
            py::arg("batch") = 32, py::arg("source") = "", py::arg("source_port") = 40000,
-           py::arg("source_mac") = py::bytes("\x02\x00\x00\x00\x00\x01", 6), py::arg("ttl") = 64)
+           py::arg("source_mac") = py::bytes("\x02\x00\x00\x00\x00\x01", 6), py::arg("ttl") = 64,
+           py::arg("tos") = 0)
       .def("run", &run_generator)
       .def("stop", [](Generator& g) { g.stopping.store(true); });
   py::class_<Sink>(m, "TrafficSink")

@@ -49,6 +49,7 @@ std::array<uint8_t, kHeaders> frame_headers(const GenConfig& c, const GenStream&
   uint16_t udp_len = htons(static_cast<uint16_t>(8 + c.payload_size));
   uint16_t sport = htons(c.source_port), dport = htons(s.port);
   ip[0] = 0x45;
+  ip[1] = c.tos;
   std::memcpy(ip + 2, &ip_len, 2);
   ip[8] = c.ttl;
   ip[9] = 17;  // UDP

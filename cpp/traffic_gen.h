@@ -31,6 +31,7 @@ struct GenConfig {
   uint16_t source_port = 40000;
   uint8_t source_mac[6] = {0x02, 0, 0, 0, 0, 1};
   uint8_t ttl = 64;
+  uint8_t tos = 0;  // DSCP and ECN (the UDP mode sets it on the socket instead)
 };
 
 struct GenResult {

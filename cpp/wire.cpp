@@ -12,8 +12,8 @@ using namespace codec;
 
 namespace {
 
-constexpr uint8_t kKeepSource = 1, kFollow = 2, kRegister = 4;  // output flags
-constexpr uint8_t kNotify = 1;                                   // rule flags
+constexpr uint8_t kKeepSource = 1, kFollow = 2, kRegister = 4, kOutputPriority = 8;  // output flags
+constexpr uint8_t kNotify = 1, kRulePriorityFlag = 2;                                 // rule flags
 constexpr size_t kMinRuleBody = 24;  // a rule without outputs
 
 // A group range is a multicast prefix written in its canonical form.
@@ -43,7 +43,7 @@ std::string decode_rule_body(Reader& r, RuleSpec& rule) {
   // through to the (*,G) rule.
   if (n > kMaxOutputs) return "AddRule: too many outputs (" + std::to_string(n) + ", at most " + std::to_string(kMaxOutputs) + ")";
   if (r.remaining() < static_cast<size_t>(n) * 17) return "AddRule: message truncated";
-  rule.outputs.resize(n);
+  rule.outputs.assign(n, OutputSpec{});  // fresh: optional fields absent from the wire keep their defaults
   for (OutputSpec& o : rule.outputs) {
     o.destination = r.get<uint32_t>();
     o.port = r.get<uint16_t>();
@@ -51,7 +51,7 @@ std::string decode_rule_body(Reader& r, RuleSpec& rule) {
     o.ttl = r.get<int16_t>();
     o.dscp = r.get<int16_t>();
     uint8_t flags = r.get<uint8_t>();
-    if (flags > (kKeepSource | kFollow | kRegister)) return "AddRule: unknown output flags";
+    if (flags > (kKeepSource | kFollow | kRegister | kOutputPriority)) return "AddRule: unknown output flags";
     o.keep_source = flags & kKeepSource;
     o.follow = flags & kFollow;
     o.pim_register = flags & kRegister;
@@ -63,14 +63,26 @@ std::string decode_rule_body(Reader& r, RuleSpec& rule) {
       if (o.destination == 0 || (ntohl(o.destination) >> 28) >= 0xe)
         return "AddRule: a register output needs the RP's unicast address";
     }
+    if (flags & kOutputPriority) {
+      o.priority = r.get<int64_t>();
+      if (o.priority < 0 || o.priority > kMaxPriority) return "AddRule: output priority must be 0..6";
+      if (o.pim_register) return "AddRule: a register output cannot carry a priority";
+    }
     if (o.vlan > 4094) return "AddRule: output VLAN id must be 1..4094 (0: untagged)";
     if (o.ttl < -1 || o.ttl == 0 || o.ttl > 255) return "AddRule: output TTL must be 1..255";
     if (o.dscp < -1 || o.dscp > 63) return "AddRule: output DSCP must be 0..63";
   }
   uint8_t rule_flags = r.get<uint8_t>();
   if (r.failed) return "AddRule: message truncated";
-  if (rule_flags > kNotify) return "AddRule: unknown rule flags";
+  if (rule_flags > (kNotify | kRulePriorityFlag)) return "AddRule: unknown rule flags";
   rule.notify = rule_flags & kNotify;
+  rule.priority = 0;
+  if (rule_flags & kRulePriorityFlag) {
+    rule.priority = r.get<int64_t>();
+    if (r.failed) return "AddRule: message truncated";
+    if (rule.priority != kDscpPriority && (rule.priority < 0 || rule.priority > kMaxPriority))
+      return "AddRule: rule priority must be 0..6 or DSCP (-2)";
+  }
   return {};
 }
 
@@ -100,11 +112,15 @@ void put_rule(Writer& w, const RuleSpec& rule) {
   w.put(rule.id).put(rule.key.ifindex).put(rule.key.group).put(rule.key.source);
   w.put(rule.key.port).put(rule.key.vlan).put(rule.key.prefix_len).put(static_cast<uint16_t>(rule.outputs.size()));
   for (const OutputSpec& o : rule.outputs) {
-    uint8_t flags = (o.keep_source ? kKeepSource : 0) | (o.follow ? kFollow : 0) | (o.pim_register ? kRegister : 0);
+    bool own_priority = o.priority != kRulePriority;
+    uint8_t flags = (o.keep_source ? kKeepSource : 0) | (o.follow ? kFollow : 0) | (o.pim_register ? kRegister : 0) |
+                    (own_priority ? kOutputPriority : 0);
     w.put(o.destination).put(o.port).put(o.ifindex).put(o.ttl).put(o.dscp).put(flags).put(o.vlan);
     if (o.pim_register) w.put(o.register_source);
+    if (own_priority) w.put(o.priority);
   }
-  w.put(static_cast<uint8_t>(rule.notify ? kNotify : 0));
+  w.put(static_cast<uint8_t>((rule.notify ? kNotify : 0) | (rule.priority != 0 ? kRulePriorityFlag : 0)));
+  if (rule.priority != 0) w.put(rule.priority);
 }
 
 }  // namespace

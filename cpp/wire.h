@@ -25,6 +25,10 @@
 //               (pim_register.h); such an output is followed by {u32 source}
 //               (the outer source address, 0: the kernel's choice). After the
 //               outputs, {u8 rule_flags}: bit 0 notify (notify_table.h).
+//               Priorities (QoS, rule_table.h): output flag bit 3, the output's own
+//               priority, follows as {i64 priority} (after a register's source);
+//               rule flag bit 1, the rule's, follows the flags as {i64 priority}
+//               (0..6, or -2: each packet's DSCP class).
 //   RemoveRule {u32 id}
 //   GetStats   {}
 //   Shutdown   {}

@@ -42,7 +42,7 @@ from mcr.lab import Capture, UdpSink, frr, payload_seq
 from mcr.lab.netns import Lab
 from mcr.protocols.pim_wire import GroupSet, JoinPrune, Source, encode_join_prune
 
-pytestmark = pytest.mark.skipif(not frr.available(), reason="FRR (Debian frr) is not installed")
+pytestmark = pytest.mark.skipif(bool(frr.missing(routing=True)), reason=frr.missing(routing=True))
 
 MCR_A, FRR_A = "10.31.0.2", "10.31.0.3"
 MCR_B, FRR_B = "10.31.1.2", "10.31.1.3"

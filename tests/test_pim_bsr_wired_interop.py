@@ -30,7 +30,7 @@ from mcr.lab.netns import open_socket
 from mcr.protocols.pim_wire import ALL_PIM_ROUTERS, Hello, encode_hello
 from mcr.protocols.pim_wire_more import Bootstrap, BsrGroup, BsrRp, encode_bootstrap
 
-pytestmark = pytest.mark.skipif(not frr.available(), reason="FRR (Debian frr) is not installed")
+pytestmark = pytest.mark.skipif(bool(frr.missing(routing=True)), reason=frr.missing(routing=True))
 
 BSR = "10.99.0.1"
 IPPROTO_PIM = 103

@@ -23,7 +23,7 @@ from scapy.layers.l2 import Ether
 from mcr.lab import Capture, UdpSender, UdpSink, frr, numbered_payloads, payload_seq
 from mcr.lab.line import line
 
-pytestmark = pytest.mark.skipif(not frr.available(), reason="FRR (Debian frr) is not installed")
+pytestmark = pytest.mark.skipif(bool(frr.missing(routing=True)), reason=frr.missing(routing=True))
 
 GROUP, PORT = "239.1.1.1", 5000
 FAST_HELLO = {"hello_period": 1, "triggered_hello_delay": 0.5}

@@ -27,7 +27,8 @@ The file is JSON. Every top-level key is optional:
          "input_interface": "eth0",
          "group": "239.1.1.1", "port": 5000,
          "source": "10.1.1.1",                     # optional: an (S,G) rule
-         "outputs": ["239.2.2.2:5000:eth1", "10.9.0.7:7000:eth2:ttl=16:dscp=46"],
+         "priority": 5,                            # optional QoS: 0-6 or "dscp" (see mcr.rules)
+         "outputs": ["239.2.2.2:5000:eth1", "10.9.0.7:7000:eth2:ttl=16:dscp=46:priority=0"],
          "members": ["eth3"]},                      # optional: also where IGMP members want it
         {"input_interface": "eth0", "group": "239.2.0.0/16", "port": "any",   # a range, every port
          "members": ["eth3"]}
@@ -39,7 +40,8 @@ levels, idle_stop_after and pin_cores (workers are re-pinned) take effect at
 once; workers, user and metrics need a restart, and the reply and the log name each
 such setting that changed.
 
-Outputs use the mcrctl form GROUP:PORT:IFACE[:ttl=N][:dscp=N][:keep-source] (see mcr.rules).
+Outputs use the mcrctl form GROUP:PORT:IFACE[:ttl=N][:dscp=N][:keep-source][:vlan=N][:priority=N]
+(see mcr.rules, which also says what a priority does).
 Validation is strict, so a typo never silently changes what is relayed:
 unknown keys at any level, wrong types, bad addresses, ports and interface
 names, two rules for the same input (interface, group, port, source), two
@@ -68,7 +70,7 @@ from .protocols.msdp_config import MsdpConfig, msdp_from_dict, msdp_to_dict
 from .protocols.pim import Settings as PimSettings
 from .protocols.pim_config import ALL_GROUPS, TREE_SETTINGS, PimConfig, StaticRp
 from .protocols.pim_tree_types import TreeSettings
-from .rules import MAX_IFNAME, Join, Output, Rule, RuleError
+from .rules import DSCP_PRIORITY, MAX_IFNAME, Join, Output, Rule, RuleError, parse_priority
 
 IGMP_SETTINGS = tuple(f.name for f in fields(Settings))
 PIM_SETTINGS = tuple(f.name for f in fields(PimSettings))
@@ -76,7 +78,7 @@ PIM_SETTINGS = tuple(f.name for f in fields(PimSettings))
 LOG_LEVELS = ("debug", "info", "warning", "error")
 NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 USER = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,31}")
-RULE_KEYS = ("name", "input_interface", "group", "port", "source", "vlan", "outputs", "members")
+RULE_KEYS = ("name", "input_interface", "group", "port", "source", "vlan", "priority", "outputs", "members")
 REQUIRED_RULE_KEYS = ("input_interface", "group", "port")
 JOIN_KEYS = ("interface", "group", "source")
 
@@ -159,6 +161,15 @@ def _vlan(value: Any, where: str) -> int | None:
     return value
 
 
+def _priority(value: Any, where: str) -> int:
+    if not isinstance(value, (int, str)) or isinstance(value, bool):
+        raise _fail(where, f"expected 0-6 or \"dscp\", not {type(value).__name__}")
+    try:
+        return parse_priority(value, "priority", dscp=True)
+    except RuleError as error:
+        raise _fail(where, str(error).removeprefix("priority: ")) from None
+
+
 def _name(value: Any, where: str) -> str | None:
     if value is None:
         return None
@@ -202,7 +213,8 @@ def rule_from_dict(data: dict, where: str = "rule") -> Rule:
                   outputs=_outputs(data.get("outputs", []), f"{where}.outputs"),
                   members=_members(data.get("members", []), f"{where}.members"),
                   source=_source(data.get("source"), f"{where}.source"), name=_name(data.get("name"), f"{where}.name"),
-                  vlan=_vlan(data.get("vlan"), f"{where}.vlan"))
+                  vlan=_vlan(data.get("vlan"), f"{where}.vlan"),
+                  priority=_priority(data.get("priority", 0), f"{where}.priority"))
     if not fields["outputs"] and not fields["members"]:
         raise _fail(f"{where}.outputs", "a rule needs at least one output (or members)")
     try:
@@ -219,6 +231,8 @@ def rule_to_dict(rule: Rule) -> dict:
         data["source"] = rule.source
     if rule.vlan is not None:
         data["vlan"] = rule.vlan
+    if rule.priority:
+        data["priority"] = "dscp" if rule.priority == DSCP_PRIORITY else rule.priority
     data["outputs"] = [str(output) for output in rule.outputs]
     if rule.members:
         data["members"] = list(rule.members)

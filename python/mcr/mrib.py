@@ -32,7 +32,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable, Iterable, Mapping
 
-from .rules import ANY_PORT, Output, Rule, notify_field
+from .rules import ANY_PORT, Output, Rule, engine_rule_tail
 
 ACTIVE, WAITING, PRUNED = "active", "waiting", "pruned"
 INCLUDE, EXCLUDE = "include", "exclude"
@@ -93,7 +93,7 @@ class Route:
         rule = self.rule
         group, prefix = (self.group, 32) if self.group else (rule.group_address, rule.prefix_len)
         return (self.engine_id, self.input_ifindex, group, rule.port, self.source or "", outputs, rule.vlan or 0,
-                prefix) + notify_field(self.notify or rule.notify)
+                prefix) + engine_rule_tail(self.notify or rule.notify, rule.priority)
 
     @property
     def joinable(self) -> str | None:

@@ -2,10 +2,24 @@
 
 Output form (as the original mcrctl `--outputs`): GROUP:PORT:IFACE, optionally
 followed by :ttl=N, :dscp=N, :keep-source (send with the packet's own
-source address, which SSM receivers filter on; multicast outputs only) and
-:vlan=N (tag the frames with 802.1Q VLAN N; multicast outputs only);
+source address, which SSM receivers filter on; multicast outputs only),
+:vlan=N (tag the frames with 802.1Q VLAN N; multicast outputs only) and
+:priority=N (the packets' priority, see below, instead of the rule's);
 several outputs are separated by commas.
-Rule form: `in=IFACE group=GROUP:PORT [source=ADDR] [vlan=N] out=OUTPUTS [name=NAME]`.
+Rule form: `in=IFACE group=GROUP:PORT [source=ADDR] [vlan=N] [priority=P] out=OUTPUTS [name=NAME]`.
+
+Priority (QoS): the Linux packet priority (SO_PRIORITY, skb->priority), 0-6,
+the outputs give the packets, which qdiscs classify by (pfifo_fast and prio
+through their priomap; tc filters and nftables' `meta priority` can match
+it). 7 and above (TC_PRIO_CONTROL, tc class ids) need CAP_NET_ADMIN, which
+workers shed. A rule's may also be `dscp`: each packet's priority is the
+class of the DSCP it arrived with (DSCP >> 3, so CS1 gives 1, EF 46 5; CS6
+and CS7 give 6). 0, the default, is none. Packets with a priority
+leave through the output interface's UDP socket, which passes the qdisc,
+not the packet path (which bypasses it), so keep-source and vlan= outputs
+cannot carry one. An input with a rule of fixed priority above 0 is served
+first by its worker: under overload the other inputs' packets are the ones
+dropped (see docs/guide.md, QoS).
 Receiver-driven outputs: `out=members:eth1,eth2` (mixed with static ones:
 `out=239.2.2.2:5000:eth3,members:eth1,eth2`) sends the group, unchanged, out
 of each listed interface where IGMP says members want it (from this source:
@@ -72,6 +86,37 @@ def _check_vlan(vlan: int | None, what: str) -> None:
         raise RuleError(f"{what}: VLAN id {vlan} is outside 1-4094")
 
 
+MAX_PRIORITY = 6  # TC_PRIO_INTERACTIVE: SO_PRIORITY's limit without CAP_NET_ADMIN
+DSCP_PRIORITY = -2  # a rule's priority: each packet's DSCP class (mcr._engine.DSCP_PRIORITY)
+
+
+def parse_priority(value: int | str, what: str, dscp: bool = False) -> int:
+    """A priority as users write it: a number or, where `dscp`, the word dscp (DSCP_PRIORITY)."""
+    if isinstance(value, str):
+        text = value.strip().lower()
+        if text == "dscp" and dscp:
+            return DSCP_PRIORITY
+        try:
+            value = int(text, 10)
+        except ValueError:
+            raise RuleError(f"{what}: '{value}' is not a priority (0-{MAX_PRIORITY}"
+                            + (" or dscp)" if dscp else ")")) from None
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_PRIORITY:
+        raise RuleError(f"{what}: priority {value!r} is outside 0-{MAX_PRIORITY}")
+    return value
+
+
+def format_priority(priority: int) -> str:
+    return "dscp" if priority == DSCP_PRIORITY else str(priority)
+
+
+def engine_rule_tail(notify: bool, priority: int) -> tuple:
+    """An engine rule tuple's optional trailing fields (notify, priority):
+    present only when set, so a rule without them keeps the tuple it had
+    before PIM and QoS."""
+    return (notify, priority) if priority else (True,) if notify else ()
+
+
 def _int(text: str, what: str) -> int:
     try:
         return int(text, 10)
@@ -97,8 +142,14 @@ class Output:
     # REGISTER_INTERFACE), from `register_source` or the kernel's choice.
     register: bool = False
     register_source: str | None = None
+    priority: int | None = None  # the packets' priority (see above); None: the rule's
 
     def __post_init__(self) -> None:
+        if self.priority is not None:
+            parse_priority(self.priority, f"output {self.destination}")
+            if self.register or (self.priority and (self.keep_source or self.vlan is not None)):
+                raise RuleError(f"output {self.destination}: a register, keep-source or vlan= output cannot carry a "
+                                "priority (only the UDP socket's path passes the qdiscs)")
         if self.register:
             self._check_register()
             return
@@ -155,16 +206,20 @@ class Output:
                 options["keep_source"] = True
             elif key in ("ttl", "dscp", "vlan") and value:
                 options[key] = _int(value, f"output '{text}' {key}")
+            elif key == "priority" and value:
+                options[key] = parse_priority(value, f"output '{text}'")
             else:
-                raise RuleError(f"output '{text}': unknown option '{extra}' (ttl=N, dscp=N, keep-source or vlan=N)")
+                raise RuleError(f"output '{text}': unknown option '{extra}' (ttl=N, dscp=N, keep-source, vlan=N "
+                                "or priority=N)")
         return cls(parts[0], _int(parts[1], f"output '{text}' port"), parts[2], **options)
 
     def engine_tuple(self, ifindex: int) -> tuple:
         """The output as the engine's bindings take it; a register output's ifindex is unused."""
         if self.register:
             return (self.destination, 0, 0, -1, -1, False, 0, False, True, self.register_source or "")
-        return (self.destination, self.port, ifindex, -1 if self.ttl is None else self.ttl,
-                -1 if self.dscp is None else self.dscp, self.keep_source, self.vlan or 0, self.follow)
+        plain = (self.destination, self.port, ifindex, -1 if self.ttl is None else self.ttl,
+                 -1 if self.dscp is None else self.dscp, self.keep_source, self.vlan or 0, self.follow)
+        return plain if self.priority is None else plain + (False, "", self.priority)
 
     def __str__(self) -> str:
         if self.register:
@@ -180,13 +235,9 @@ class Output:
             text += ":keep-source"
         if self.vlan is not None:
             text += f":vlan={self.vlan}"
+        if self.priority is not None:
+            text += f":priority={self.priority}"
         return text
-
-
-def notify_field(notify: bool) -> tuple[bool, ...]:
-    """An engine rule tuple's optional trailing notify field: present only
-    when set, so a rule without it keeps the tuple it had before PIM."""
-    return (True,) if notify else ()
 
 
 def parse_outputs(text: str) -> tuple[Output, ...]:
@@ -224,6 +275,7 @@ class Rule:
     # outputs are the route's, and it may have none (an entry that drops what it matches).
     protocol: str | None = None
     notify: bool = False  # the engine reports each new (source, group) it matches (mcr.engine.Engine.take_notifications)
+    priority: int = 0  # its outputs' packet priority (see above): 0 none, a number, or DSCP_PRIORITY
 
     def __post_init__(self) -> None:
         _check_interface(self.input_interface, "input interface")
@@ -241,6 +293,13 @@ class Rule:
             if source.is_multicast or source.is_unspecified:
                 raise RuleError(f"source {self.source} must be a unicast address")
         _check_vlan(self.vlan, "rule")
+        if self.priority != DSCP_PRIORITY:
+            parse_priority(self.priority, "rule")
+        if self.priority:
+            for out in self.outputs:
+                if out.priority is None and (out.keep_source or out.vlan is not None or out.register):
+                    raise RuleError(f"output {out} cannot carry the rule's priority (a register, keep-source or vlan= "
+                                    "output bypasses the qdiscs): give it :priority=0")
         if not self.outputs and not self.members and not self.protocol and not self.notify:
             raise RuleError("a rule needs at least one output (or notify)")
         for name in self.members:
@@ -266,8 +325,9 @@ class Rule:
             if token == "notify":
                 fields["notify"] = ""
                 continue
-            if not sep or key not in ("in", "group", "source", "vlan", "out", "name"):
-                raise RuleError(f"rule '{text}': unexpected '{token}' (in=, group=, source=, vlan=, out=, name=, notify)")
+            if not sep or key not in ("in", "group", "source", "vlan", "priority", "out", "name"):
+                raise RuleError(f"rule '{text}': unexpected '{token}' "
+                                "(in=, group=, source=, vlan=, priority=, out=, name=, notify)")
             fields[key] = value
         missing = [key for key in ("in", "group", "out") if key not in fields and (key != "out" or "notify" not in fields)]
         if missing:
@@ -278,8 +338,10 @@ class Rule:
         port = "0" if port == "any" else port
         vlan = _int(fields["vlan"], "rule vlan") if "vlan" in fields else None
         outputs, members = parse_destinations(fields.get("out", ""))
+        priority = parse_priority(fields["priority"], "rule", dscp=True) if "priority" in fields else 0
         return cls(fields["in"], group, _int(port, "input port"), outputs,
-                   fields.get("source"), fields.get("name"), vlan, members, notify="notify" in fields)
+                   fields.get("source"), fields.get("name"), vlan, members, notify="notify" in fields,
+                   priority=priority)
 
     @property
     def is_unicast_input(self) -> bool:
@@ -302,7 +364,7 @@ class Rule:
         """The rule as the engine's bindings take it (mcr._engine.encode_add_rule / encode_sync_rules)."""
         outputs = [o.engine_tuple(output_ifindex(o.interface)) for o in self.outputs]
         return (rule_id, input_ifindex, self.group_address, self.port, self.source or "", outputs, self.vlan or 0,
-                self.prefix_len) + notify_field(self.notify)
+                self.prefix_len) + engine_rule_tail(self.notify, self.priority)
 
     def __str__(self) -> str:
         text = f"in={self.input_interface} group={self.group}:{'any' if self.port == ANY_PORT else self.port}"
@@ -310,6 +372,8 @@ class Rule:
             text += f" source={self.source}"
         if self.vlan is not None:
             text += f" vlan={self.vlan}"
+        if self.priority:
+            text += f" priority={format_priority(self.priority)}"
         if self.outputs or self.members:
             text += " out=" + ",".join([str(o) for o in self.outputs]
                                        + ([f"members:{','.join(self.members)}"] if self.members else []))

@@ -432,10 +432,30 @@ static void test_wire_ranges() {
   four.rule.key = {3, ip("224.0.0.0"), 0, 0, 0, 4};  // all of multicast is a range too
   auto b = wire::encode_command(four);
   CHECK(wire::decode_command(b.data(), b.size(), back).empty() && back.rule.key.prefix_len == 4);
-  // Output flags beyond keep-source, follow and register are refused. The first output's flags byte:
+  // Output flags beyond keep-source, follow, register and priority are refused. The first output's flags byte:
   // header 8 + rule 23 + dst 4, port 2, ifindex 4, ttl 2, dscp 2.
-  bytes[8 + 23 + 14] = 8;
+  bytes[8 + 23 + 14] = 16;
   CHECK(wire::decode_command(bytes.data(), bytes.size(), back).find("unknown output flags") != std::string::npos);
+
+  // Priorities (QoS) round-trip: a rule's (fixed or by DSCP) and an output's own; out of range is refused.
+  wire::Command qos = c;
+  qos.rule.priority = kDscpPriority;
+  qos.rule.outputs[0].priority = 3;
+  auto q = wire::encode_command(qos);
+  CHECK(wire::decode_command(q.data(), q.size(), back).empty() && back.rule == qos.rule);
+  qos.rule.priority = 6;
+  qos.rule.outputs[0].priority = kRulePriority;
+  q = wire::encode_command(qos);
+  CHECK(wire::decode_command(q.data(), q.size(), back).empty() && back.rule == qos.rule);
+  for (int64_t bad : {int64_t{7}, int64_t{-3}}) {
+    qos.rule.priority = bad;
+    q = wire::encode_command(qos);
+    CHECK(wire::decode_command(q.data(), q.size(), back).find("rule priority must be 0..6") != std::string::npos);
+  }
+  qos.rule.priority = 0;
+  qos.rule.outputs[0].priority = 7;
+  q = wire::encode_command(qos);
+  CHECK(wire::decode_command(q.data(), q.size(), back).find("output priority must be 0..6") != std::string::npos);
 
   RuleSpec exact{7, {3, ip("239.1.0.0"), 0, 5000}, {{ip("239.2.2.2"), 6000, 5, -1, -1, false, 0}}};
   RuleSpec range = exact, any_port = exact, follow = exact;

@@ -166,7 +166,7 @@ static void test_wire_register() {
   refused([](RuleSpec& r) { r.outputs[0].keep_source = true; }, "register output cannot");
   refused([](RuleSpec& r) { r.outputs[0].destination = ip("239.0.0.1"); }, "RP's unicast address");
   refused([](RuleSpec& r) { r.outputs[0].destination = 0; }, "RP's unicast address");
-  bytes[bytes.size() - 1] = 2;  // rule flags: only notify is defined
+  bytes[bytes.size() - 1] = 4;  // rule flags: only notify and priority are defined
   CHECK(wire::decode_command(bytes.data(), bytes.size(), back).find("unknown rule flags") != std::string::npos);
 
   std::vector<Notification> notes = {{9, ip("10.1.1.1"), ip("239.1.1.1"), kRegisterIfindex, ip("10.0.0.1")},

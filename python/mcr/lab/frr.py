@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 
 from .netns import LabError
+from .relays import kernel_multicast_routing
 
 FRR = Path("/usr/lib/frr")
 DAEMONS = ("zebra", "pimd")
@@ -37,6 +38,17 @@ def _running(pid: int) -> bool:
 
 def available() -> bool:
     return all((FRR / daemon).exists() for daemon in DAEMONS) and shutil.which("vtysh") is not None
+
+
+def missing(routing: bool = False) -> str:
+    """Why FRR cannot be a peer here ('' if it can). With `routing`, as a
+    router: pimd forwards, and runs its IGMP querier, through the kernel's
+    multicast routing (its mroute socket), which some kernels are built without."""
+    if not available():
+        return "FRR (Debian frr) is not installed"
+    if routing and not kernel_multicast_routing():
+        return "FRR's pimd routes through the kernel's multicast routing, which this kernel lacks (CONFIG_IP_MROUTE)"
+    return ""
 
 
 class Frr:

@@ -102,7 +102,7 @@ class Generator:
 
     def __init__(self, ns: str | None, ifname: str, targets: list[Target], *, size: int = 64, rate: float = 0,
                  count: int = 0, duration: float | None = None, raw: bool = False, source: str | None = None,
-                 ttl: int = 64, batch: int = 32, sport: int = 40000) -> None:
+                 ttl: int = 64, tos: int = 0, batch: int = 32, sport: int = 40000) -> None:
         if count <= 0 and duration is None:
             raise ValueError("give a count, a duration or both")
         if duration is None:
@@ -114,12 +114,13 @@ class Generator:
                 mac = self._sock.getsockname()[4][:6]  # the interface's own MAC
             else:
                 self._sock = _udp_sender(ifname, ttl)
+                self._sock.setsockopt(socket.IPPROTO_IP, socket.IP_TOS, tos)
                 mac = b"\x02\0\0\0\0\1"
         try:
             self._native = _engine.Generator(
                 self._sock.fileno(), [(d, p, i) for i, (d, p) in enumerate(targets)], payload_size=size,
                 count=count, duration=duration, rate=rate, raw=raw, batch=batch, source=source or "",
-                source_port=sport, source_mac=mac, ttl=ttl)
+                source_port=sport, source_mac=mac, ttl=ttl, tos=tos)
         except BaseException:
             self._sock.close()
             raise
@@ -143,7 +144,8 @@ def generate(ns: str | None, ifname: str, targets: list[Target], **options) -> d
     duration (the run ends at whichever comes first; a count alone still
     stops at its paced length plus 5 s), raw (build frames and send them on
     an AF_PACKET socket: faster, multicast only, source address from
-    `source` or the interface), ttl, batch (packets per sendmmsg), sport.
+    `source` or the interface), ttl, tos (the DSCP and ECN byte), batch
+    (packets per sendmmsg), sport.
     Returns sent, retries, elapsed (s), rate (achieved pps) and error.
     """
     return Generator(ns, ifname, targets, **options).run()

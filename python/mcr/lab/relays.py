@@ -23,6 +23,7 @@ link, so the same generator and sink measure all three:
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import shutil
@@ -33,6 +34,7 @@ import sys
 import tempfile
 import threading
 import time
+from pathlib import Path
 
 from ..netns import in_netns
 from .gen import Target
@@ -179,6 +181,12 @@ class SocatRelay(_Relay):
         raise RelayError("socat did not join its groups in time")
 
 
+def kernel_multicast_routing() -> bool:
+    """Whether this kernel has IPv4 multicast routing (CONFIG_IP_MROUTE), which
+    KernelRelay and FRR's pimd need: the kernel makes this file only then."""
+    return Path("/proc/net/ip_mr_vif").exists()
+
+
 class KernelRelay(_Relay):
     """Kernel multicast forwarding, configured through an mroute socket held open by this object."""
 
@@ -192,8 +200,10 @@ class KernelRelay(_Relay):
             self._sock = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_IGMP)
             try:
                 self._configure()
-            except OSError:
+            except OSError as error:
                 self._sock.close()
+                if error.errno == errno.ENOPROTOOPT:  # MRT_INIT unknown: built without CONFIG_IP_MROUTE
+                    raise RelayError("this kernel has no multicast routing (CONFIG_IP_MROUTE is not set)") from None
                 raise
 
     def _configure(self) -> None:
