@@ -12,11 +12,22 @@ relay's core. A best-effort stream (239.1.1.1:5000, DSCP 0) goes to
 Both generators (prebuilt frames, paced) share the generator's core.
 
 Each repeat finds the no-drop rate of the best-effort stream alone (the
-bisection of benchmarks.run), then offers twice that rate, EF_SHARE of it
-EF and the rest best effort, for --trial seconds, twice: without priorities
-(the worker reads its two inputs in turn) and with the EF rule at priority
-5, which makes its input the one the worker empties first every pass.
-Prints a Markdown table and writes it, with the JSON, to --out.
+bisection of benchmarks.run), then offers twice that rate, --ef-share of it
+EF and the rest best effort, for --trial seconds, in three variants:
+
+- none: no priorities; the worker reads its two inputs in turn, 256 frames
+  each per pass, so EF keeps up only while it is under about half of what
+  the worker can relay;
+- serve-first: the EF rule at priority 5 and its output at :priority=0, so
+  its input is emptied first every pass and its packets still take the TX
+  ring (no packet priority);
+- serve-first+priority: the EF rule at priority 5 on its output too: the
+  packets also carry priority 5, which sends them through the UDP socket
+  (one sendmsg each, through the qdisc), a dearer path.
+
+(Both generators share one core, so what they get out, the offered column,
+can fall short of the rate asked for.) Prints a Markdown table and writes
+it, with the JSON, to --out.
 """
 
 from __future__ import annotations
@@ -41,7 +52,7 @@ from .run import GEN_CORE, RELAY_CORE, RESULTS, set_placement
 BE, EF = ("239.1.1.1", 5000), ("239.1.1.5", 5000)
 BE_OUT, EF_OUT = ("239.2.2.1", 6000), ("239.2.2.5", 6000)
 EF_TOS = 46 << 2
-EF_SHARE = 0.1  # of the offered total
+VARIANTS = {"none": (0, None), "serve-first": (5, 0), "serve-first+priority": (5, None)}  # rule, EF output
 SIZE = 64
 CEILING = 800_000  # the first guess of the no-drop search (pps)
 STEPS = 6
@@ -90,11 +101,12 @@ class Topology:
 class Daemon:
     """`mcr daemon` in the relay namespace, one worker on the relay's core, the two rules."""
 
-    def __init__(self, topo: Topology, ef_priority: int) -> None:
+    def __init__(self, topo: Topology, ef_priority: int = 0, output_priority: int | None = None) -> None:
         self._dir = tempfile.TemporaryDirectory(prefix="mcr-qos-")
         config = Path(self._dir.name) / "mcr.json"
-        ef_rule = {"input_interface": topo.ef_in, "group": EF[0], "port": EF[1],
-                   "outputs": [f"{EF_OUT[0]}:{EF_OUT[1]}:{topo.out}"]}
+        output = f"{EF_OUT[0]}:{EF_OUT[1]}:{topo.out}" + ("" if output_priority is None
+                                                          else f":priority={output_priority}")
+        ef_rule = {"input_interface": topo.ef_in, "group": EF[0], "port": EF[1], "outputs": [output]}
         if ef_priority:
             ef_rule["priority"] = ef_priority
         config.write_text(json.dumps({"workers": 1, "pin_cores": [RELAY_CORE], "log_level": "warning", "rules": [
@@ -157,30 +169,30 @@ def trial(topo: Topology, rate: float, duration: float, ef_share: float) -> Poin
                  ef["sent"], reports[1]["unique"], elapsed)
 
 
-def run(repeats: int, duration: float) -> list[dict]:
+def run(repeats: int, duration: float, ef_share: float) -> list[dict]:
     rows = []
     with Lab(prefix="mcrq") as lab:
         topo = Topology(lab)
         for repeat in range(repeats):
-            with_daemon = Daemon(topo, ef_priority=0)
+            plain = Daemon(topo)
             try:
                 found, _ = no_drop_rate(lambda r: trial(topo, r, duration, 0.0), CEILING, STEPS)
             finally:
-                with_daemon.close()
+                plain.close()
             if found is None:
                 rows.append({"repeat": repeat, "ndr": None})
                 continue
             ndr = found.offered
-            for priority in (0, 5):
-                d = Daemon(topo, ef_priority=priority)
+            for variant, (priority, output_priority) in VARIANTS.items():
+                d = Daemon(topo, priority, output_priority)
                 try:
-                    trial(topo, 1000, 0.2, EF_SHARE)  # a primer: both paths are up
+                    trial(topo, 1000, 0.2, ef_share)  # a primer: both paths are up
                     drops_before = d.kernel_drops()
-                    p = trial(topo, 2 * ndr, duration, EF_SHARE)
+                    p = trial(topo, 2 * ndr, duration, ef_share)
                     drops = {k: v - drops_before.get(k, 0) for k, v in d.kernel_drops().items()}
                 finally:
                     d.close()
-                rows.append({"repeat": repeat, "ndr": ndr, "ef_priority": priority, **asdict(p),
+                rows.append({"repeat": repeat, "ndr": ndr, "variant": variant, **asdict(p),
                              "be_loss": p.stream_loss(p.be_sent, p.be_delivered),
                              "ef_loss": p.stream_loss(p.ef_sent, p.ef_delivered),
                              "kernel_drops": {"be": drops.get(topo.be_in, 0), "ef": drops.get(topo.ef_in, 0)}})
@@ -189,14 +201,14 @@ def run(repeats: int, duration: float) -> list[dict]:
 
 
 def table(rows: list[dict]) -> str:
-    lines = ["| repeat | BE alone no-drop pps | EF priority | offered pps (both) | EF sent | EF lost | EF loss |"
+    lines = ["| repeat | BE alone no-drop pps | variant | offered pps (both) | EF sent | EF lost | EF loss |"
              " BE sent | BE lost | BE loss | kernel drops EF / BE input |",
              "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         if r["ndr"] is None:
             lines.append(f"| {r['repeat'] + 1} | no rate passed | | | | | | | | | |")
             continue
-        lines.append(f"| {r['repeat'] + 1} | {r['ndr']:,.0f} | {r['ef_priority'] or 'none'} | {r['offered']:,.0f} | "
+        lines.append(f"| {r['repeat'] + 1} | {r['ndr']:,.0f} | {r['variant']} | {r['offered']:,.0f} | "
                      f"{r['ef_sent']:,} | {r['ef_sent'] - r['ef_delivered']:,} | {100 * r['ef_loss']:.3f} % | "
                      f"{r['be_sent']:,} | {r['be_sent'] - r['be_delivered']:,} | {100 * r['be_loss']:.1f} % | "
                      f"{r['kernel_drops']['ef']:,} / {r['kernel_drops']['be']:,} |")
@@ -207,6 +219,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="benchmarks.qos", description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--trial", type=float, default=2.0, help="seconds per overload trial (default 2)")
+    parser.add_argument("--ef-share", type=float, default=0.2, help="EF's part of the offered rate (default 0.2)")
     parser.add_argument("--out", type=Path, help="output folder (default benchmarks/results/qos-<time>)")
     args = parser.parse_args(argv)
     if os.geteuid() != 0:
@@ -215,11 +228,12 @@ def main(argv: list[str] | None = None) -> int:
     os.sched_setaffinity(0, {GEN_CORE})  # the generators and sinks; the worker has the relay core
     out = args.out or RESULTS / time.strftime("qos-%Y%m%d-%H%M%S")
     out.mkdir(parents=True, exist_ok=True)
-    rows = run(args.repeats, args.trial)
+    rows = run(args.repeats, args.trial, args.ef_share)
     text = table(rows)
-    (out / "results.json").write_text(json.dumps({"trial_s": args.trial, "ef_share": EF_SHARE, "rows": rows},
+    (out / "results.json").write_text(json.dumps({"trial_s": args.trial, "ef_share": args.ef_share, "rows": rows},
                                                  indent=1))
-    (out / "report.md").write_text(f"# QoS under overload ({time.strftime('%Y-%m-%d %H:%M')})\n\n{text}")
+    (out / "report.md").write_text(f"# QoS under overload ({time.strftime('%Y-%m-%d %H:%M')}, trials of "
+                                   f"{args.trial} s, EF {args.ef_share:.0%} of the offered rate)\n\n{text}")
     print(text, end="")
     return 0
 

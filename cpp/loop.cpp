@@ -17,6 +17,9 @@ namespace {
 // Frames read from one input per pass before the others, the TX ring
 // flushes and the completions get their turn.
 constexpr uint32_t kPassBudget = 256;
+// An input's budget in a pass where a priority input had frames: the core
+// goes to priority traffic first, and the others still move (never starved).
+constexpr uint32_t kYieldingBudget = kPassBudget / 4;
 
 uint64_t coarse_now_ms() {
   timespec now{};
@@ -35,8 +38,11 @@ std::string Engine::run() {
     ++passes_;
     bool busy = false;
     if (inputs_epoch_ != ordered_inputs_epoch_ || rules_.priority_epoch() != ordered_priority_epoch_) order_inputs();
-    for (uint32_t n = 0; n < input_order_.size(); ++n)
-      busy |= drain(input_order_[n], n < priority_inputs_ ? config_.rx_frames : kPassBudget);
+    bool priority_busy = false;
+    for (uint32_t n = 0; n < priority_inputs_; ++n) priority_busy |= drain(input_order_[n], config_.rx_frames);
+    uint32_t budget = priority_busy ? kYieldingBudget : kPassBudget;
+    for (uint32_t n = priority_inputs_; n < input_order_.size(); ++n) busy |= drain(input_order_[n], budget);
+    busy |= priority_busy;
     busy |= step_control();  // a bounded step of control work left from the last pass
     flush_rings();
     // Busy: hand this pass's sends over and collect completions without
@@ -62,8 +68,9 @@ std::string Engine::run() {
 
 // Priority inputs first, so that under overload their rings never fill:
 // each pass empties them (a ring's worth at most) before the others get
-// their budget, and the kernel drops what the others' full rings cannot
-// take (counted as their kernel drops). Within one input, frames go in
+// their budget, a quarter of it while priority traffic flows, and the
+// kernel drops what the others' full rings cannot take (counted as their
+// kernel drops). Within one input, frames go in
 // arrival order: the kernel hands them over so, DSCP unread.
 void Engine::order_inputs() {
   input_order_.clear();
