@@ -304,6 +304,8 @@ PYBIND11_MODULE(_engine, m) {
   };
   m.def("encode_add_packet_egress", encode_link(wire::Type::AddPacketEgress), py::arg("seq"), py::arg("ifindex"),
         py::arg("source"), py::arg("mtu"), py::arg("mac"));
+  m.def("encode_add_queued_egress", encode_link(wire::Type::AddQueuedEgress), py::arg("seq"), py::arg("ifindex"),
+        py::arg("source"), py::arg("mtu"), py::arg("mac"));
   m.def("encode_update_link", encode_link(wire::Type::UpdateLink), py::arg("seq"), py::arg("ifindex"),
         py::arg("source"), py::arg("mtu"), py::arg("mac"));
   m.def("ruleset_hash", [](const std::vector<RuleTuple>& rules) { return wire::ruleset_hash(to_specs(rules)); },

@@ -236,11 +236,13 @@ uint16_t Egress::queue_outputs(io_uring* ring, Rule& rule, uint32_t rule_slot, c
       outputs += sent;
       continue;
     }
-    // A packet with a priority takes the UDP socket: the packet path bypasses the qdiscs.
+    // A packet with a priority takes the queued TX ring, whose frames pass the
+    // qdisc, or else the UDP socket: the packet path's own ring bypasses it.
     uint32_t priority = out.priority == 0 ? 0 : packet_priority(out, packet);
-    bool fits = out.packet_fd >= 0 && packet.payload_len <= out.max_payload && priority == 0;
-    if (fits && out.tx != nullptr) {
-      if (write_to_ring(ring, out, {rule_slot, rule.generation, i, packet.payload_len}, packet)) {
+    bool fits = out.packet_fd >= 0 && packet.payload_len <= out.max_payload;
+    TxRing* tx = priority == 0 ? out.tx : out.queued_tx;
+    if (fits && tx != nullptr) {
+      if (write_to_ring(ring, out, *tx, {rule_slot, rule.generation, i, packet.payload_len}, packet, priority)) {
         note(i, TraceOutcome::SentRing);
         ++outputs;
         continue;
@@ -250,7 +252,7 @@ uint16_t Egress::queue_outputs(io_uring* ring, Rule& rule, uint32_t rule_slot, c
     // A packet socket with a TX ring sends only what its ring holds (sendmsg
     // ignores the message), so when that ring is full the UDP socket sends,
     // unless the output keeps the source, which only the packet path can do.
-    bool as_frame = fits && out.tx == nullptr;
+    bool as_frame = fits && out.tx == nullptr && priority == 0;
     if (out.needs_frame() && !as_frame) {
       count(drops, fits ? DropReason::SendFailed : DropReason::TooBig);
       ++out.errors;
@@ -356,16 +358,31 @@ int Egress::prepare_udp(Slot& s, Output& out, const ParsedPacket& packet, uint8_
 // The frame goes out on the next flush of the ring, or at once when the
 // ring fills faster than loop passes flush it (fan-out). Counted now, since
 // no per-frame completion comes back (a failed flush takes the count back).
-bool Egress::write_to_ring(io_uring* ring, Output& out, const FrameOwner& owner, const ParsedPacket& packet) {
-  uint8_t* data = out.tx->acquire();
+// A flush sends every frame with the socket's priority, so a frame of
+// another priority first sends what the ring holds (inline, see flush) and
+// then sets the socket's: one setsockopt per change of priority, none for
+// a stream of one. (Frames a full socket buffer held back go out with the
+// priority set next.)
+bool Egress::write_to_ring(io_uring* ring, Output& out, TxRing& tx, const FrameOwner& owner,
+                           const ParsedPacket& packet, uint32_t priority) {
+  if (tx.priority() != priority) {
+    if (tx.pending()) {
+      flush(ring, tx);
+      io_uring_submit(ring);
+    }
+    int value = static_cast<int>(priority);
+    if (setsockopt(tx.fd(), SOL_SOCKET, SO_PRIORITY, &value, sizeof(value)) != 0) return false;
+    tx.set_priority(priority);
+  }
+  uint8_t* data = tx.acquire();
   if (data == nullptr) return false;  // ring full
   fill_header(data, out, packet);
   std::memcpy(data + out.header_len(), packet.payload, packet.payload_len);
-  out.tx->commit(out.header_len() + packet.payload_len, owner);
+  tx.commit(out.header_len() + packet.payload_len, owner);
   ++out.packets;
   out.bytes += packet.payload_len;
-  if (out.tx->above_watermark()) {
-    flush(ring, *out.tx);
+  if (tx.above_watermark()) {
+    flush(ring, tx);
     io_uring_submit(ring);  // the send runs now, inside this call, and frees the frames (see flush)
   }
   return true;

@@ -17,6 +17,10 @@
 // The kernel adds the outer IPv4 header; that socket clears DF (the
 // supervisor sets IP_PMTUDISC_DONT), so a Register beyond the path MTU is
 // fragmented by the kernel and reassembled by the RP, as with Linux's pimreg.
+// A multicast packet with a priority (QoS) takes the interface's queued TX
+// ring instead: its socket keeps the qdisc (no PACKET_QDISC_BYPASS) and
+// carries the priority, set when it changes (write_to_ring); without one,
+// the sendmsg path, with the priority as a control message.
 // Send slots and buffers are preallocated; nothing is allocated per packet.
 #pragma once
 #include <liburing.h>
@@ -87,7 +91,8 @@ class Egress {
   static int prepare_register(Slot& s, Output& out, const ParsedPacket& packet, uint8_t* copy);
   bool queue_register(io_uring* ring, Output& out, const FrameOwner& owner, const ParsedPacket& packet,
                       DropCounters& drops);
-  bool write_to_ring(io_uring* ring, Output& out, const FrameOwner& owner, const ParsedPacket& packet);
+  bool write_to_ring(io_uring* ring, Output& out, TxRing& tx, const FrameOwner& owner, const ParsedPacket& packet,
+                     uint32_t priority);
 
   std::vector<Slot> slots_;
   std::vector<uint32_t> free_;

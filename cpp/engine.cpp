@@ -95,7 +95,8 @@ void Engine::poll_idle_inputs() {
 
 void Engine::execute(const wire::Command& command, int fd) {
   bool takes_socket = command.type == wire::Type::AddInput || command.type == wire::Type::AddEgress ||
-                      command.type == wire::Type::AddPacketEgress || command.type == wire::Type::AddRegisterEgress ||
+                      command.type == wire::Type::AddPacketEgress || command.type == wire::Type::AddQueuedEgress ||
+                      command.type == wire::Type::AddRegisterEgress ||
                       command.type == wire::Type::AddRegisterInput;
   if (!takes_socket && fd >= 0) close(fd);
   if (takes_socket && fd < 0) {
@@ -106,7 +107,8 @@ void Engine::execute(const wire::Command& command, int fd) {
   switch (command.type) {
     case wire::Type::AddInput: error = add_input(command.ifindex, fd); break;
     case wire::Type::AddEgress: error = add_egress(command.ifindex, fd); break;
-    case wire::Type::AddPacketEgress: error = add_packet_egress(command.packet_egress, fd); break;
+    case wire::Type::AddPacketEgress: error = add_packet_egress(command.packet_egress, fd, false); break;
+    case wire::Type::AddQueuedEgress: error = add_packet_egress(command.packet_egress, fd, true); break;
     case wire::Type::UpdateLink: error = update_link(command.packet_egress); break;
     case wire::Type::RemoveInterface: error = remove_interface(command.ifindex); break;
     case wire::Type::AddRule: error = add_rule(command.rule); break;
@@ -217,11 +219,12 @@ std::string Engine::build_rule(const RuleSpec& spec, Rule& rule) const {
   return {};
 }
 
-std::string Engine::add_packet_egress(const wire::PacketEgress& link, int fd) {
+std::string Engine::add_packet_egress(const wire::PacketEgress& link, int fd, bool queued) {
   for (const PacketEgressSocket& e : packet_egress_) {
-    if (e.fd >= 0 && e.link.ifindex == link.ifindex) {
+    if (e.fd >= 0 && e.link.ifindex == link.ifindex && e.queued == queued) {
       close(fd);
-      return "output interface " + std::to_string(link.ifindex) + " already has a packet socket";
+      return "output interface " + std::to_string(link.ifindex) + " already has a " +
+             (queued ? "queued" : "packet") + " socket";
     }
   }
   uint32_t slot = free_slot(packet_egress_);
@@ -234,6 +237,7 @@ std::string Engine::add_packet_egress(const wire::PacketEgress& link, int fd) {
   }
   e.link = link;
   e.fd = fd;
+  e.queued = queued;
   e.ring = std::move(ring);
   log_.log(LogLevel::Debug, "packet egress interface " + std::to_string(link.ifindex) + " in slot " +
                                 std::to_string(slot) + " (generation " + std::to_string(e.generation) + ")");
@@ -245,17 +249,19 @@ std::string Engine::add_packet_egress(const wire::PacketEgress& link, int fd) {
 // frame in flight is lost. A larger MTU than the TX ring's frames hold is
 // capped by them (bigger payloads take the UDP socket, which fragments).
 std::string Engine::update_link(const wire::PacketEgress& link) {
+  bool found = false;
   for (PacketEgressSocket& e : packet_egress_) {
     if (e.fd < 0 || e.link.ifindex != link.ifindex) continue;
     e.link = link;
+    found = true;
+    if (e.queued) continue;  // its frames take the header templates of the other one's outputs
     for (Rule& rule : rules_.mutable_rules()) {
       if (!rule.live) continue;
       for (Output& out : rule.outputs)
         if (out.packet_fd == e.fd) Egress::use_packet_socket(out, e.link, e.fd, e.ring.get());
     }
-    return {};
   }
-  return "output interface " + std::to_string(link.ifindex) + " has no packet socket";
+  return found ? std::string() : "output interface " + std::to_string(link.ifindex) + " has no packet socket";
 }
 
 // Closes every socket of an interface no rule uses any more and unmaps its
@@ -310,8 +316,11 @@ std::string Engine::remove_interface(uint32_t ifindex) {
 void Engine::use_packet_egress(Output& out) const {
   if (!out.spec.follow && (ntohl(out.spec.destination) >> 28) != 0xe) return;
   for (const PacketEgressSocket& e : packet_egress_)
-    if (e.fd >= 0 && e.link.ifindex == out.spec.ifindex && e.link.source != 0)
+    if (e.fd >= 0 && !e.queued && e.link.ifindex == out.spec.ifindex && e.link.source != 0)
       Egress::use_packet_socket(out, e.link, e.fd, e.ring.get());
+  if (out.priority == 0 || out.packet_fd < 0) return;
+  for (const PacketEgressSocket& e : packet_egress_)  // a priority's frames go through the qdisc
+    if (e.fd >= 0 && e.queued && e.link.ifindex == out.spec.ifindex) out.queued_tx = e.ring.get();
 }
 
 std::string Engine::add_rule(const RuleSpec& spec) {

@@ -66,6 +66,7 @@ class Engine {
   struct PacketEgressSocket {
     wire::PacketEgress link;
     int fd = -1;
+    bool queued = false;  // without PACKET_QDISC_BYPASS: for outputs with a priority
     uint32_t generation = 0;
     std::unique_ptr<TxRing> ring;  // null if the socket could not take one
   };
@@ -86,7 +87,7 @@ class Engine {
   void execute(const wire::Command& command, int fd);
   std::string add_input(uint32_t ifindex, int fd);
   std::string add_egress(uint32_t ifindex, int fd);
-  std::string add_packet_egress(const wire::PacketEgress& link, int fd);
+  std::string add_packet_egress(const wire::PacketEgress& link, int fd, bool queued);
   std::string update_link(const wire::PacketEgress& link);
   std::string remove_interface(uint32_t ifindex);
   void use_packet_egress(Output& out) const;

@@ -196,10 +196,13 @@ void Engine::on_flush(const io_uring_cqe* cqe) {
                   refused ? DropReason::TxRefused : down ? DropReason::OutputDown : DropReason::SendFailed);
 }
 
-// One send per TX ring that got frames in this pass hands them all over.
+// One send per TX ring that got frames in this pass hands them all over:
+// the queued rings (frames with a priority) first, so they reach the
+// devices first, in the order their inputs were served.
 void Engine::flush_rings() {
-  for (PacketEgressSocket& e : packet_egress_)
-    if (e.ring != nullptr && e.ring->pending()) egress_.flush(&ring_, *e.ring);
+  for (bool queued : {true, false})
+    for (PacketEgressSocket& e : packet_egress_)
+      if (e.queued == queued && e.ring != nullptr && e.ring->pending()) egress_.flush(&ring_, *e.ring);
 }
 
 }  // namespace mcr

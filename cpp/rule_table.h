@@ -108,6 +108,7 @@ struct Output {
   int packet_fd = -1;
   TxRing* tx = nullptr;  // the packet socket's TX ring, when it has one
   int64_t priority = 0;  // resolved: the output's own, else the rule's (fixed, or kDscpPriority)
+  TxRing* queued_tx = nullptr;  // the interface's queued TX ring (through the qdisc), for a priority
   uint16_t max_payload = 0;
   uint32_t source = 0;  // network byte order
   uint8_t link_len = 14;  // link-layer header in the template: 14, or 18 with a VLAN tag

@@ -77,6 +77,10 @@ class TxRing {
     refused_pass_ = kNoPass;
   }
   int fd() const { return fd_; }
+  // The socket's SO_PRIORITY, which every frame a flush sends takes (the
+  // queued ring's, for outputs with a priority: see Egress::write_to_ring).
+  uint32_t priority() const { return priority_; }
+  void set_priority(uint32_t priority) { priority_ = priority; }
   uint32_t index() const { return index_; }
   uint32_t generation() const { return generation_; }
   // The largest frame one ring slot holds (the vnet header included).
@@ -92,7 +96,7 @@ class TxRing {
   uint32_t index_ = 0, generation_ = 0;
   RingMemory memory_;
   static constexpr uint64_t kNoPass = UINT64_MAX;
-  uint32_t frame_size_ = 0, frames_ = 0, next_ = 0, unflushed_ = 0, retries_ = 0;
+  uint32_t frame_size_ = 0, frames_ = 0, next_ = 0, unflushed_ = 0, retries_ = 0, priority_ = 0;
   uint64_t refused_pass_ = kNoPass;
   bool retry_ = false;
   std::vector<FrameOwner> owners_;

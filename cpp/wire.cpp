@@ -80,8 +80,9 @@ std::string decode_rule_body(Reader& r, RuleSpec& rule) {
   if (rule_flags & kRulePriorityFlag) {
     rule.priority = r.get<int64_t>();
     if (r.failed) return "AddRule: message truncated";
-    if (rule.priority != kDscpPriority && (rule.priority < 0 || rule.priority > kMaxPriority))
-      return "AddRule: rule priority must be 0..6 or DSCP (-2)";
+    // 0 is sent as no priority at all: one spelling per rule.
+    if (rule.priority != kDscpPriority && (rule.priority <= 0 || rule.priority > kMaxPriority))
+      return "AddRule: rule priority must be 1..6 or DSCP (-2) when flagged";
   }
   return {};
 }
@@ -172,8 +173,11 @@ std::string decode_command(const uint8_t* data, size_t len, Command& out) {
       return error;
     }
     case Type::AddPacketEgress:
+    case Type::AddQueuedEgress:
     case Type::UpdateLink: {
-      const char* what = out.type == Type::UpdateLink ? "UpdateLink" : "AddPacketEgress";
+      const char* what = out.type == Type::UpdateLink        ? "UpdateLink"
+                         : out.type == Type::AddQueuedEgress ? "AddQueuedEgress"
+                                                             : "AddPacketEgress";
       PacketEgress& e = out.packet_egress;
       e.ifindex = r.get<uint32_t>();
       e.source = r.get<uint32_t>();
@@ -235,6 +239,7 @@ std::vector<uint8_t> encode_command(const Command& c) {
       w.put(c.log_level);
       break;
     case Type::AddPacketEgress:
+    case Type::AddQueuedEgress:
     case Type::UpdateLink:
       w.put(c.packet_egress.ifindex).put(c.packet_egress.source).put(c.packet_egress.mtu);
       for (uint8_t byte : c.packet_egress.mac) w.put(byte);

@@ -38,6 +38,9 @@
 //   SetLogLevel {u8 level}                      0 debug .. 3 error
 //   AddPacketEgress {u32 ifindex, u32 source, u16 mtu, u8 mac[6]}
 //                  + fd: AF_PACKET socket bound to ifindex, for multicast outputs
+//   AddQueuedEgress {same body as AddPacketEgress}
+//                  + fd: the same without PACKET_QDISC_BYPASS, so its frames pass the
+//                  interface's qdisc: the TX ring of outputs with a priority (QoS)
 //   UpdateLink {same body as AddPacketEgress}   the interface's address, MTU or
 //                  MAC changed: every output's header template on it follows
 //   RemoveInterface {u32 ifindex}   no rule uses it any more: close its sockets
@@ -94,6 +97,7 @@ enum class Type : uint16_t {
   SetNotifyWindow = 16,
   TraceRule = 17,
   TakeTrace = 18,
+  AddQueuedEgress = 19,
   ReplyOk = 100,
   ReplyError = 101,
   ReplyStats = 102,

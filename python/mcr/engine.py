@@ -40,6 +40,7 @@ class Engine:
         self._inputs: dict[str, int] = {}  # name -> ifindex
         self._holds = InputHolds(MembershipService())
         self._egress: dict[str, int] = {}
+        self._queued: set[str] = set()  # output interfaces with a queued packet socket (QoS)
         self._rules: dict[int, Rule] = {}
         self._ifnames: dict[int, str] = {_engine.REGISTER_IFINDEX: REGISTER_INTERFACE}
         self.error: BaseException | None = None
@@ -100,6 +101,17 @@ class Engine:
             self._egress[ifname] = ifindex
             self._ifnames[ifindex] = ifname
         return self._egress[ifname]
+
+    def _ensure_queued(self, ifname: str) -> None:
+        """The interface's queued packet socket, for outputs with a priority (QoS)."""
+        if ifname in self._queued:
+            return
+        with in_netns(self.netns):
+            opened = sockets.open_queued_sockets(ifname)
+        for sock, encode, args in opened:
+            with sock:
+                self._call(encode, self._egress[ifname], *args, fd=sock.fileno())
+        self._queued.add(ifname)
 
     def refresh_link(self, ifname: str) -> None:
         """Re-read an output interface's address, MTU and MAC into the engine's
@@ -183,6 +195,9 @@ class Engine:
             self._ifindex(out.interface)  # fail on an unknown name before touching anything (not "register")
         rule_id = next(self._ids)
         wire = rule.engine_tuple(rule_id, self._ensure_input(rule.input_interface), self._ensure_egress)
+        for out in rule.outputs:
+            if out.sends_priority(rule.priority):
+                self._ensure_queued(out.interface)
         self._call(_engine.encode_add_rule, *wire)
         self._rules[rule_id] = rule
         try:
@@ -206,6 +221,7 @@ class Engine:
         for name in sorted((set(self._inputs) | set(self._egress)) - used):
             ifindex = self._inputs.pop(name, None) or self._egress.pop(name)
             self._egress.pop(name, None)
+            self._queued.discard(name)
             self._call(_engine.encode_remove_interface, ifindex)
 
     def rules(self) -> dict[int, Rule]:

@@ -14,10 +14,10 @@ through their priomap; tc filters and nftables' `meta priority` can match
 it). 7 and above (TC_PRIO_CONTROL, tc class ids) need CAP_NET_ADMIN, which
 workers shed. A rule's may also be `dscp`: each packet's priority is the
 class of the DSCP it arrived with (DSCP >> 3, so CS1 gives 1, EF 46 5; CS6
-and CS7 give 6). 0, the default, is none. Packets with a priority
-leave through the output interface's UDP socket, which passes the qdisc,
-not the packet path (which bypasses it), so keep-source and vlan= outputs
-cannot carry one. An input with a rule of fixed priority above 0 is served
+and CS7 give 6). 0, the default, is none. Packets with a priority leave
+through a TX ring whose socket keeps the qdisc (or the UDP socket), not the
+packet path's own ring, which bypasses it; keep-source and vlan= outputs,
+which only that ring writes, cannot carry one. An input with a rule of fixed priority above 0 is served
 first by its worker: under overload the other inputs' packets are the ones
 dropped (see docs/guide.md, QoS).
 Receiver-driven outputs: `out=members:eth1,eth2` (mixed with static ones:
@@ -149,7 +149,7 @@ class Output:
             parse_priority(self.priority, f"output {self.destination}")
             if self.register or (self.priority and (self.keep_source or self.vlan is not None)):
                 raise RuleError(f"output {self.destination}: a register, keep-source or vlan= output cannot carry a "
-                                "priority (only the UDP socket's path passes the qdiscs)")
+                                "priority (they take the TX ring that bypasses the qdisc)")
         if self.register:
             self._check_register()
             return
@@ -183,6 +183,10 @@ class Output:
             source = _ipv4(self.register_source, "register output source")
             if source.is_multicast or source.is_unspecified:
                 raise RuleError(f"register output: source {self.register_source} must be a unicast address")
+
+    def sends_priority(self, rule_priority: int) -> bool:
+        """Whether its packets carry a priority under a rule of `rule_priority`."""
+        return bool(rule_priority if self.priority is None else self.priority) and not self.register
 
     @classmethod
     def to_rp(cls, rp: str, source: str | None = None) -> Output:

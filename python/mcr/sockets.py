@@ -144,14 +144,17 @@ def open_egress_socket(ifname: str) -> socket.socket:
     return sock
 
 
-def open_packet_egress_socket(ifname: str) -> tuple[socket.socket, dict]:
+def open_packet_egress_socket(ifname: str, queued: bool = False) -> tuple[socket.socket, dict]:
     """An AF_PACKET socket that sends prebuilt frames out of `ifname`, and what
     the frames need (link_info). It receives nothing (protocol 0). Raises
-    OSError if the interface has no IPv4 address."""
+    OSError if the interface has no IPv4 address. `queued` keeps the qdisc in
+    the way, for the frames of outputs with a priority (QoS); otherwise the
+    frames bypass it."""
     link = link_info(ifname)
     sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0)
     try:
-        sock.setsockopt(SOL_PACKET, PACKET_QDISC_BYPASS, 1)  # nothing to queue on: veth/NICs take it directly
+        if not queued:
+            sock.setsockopt(SOL_PACKET, PACKET_QDISC_BYPASS, 1)  # nothing to queue on: veth/NICs take it directly
         # Every frame the engine sends starts with a virtio_net_hdr whose hdr_len
         # makes the kernel build one linear buffer (see cpp/egress.cpp).
         sock.setsockopt(SOL_PACKET, PACKET_VNET_HDR, 1)
@@ -190,6 +193,20 @@ def open_output_sockets(ifname: str) -> list[tuple[socket.socket, Callable, tupl
     except OSError:
         return opened
     return opened + [(frames, _engine.encode_add_packet_egress, (link["source"], link["mtu"], link["mac"]))]
+
+
+def open_queued_sockets(ifname: str) -> list[tuple[socket.socket, Callable, tuple]]:
+    """The packet socket whose frames pass `ifname`'s qdisc, for outputs with
+    a priority (QoS), with its command and arguments as open_output_sockets
+    gives them; none where the packet path is not used. Opened only for an
+    interface that has such an output: each TX ring maps 4 MiB."""
+    if not has_ethernet_header(ifname):
+        return []
+    try:
+        queued, link = open_packet_egress_socket(ifname, queued=True)
+    except OSError:
+        return []
+    return [(queued, _engine.encode_add_queued_egress, (link["source"], link["mtu"], link["mac"]))]
 
 
 def interface_address(ifname: str) -> str:

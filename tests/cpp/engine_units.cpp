@@ -450,8 +450,13 @@ static void test_wire_ranges() {
   for (int64_t bad : {int64_t{7}, int64_t{-3}}) {
     qos.rule.priority = bad;
     q = wire::encode_command(qos);
-    CHECK(wire::decode_command(q.data(), q.size(), back).find("rule priority must be 0..6") != std::string::npos);
+    CHECK(wire::decode_command(q.data(), q.size(), back).find("rule priority must be 1..6") != std::string::npos);
   }
+  // A flagged priority of 0 is refused: 0 is spelled without the flag (the command fuzzer's find).
+  qos.rule.priority = 1;
+  q = wire::encode_command(qos);
+  std::fill(q.end() - 8, q.end(), 0);
+  CHECK(wire::decode_command(q.data(), q.size(), back).find("when flagged") != std::string::npos);
   qos.rule.priority = 0;
   qos.rule.outputs[0].priority = 7;
   q = wire::encode_command(qos);

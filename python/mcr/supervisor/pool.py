@@ -129,6 +129,8 @@ class WorkerPool:
         have = worker.interfaces
         wanted = [("in", route.rule.input_interface, route.input_ifindex)]
         wanted += [("out", o.interface, i) for o, i in zip(route.outputs, route.output_ifindexes)]
+        wanted += [("queued", o.interface, i) for o, i in zip(route.outputs, route.output_ifindexes)
+                   if o.sends_priority(route.rule.priority)]
         for kind, name, ifindex in wanted:
             if (kind, ifindex) in have:
                 continue
@@ -138,7 +140,8 @@ class WorkerPool:
                 with sockets.open_input_socket(name, self._fanout_salt + ifindex) as sock:
                     await worker.call(_engine.encode_add_input, ifindex, fd=sock.fileno())
             else:
-                for sock, encode, args in sockets.open_output_sockets(name):
+                opened = sockets.open_output_sockets(name) if kind == "out" else sockets.open_queued_sockets(name)
+                for sock, encode, args in opened:
                     with sock:
                         await worker.call(encode, ifindex, *args, fd=sock.fileno())
             have.add((kind, ifindex))
