@@ -436,3 +436,18 @@ def test_connections_past_the_limit_are_told_busy_and_the_others_served(tmp_path
         assert ping_ok(running.path)
         for c in held:
             c.close()
+
+
+def test_a_burst_of_connections_while_the_loop_is_busy_is_queued_not_refused(tmp_path):
+    # A socket with a timeout connects without blocking: on a full accept
+    # queue AF_UNIX says EAGAIN at once. The daemon queues as many as it serves.
+    with ServerThread(tmp_path / "control.sock", max_clients=200) as running:
+        busy = threading.Event()
+        running.loop.call_soon_threadsafe(busy.wait, 20)  # the loop accepts nothing meanwhile
+        try:
+            burst = [Conn(running.path) for _ in range(200)]
+        finally:
+            busy.set()
+        assert all(c.ask({"cmd": "ping"})["ok"] for c in burst)
+        for c in burst:
+            c.close()

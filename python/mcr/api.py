@@ -80,7 +80,8 @@ class Client:
             sock.close()
             hints = {FileNotFoundError: "no such socket: is the daemon running (mcr daemon)?",
                      ConnectionRefusedError: "nobody is listening: the daemon is not running",
-                     PermissionError: "permission denied (root, or a member of the socket's group)"}
+                     PermissionError: "permission denied (root, or a member of the socket's group)",
+                     BlockingIOError: "the daemon's queue of new connections is full: try again"}
             raise ApiError("unreachable", f"{self.path}: {hints.get(type(error), error.strerror)}") from None
         self._sock, self._reader = sock, sock.makefile("rb")
 

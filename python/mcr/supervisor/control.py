@@ -147,7 +147,11 @@ class ControlServer:
         sock = _listening_socket(self.path)
         info = os.stat(self.path)
         self._identity = (info.st_dev, info.st_ino)
-        self._server = await asyncio.start_unix_server(self._serve_client, sock=sock, limit=self.max_request)
+        # The accept queue holds as many as may be served: a burst of clients
+        # connecting while the loop is busy is queued rather than refused with
+        # EAGAIN (asyncio's default is 100; the kernel caps it at somaxconn).
+        self._server = await asyncio.start_unix_server(self._serve_client, sock=sock, limit=self.max_request,
+                                                       backlog=self.max_clients)
         log.info("control socket listening on %s", self.path)
 
     async def close(self) -> None:
