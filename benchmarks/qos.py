@@ -22,12 +22,18 @@ EF and the rest best effort, for --trial seconds, in three variants:
   its input is emptied first every pass and its packets still take the TX
   ring (no packet priority);
 - serve-first+priority: the EF rule at priority 5 on its output too: the
-  packets also carry priority 5, which sends them through the UDP socket
-  (one sendmsg each, through the qdisc), a dearer path.
+  packets also carry priority 5, so they take the interface's second TX
+  ring, whose socket keeps the qdisc and sets SO_PRIORITY.
 
 (Both generators share one core, so what they get out, the offered column,
 can fall short of the rate asked for.) Prints a Markdown table and writes
 it, with the JSON, to --out.
+
+With --ef-sender iperf the EF stream is judged by programs we did not
+write: iperf2 sends it (`-u -S 0xb8 -l 64 -b Npps`; its -e report gives
+what it wrote), and an nftables counter on the sink's ingress hook counts
+what arrived of it. Best effort still comes from our generator, which is
+load only.
 """
 
 from __future__ import annotations
@@ -35,6 +41,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -138,13 +145,51 @@ class Daemon:
         self._dir.cleanup()
 
 
-def trial(topo: Topology, rate: float, duration: float, ef_share: float) -> Point:
-    """Both streams for `duration` s at `rate` pps together (`ef_share` of it EF; 0: best effort alone)."""
+def iperf_send(ns: str, source: str, pps: float, duration: float) -> dict:
+    """iperf2 sends EF for `duration` s at `pps`; what it wrote, by its own -e report."""
+    result = subprocess.run(["ip", "netns", "exec", ns, "iperf", "-c", EF[0], "-p", str(EF[1]), "-u", "-e",
+                             "-l", str(SIZE), "-b", f"{int(pps)}pps", "-t", str(duration), "-T", "8",
+                             "-S", str(EF_TOS), "-B", source], capture_output=True, text=True, timeout=duration + 30)
+    # The summary line: "[  1] 0.0000-2.0001 sec  ... 412345/0  206123 pps"
+    found = re.findall(r"([\d.]+)-([\d.]+) sec .*?\s(\d+)/(\d+)\s+\d+ pps", result.stdout)
+    if result.returncode != 0 or not found:
+        raise RuntimeError(f"iperf failed ({result.returncode}): {result.stdout}{result.stderr}")
+    start, end, written, _errors = found[-1]
+    return {"sent": int(written), "elapsed": float(end) - float(start)}
+
+
+class IngressCounter:
+    """An nftables counter on the sink's ingress hook: EF datagrams that reached the sink's link."""
+
+    def __init__(self, ns: str, ifname: str) -> None:
+        self.nft = ["ip", "netns", "exec", ns, "nft"]
+        for command in (["add", "table", "netdev", "qos"],
+                        ["add", "chain", "netdev", "qos", "in", f"{{ type filter hook ingress device {ifname} "
+                                                               "priority 0; }"],
+                        # iperf's data datagrams only: their id (the payload's first 32 bits) is
+                        # positive; its closing FIN carries a negative one.
+                        ["add", "rule", "netdev", "qos", "in", "ip", "daddr", EF_OUT[0], "udp", "dport",
+                         str(EF_OUT[1]), "@th,64,1", "0", "counter"]):
+            subprocess.run(self.nft + command, check=True, timeout=10)
+
+    def packets(self) -> int:
+        text = subprocess.run(self.nft + ["list", "table", "netdev", "qos"], check=True, capture_output=True,
+                              text=True, timeout=10).stdout
+        return int(re.search(r"counter packets (\d+)", text).group(1))
+
+
+def trial(topo: Topology, rate: float, duration: float, ef_share: float, iperf: IngressCounter | None = None) -> Point:
+    """Both streams for `duration` s at `rate` pps together (`ef_share` of it EF; 0: best effort alone).
+    With `iperf`, iperf2 sends EF and that counter counts it in."""
     sinks = [Sink(topo.sink_ns, topo.sink_if, [group], duration=duration + 30, idle=duration + 30)
              for group in (BE_OUT, EF_OUT)]
     results: dict[str, dict] = {}
+    ef_before = iperf.packets() if iperf else 0
 
     def send(name: str, ns: str, ifname: str, target, pps: float, tos: int) -> None:
+        if name == "ef" and iperf:
+            results[name] = iperf_send(ns, "10.203.1.2", pps, duration)
+            return
         results[name] = generate(ns, ifname, [target], size=SIZE, rate=pps, duration=duration, raw=True, tos=tos)
 
     threads = [threading.Thread(target=send, args=("be", topo.be_ns, topo.be_if, BE, rate * (1 - ef_share), 0))]
@@ -165,14 +210,16 @@ def trial(topo: Topology, rate: float, duration: float, ef_share: float) -> Poin
             s.__exit__(None, None, None)
     be, ef = results["be"], results.get("ef", {"sent": 0, "elapsed": 0.0})
     elapsed = max(be["elapsed"], ef["elapsed"])
+    ef_delivered = iperf.packets() - ef_before if iperf else reports[1]["unique"]
     return Point(rate, (be["sent"] + ef["sent"]) / elapsed if elapsed else 0.0, be["sent"], reports[0]["unique"],
-                 ef["sent"], reports[1]["unique"], elapsed)
+                 ef["sent"], ef_delivered, elapsed)
 
 
-def run(repeats: int, duration: float, ef_share: float) -> list[dict]:
+def run(repeats: int, duration: float, ef_share: float, ef_sender: str) -> list[dict]:
     rows = []
     with Lab(prefix="mcrq") as lab:
         topo = Topology(lab)
+        iperf = IngressCounter(topo.sink_ns, topo.sink_if) if ef_sender == "iperf" else None
         for repeat in range(repeats):
             plain = Daemon(topo)
             try:
@@ -188,7 +235,7 @@ def run(repeats: int, duration: float, ef_share: float) -> list[dict]:
                 try:
                     trial(topo, 1000, 0.2, ef_share)  # a primer: both paths are up
                     drops_before = d.kernel_drops()
-                    p = trial(topo, 2 * ndr, duration, ef_share)
+                    p = trial(topo, 2 * ndr, duration, ef_share, iperf)
                     drops = {k: v - drops_before.get(k, 0) for k, v in d.kernel_drops().items()}
                 finally:
                     d.close()
@@ -220,6 +267,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--trial", type=float, default=2.0, help="seconds per overload trial (default 2)")
     parser.add_argument("--ef-share", type=float, default=0.2, help="EF's part of the offered rate (default 0.2)")
+    parser.add_argument("--ef-sender", choices=("generator", "iperf"), default="generator",
+                        help="who sends EF: our generator, or iperf2 counted in by nftables")
     parser.add_argument("--out", type=Path, help="output folder (default benchmarks/results/qos-<time>)")
     args = parser.parse_args(argv)
     if os.geteuid() != 0:
@@ -228,12 +277,13 @@ def main(argv: list[str] | None = None) -> int:
     os.sched_setaffinity(0, {GEN_CORE})  # the generators and sinks; the worker has the relay core
     out = args.out or RESULTS / time.strftime("qos-%Y%m%d-%H%M%S")
     out.mkdir(parents=True, exist_ok=True)
-    rows = run(args.repeats, args.trial, args.ef_share)
+    rows = run(args.repeats, args.trial, args.ef_share, args.ef_sender)
     text = table(rows)
-    (out / "results.json").write_text(json.dumps({"trial_s": args.trial, "ef_share": args.ef_share, "rows": rows},
-                                                 indent=1))
+    (out / "results.json").write_text(json.dumps({"trial_s": args.trial, "ef_share": args.ef_share,
+                                                  "ef_sender": args.ef_sender, "rows": rows}, indent=1))
     (out / "report.md").write_text(f"# QoS under overload ({time.strftime('%Y-%m-%d %H:%M')}, trials of "
-                                   f"{args.trial} s, EF {args.ef_share:.0%} of the offered rate)\n\n{text}")
+                                   f"{args.trial} s, EF {args.ef_share:.0%} of the offered rate, sent by "
+                                   f"{args.ef_sender})\n\n{text}")
     print(text, end="")
     return 0
 

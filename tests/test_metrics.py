@@ -58,9 +58,10 @@ def state() -> State:
                  workers=[{"id": 0, "state": "running", "restarts": 2, "crashes": 0, "log_lines_dropped": 0},
                           {"id": 1, "state": "backoff", "restarts": 3, "crashes": 2, "log_lines_dropped": 1}],
                  resyncs=5, task_faults={"health": 1},
-                 igmp=[{"interface": "eth1", "querier": True, "groups": [{}, {}], "counters": {"own_query": 3}}],
+                 igmp=[{"interface": "eth1", "querier": True, "groups": [{}, {}], "counters": {"own_query": 3},
+                        "send_errors": 4}],
                  pim=[{"interface": "eth2", "address": "10.0.2.1", "dr": "10.0.2.1", "neighbors": [{}],
-                       "counters": {}}],
+                       "counters": {}, "send_errors": 0}], pim_unicast_send_errors=2,
                  pim_upstream=[{"kind": "(S,G)", "state": "Joined"}, {"kind": "(S,G)", "state": "Joined"}],
                  pim_downstream=[{"kind": "(*,G)", "state": "Join"}])
 
@@ -88,7 +89,10 @@ def test_pieces_render_as_one_family_each_with_every_sample():
     assert got[("mcr_resyncs_total", ())] == 5
     assert got[("mcr_igmp_groups", (("interface", "eth1"),))] == 2
     assert got[("mcr_igmp_ignored_messages_total", (("interface", "eth1"), ("reason", "own_query")))] == 3
+    assert got[("mcr_igmp_send_errors_total", (("interface", "eth1"),))] == 4
     assert got[("mcr_pim_dr", (("interface", "eth2"),))] == 1
+    assert got[("mcr_pim_send_errors_total", (("interface", "eth2"),))] == 0
+    assert got[("mcr_pim_unicast_send_errors_total", ())] == 2
     assert got[("mcr_pim_upstream", (("kind", "(S,G)"), ("state", "Joined")))] == 2
     # The same text as the library renders the whole families in one go.
     registry = CollectorRegistry(auto_describe=False)

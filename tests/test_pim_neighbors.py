@@ -1,6 +1,7 @@
 """PIM Hello against FRRouting's pimd on one link: MCR and FRR become
 neighbors, both elect the same DR (by priority, then by address), MCR
-notices FRR's restart by its new generation ID, and FRR drops MCR at once
+notices FRR's restart (its goodbye, or a new generation ID) and holds the
+generation ID FRR reports, and FRR drops MCR at once
 when MCR stops (a Hello with holdtime 0). Every Hello MCR sends parses in
 scapy's PIM dissector."""
 
@@ -36,6 +37,11 @@ def frr_interface(peer: frr.Frr, ifname: str) -> dict:
     return peer.show("show ip pim interface json").get(ifname, {})
 
 
+def frr_generation_id(peer: frr.Frr, ifname: str) -> int | None:
+    """The generation ID FRR's Hellos carry on `ifname`, by FRR's own account."""
+    return peer.show(f"show ip pim interface {ifname} json").get(ifname, {}).get("helloGenerationId")
+
+
 def frr_neighbors(peer: frr.Frr, ifname: str) -> dict:
     return peer.show("show ip pim neighbor json").get(ifname, {})
 
@@ -64,9 +70,8 @@ def test_mcr_and_frr_become_neighbors_and_agree_on_the_dr(tmp_path, mcr_priority
             assert frr_address in text and out in text, text
 
             if dr == "frr":
-                # FRR restarts: a new generation ID, which MCR reports as a restart.
+                # FRR restarts: MCR sees it go (its goodbye) and come back.
                 events = d.client.subscribe(timeout=15)
-                before = neighbor["generation_id"]
                 peer.stop_daemon("pimd")
                 peer.start_daemon("pimd")
                 with events:
@@ -76,10 +81,15 @@ def test_mcr_and_frr_become_neighbors_and_agree_on_the_dr(tmp_path, mcr_priority
                             changes.append(event["change"])
                             if event["change"] in ("restarted", "up"):
                                 break
-                # A new generation ID (RFC 7761 4.3.1), or, if FRR's holdtime ran out first, down then up.
+                # FRR's goodbye (holdtime 0) then its new Hello; without the
+                # goodbye, a new generation ID (RFC 7761 4.3.1).
                 assert changes in (["restarted"], ["down", "up"]), changes
-                wait_for(lambda: mcr_neighbors(d).get(frr_address, {}).get("generation_id") not in (None, before),
-                         10, "MCR to learn FRR's new generation ID")
+                # MCR holds the generation ID FRR says it sends. (FRR 8.4 does
+                # not always draw a new one: its restarted pimd reported the
+                # same ID as before in 2 runs of 10 here.)
+                wait_for(lambda: mcr_neighbors(d).get(frr_address, {}).get("generation_id")
+                         == frr_generation_id(peer, peer_if),
+                         10, "MCR to hold FRR's generation ID after its restart")
         hellos = [Ether(f) for f in capture.stop()]
         ours = [f for f in hellos if f.haslayer("IP") and f["IP"].src == mcr_address and f["IP"].proto == 103]
         assert ours, "no PIM from MCR on the wire"

@@ -1,6 +1,6 @@
 """IGMP on the daemon's links: MCR as querier, what listeners want, static joins.
 
-  mcr igmp interfaces [--json]                   per interface: querier or not, who is, version, timers
+  mcr igmp interfaces [--json]                   per interface: querier or not, who is, version, timers, refused sends
   mcr igmp groups [--json]                       per interface and group: mode, sources, timers, last reporter
   mcr igmp join eth0 239.5.5.5                   be a member without a rule, so upstream sends it
   mcr igmp join eth0 232.1.1.1 --source 10.1.1.1 a source-specific membership (IGMPv3 INCLUDE)
@@ -68,10 +68,10 @@ def interfaces(args: argparse.Namespace) -> int:
         print_json({"interfaces": listed})
         return 0
     rows = [[i["interface"], i["address"], f"v{i['version']}", "yes" if i["querier"] else "no", i["querier_address"],
-             _seconds(i["next_general_query"]), _seconds(i["other_querier_present"]), len(i["groups"])]
-            for i in listed]
+             _seconds(i["next_general_query"]), _seconds(i["other_querier_present"]), len(i["groups"]),
+             i["send_errors"]] for i in listed]
     print("\n".join(table(["INTERFACE", "ADDRESS", "VERSION", "QUERIER", "QUERIER ADDRESS", "NEXT QUERY",
-                           "OTHER QUERIER", "GROUPS"], rows, right=[7])))
+                           "OTHER QUERIER", "GROUPS", "SEND ERRORS"], rows, right=[7, 8])))
     return 0
 
 

@@ -1,6 +1,6 @@
 """PIM-SM on the daemon's links.
 
-  mcr pim interfaces [--json]    per interface: address, DR, our DR priority, generation ID, next Hello
+  mcr pim interfaces [--json]    per interface: address, DR, our DR priority, generation ID, next Hello, refused sends
   mcr pim neighbors [--json]     per neighbor: interface, address, DR priority, generation ID, holdtime left, uptime
   mcr pim join [--json]          downstream state: per interface (*,G), (S,G) and (S,G,rpt), state and timers
   mcr pim upstream [--json]      upstream state: joined or not, RPF interface and neighbor, SPT bit, KAT, Register
@@ -24,9 +24,10 @@ def interfaces(args: argparse.Namespace) -> int:
         print_json({"interfaces": listed})
         return 0
     rows = [[i["interface"], i["address"], i["dr"], i["dr_priority"], f"{i['generation_id']:08x}",
-             None if i["next_hello"] is None else f"{i['next_hello']:.1f}s", len(i["neighbors"])] for i in listed]
-    print("\n".join(table(["INTERFACE", "ADDRESS", "DR", "PRIORITY", "GENID", "NEXT HELLO", "NEIGHBORS"], rows,
-                          right=[3, 6])))
+             None if i["next_hello"] is None else f"{i['next_hello']:.1f}s", len(i["neighbors"]), i["send_errors"]]
+            for i in listed]
+    print("\n".join(table(["INTERFACE", "ADDRESS", "DR", "PRIORITY", "GENID", "NEXT HELLO", "NEIGHBORS",
+                           "SEND ERRORS"], rows, right=[3, 6, 7])))
     return 0
 
 

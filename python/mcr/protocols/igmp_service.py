@@ -82,7 +82,6 @@ class IgmpService(LinkService):
         super().__init__()
         self._on_change = on_change
         self._publish = publish
-        self.send_errors = 0
 
     def _new_link(self, name: str, settings: Settings, address: str) -> _Link:
         return _Link(name, settings, address)
@@ -98,10 +97,6 @@ class IgmpService(LinkService):
                 out.setdefault(name, {})[group] = mrib.Listening(
                     mrib.INCLUDE if mode is FilterMode.INCLUDE else mrib.EXCLUDE, sources)
         return out
-
-    def describe(self) -> list[dict]:
-        now = time.monotonic()
-        return [{"interface": name, **link.core.describe(now)} for name, link in sorted(self._links.items())]
 
     # The loop's side ----------------------------------------------------------------
 
@@ -138,5 +133,4 @@ class IgmpService(LinkService):
         try:
             link.send.sendto(query.payload, (query.destination, 0))
         except OSError as error:  # link down: the next query goes out when it is back
-            self.send_errors += 1
-            log.debug("query on %s: %s", link.name, error)
+            self._send_failed(link.name, "query", error)

@@ -2,7 +2,10 @@
 core per interface (`link.core`, with start/stop/expire/next_deadline), one
 reader per interface socket, and one timer for the earliest deadline of all
 cores. A reader or timer callback that fails is logged, counted in `faults`
-and survived: the loop never loses the adapter to one bad message.
+and survived: the loop never loses the adapter to one bad message. A send
+the kernel refuses (link down, a firewall) is counted per interface in
+`send_errors`, shown by `describe()`, and the protocol carries on: its next
+timer sends again.
 """
 
 from __future__ import annotations
@@ -34,9 +37,22 @@ class LinkService:
         self._links: dict[str, Link] = {}
         self._timer: asyncio.TimerHandle | None = None
         self.faults = 0  # errors in a reader or the timer: logged, counted, survived
+        self.send_errors: dict[str, int] = {}  # interface -> sends the kernel refused
 
     def interfaces(self) -> list[str]:
         return sorted(self._links)
+
+    def describe(self) -> list[dict]:
+        """Per interface: its core's state and the sends refused there."""
+        now = time.monotonic()
+        return [{"interface": name, **link.core.describe(now), "send_errors": self.send_errors.get(name, 0)}
+                for name, link in sorted(self._links.items())]
+
+    def _send_failed(self, name: str, what: str, error: OSError) -> None:
+        # Debug only: a link that is down refuses every timer's send, and the
+        # counter already says so.
+        self.send_errors[name] = self.send_errors.get(name, 0) + 1
+        self.log.debug("%s on %s: %s", what, name, error)
 
     def follow(self, wanted: dict[str, object], address_of: Callable[[str], str | None]) -> None:
         """Run on each wanted interface (name -> settings) that has an IPv4

@@ -73,7 +73,7 @@ class PimService(LinkService):
     def __init__(self, publish: Callable[..., None]) -> None:
         super().__init__()
         self._publish = publish
-        self.send_errors = 0
+        self.unicast_send_errors = 0  # Register-Stops and Null-Registers the kernel refused
         self.router: PimRouter | None = None
         self._unicast: socket.socket | None = None  # Register-Stops and Null-Registers, opened on first use
 
@@ -120,10 +120,6 @@ class PimService(LinkService):
 
     def _new_link(self, name: str, settings: Settings, address: str) -> _Link:
         return _Link(name, settings, address)
-
-    def describe(self) -> list[dict]:
-        now = time.monotonic()
-        return [{"interface": name, **link.core.describe(now)} for name, link in sorted(self._links.items())]
 
     def _read(self, link: _Link) -> None:
         for _ in range(64):  # boundedly per wakeup
@@ -191,16 +187,14 @@ class PimService(LinkService):
     def _send_on(self, name: str, payload: bytes) -> None:
         """The router's message to ALL-PIM-ROUTERS on interface `name`."""
         link = self._links.get(name)
-        if link is None:
-            self.send_errors += 1
+        if link is None:  # the router's view is behind: netlink has just taken the interface away
             return
         if link.core.hello_triggered:  # a neighbor that just came up learns us first (RFC 7761 4.3.1)
             self._act(link, link.core.send_hello(time.monotonic()), True)
         try:
             link.read.sendto(payload, (ALL_PIM_ROUTERS, 0))
         except OSError as error:
-            self.send_errors += 1
-            log.debug("PIM on %s: %s", name, error)
+            self._send_failed(name, "PIM", error)
 
     def _send_unicast(self, destination: str, payload: bytes) -> None:
         """A Register-Stop or Null-Register, routed by the kernel (which picks the source address)."""
@@ -209,7 +203,7 @@ class PimService(LinkService):
                 self._unicast = sockets.open_register_socket()  # sends only: it reads nothing
             self._unicast.sendto(payload, (destination, 0))
         except OSError as error:
-            self.send_errors += 1
+            self.unicast_send_errors += 1
             log.debug("PIM to %s: %s", destination, error)
 
     def _send(self, link: _Link, hello: SendHello) -> None:
@@ -218,5 +212,4 @@ class PimService(LinkService):
         try:
             link.read.sendto(hello.payload, (ALL_PIM_ROUTERS, 0))
         except OSError as error:  # link down: the next Hello goes out when it is back
-            self.send_errors += 1
-            log.debug("Hello on %s: %s", link.name, error)
+            self._send_failed(link.name, "Hello", error)

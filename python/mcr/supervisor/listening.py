@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 
 from .. import mrib
-from ..protocols.igmp import Settings as IgmpSettings
+from ..protocols.igmp_settings import Settings as IgmpSettings
 from ..rules import Join
 from . import following
 from .commands import CommandError

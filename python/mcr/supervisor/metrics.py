@@ -76,6 +76,7 @@ class State:
     task_faults: dict[str, int] = field(default_factory=dict)
     igmp: list[dict] = field(default_factory=list)  # IgmpService.describe()
     pim: list[dict] = field(default_factory=list)  # PimService.describe()
+    pim_unicast_send_errors: int = 0
     pim_upstream: list[dict] = field(default_factory=list)  # router.tree.upstream()
     pim_downstream: list[dict] = field(default_factory=list)  # router.tree.downstream()
     msdp_peers: list[dict] = field(default_factory=list)  # MsdpService.describe_peers()
@@ -148,6 +149,7 @@ def _protocols(sup, state: State) -> None:
         state.igmp = sup.igmp.describe()
     if sup.pim is not None:
         state.pim = sup.pim.describe()
+        state.pim_unicast_send_errors = sup.pim.unicast_send_errors
         router = sup.pim.router
         if router is not None:
             now = time.monotonic()
@@ -274,6 +276,8 @@ class StateCollector:
                             ["interface", "reason"],
                             (([i["interface"], reason], n) for i in links
                              for reason, n in sorted(i.get("counters", {}).items())))
+        yield from _counter("mcr_igmp_send_errors", "IGMP queries the kernel refused to send (link down, "
+                            "a firewall)", ["interface"], (([i["interface"]], i["send_errors"]) for i in links))
 
     def _pim(self) -> Iterator[Metric]:
         s = self.state
@@ -285,6 +289,10 @@ class StateCollector:
                             ["interface", "reason"],
                             (([i["interface"], reason], n) for i in s.pim
                              for reason, n in sorted(i.get("counters", {}).items())))
+        yield from _counter("mcr_pim_send_errors", "PIM messages the kernel refused to send on the interface",
+                            ["interface"], (([i["interface"]], i["send_errors"]) for i in s.pim))
+        yield from _counter("mcr_pim_unicast_send_errors", "Register-Stops and Null-Registers the kernel "
+                            "refused to send", [], [([], s.pim_unicast_send_errors)])
         upstream = Counter((row["kind"], row["state"]) for row in s.pim_upstream)
         yield from _gauge("mcr_pim_upstream", "PIM upstream entries by kind ((*,G), (S,G), (S,G,rpt)) and state",
                           ["kind", "state"], (([kind, state], n) for (kind, state), n in sorted(upstream.items())))
