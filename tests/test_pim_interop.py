@@ -246,7 +246,7 @@ def test_frr_restart_new_generation_id_gets_mcrs_joins_again(tmp_path):
     """FRR's pimd restarts with no memory of MCR's joins: MCR sends its
     Join again at once, not at the next periodic refresh, and traffic
     resumes. FRR says goodbye (holdtime 0) and comes back, so RPF' is gone
-    and back (4.5.7); without the goodbye its new generation ID would do it
+    and back; without the goodbye its new generation ID would do it
     (4.5.6: within t_override). FRR 8.4 sometimes keeps the generation ID
     over a restart (test_pim_neighbors), which the goodbye covers. The CLI
     shows the state on the way."""
