@@ -97,7 +97,8 @@ class Topology:
         self.be_ns, self.ef_ns, self.relay_ns, self.sink_ns = (
             lab.add_namespace(role) for role in ("be", "ef", "relay", "sink"))
         self.be_if, self.be_in = lab.add_link(self.be_ns, self.relay_ns, "10.203.0.2/24", "10.203.0.1/24")
-        self.ef_if, self.ef_in = lab.add_link(self.ef_ns, self.relay_ns, "10.203.1.2/24", "10.203.1.1/24")
+        self.ef_addr = "10.203.1.2"  # iperf binds to it
+        self.ef_if, self.ef_in = lab.add_link(self.ef_ns, self.relay_ns, f"{self.ef_addr}/24", "10.203.1.1/24")
         self.out, self.sink_if = lab.add_link(self.relay_ns, self.sink_ns, "10.203.2.1/24", "10.203.2.2/24")
         for ns, ifname in ((self.be_ns, self.be_if), (self.ef_ns, self.ef_if), (self.sink_ns, self.sink_if)):
             lab.add_route(ns, "224.0.0.0/4", ifname)
@@ -188,7 +189,7 @@ def trial(topo: Topology, rate: float, duration: float, ef_share: float, iperf: 
 
     def send(name: str, ns: str, ifname: str, target, pps: float, tos: int) -> None:
         if name == "ef" and iperf:
-            results[name] = iperf_send(ns, "10.203.1.2", pps, duration)
+            results[name] = iperf_send(ns, topo.ef_addr, pps, duration)
             return
         results[name] = generate(ns, ifname, [target], size=SIZE, rate=pps, duration=duration, raw=True, tos=tos)
 

@@ -45,8 +45,9 @@ struct RuleKey {
 
 // Packet priorities (QoS). A priority is the skb priority Linux qdiscs
 // classify by (pfifo_fast and prio through their priomap); 0 is none.
-// Packets with one leave through the output interface's UDP socket, which
-// passes the qdisc, not the packet path, which bypasses it. At most 6
+// Packets with one leave through the interface's queued TX ring, whose
+// socket keeps the qdisc (or its UDP socket), not the packet path's own
+// ring, which bypasses it (egress.h). At most 6
 // (TC_PRIO_INTERACTIVE): higher ones, and tc class ids, need CAP_NET_ADMIN
 // for SO_PRIORITY, which workers do not hold.
 constexpr int64_t kRulePriority = -1;  // an output's: the rule's

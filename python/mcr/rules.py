@@ -147,7 +147,7 @@ class Output:
     def __post_init__(self) -> None:
         if self.priority is not None:
             parse_priority(self.priority, f"output {self.destination}")
-            if self.register or (self.priority and (self.keep_source or self.vlan is not None)):
+            if self.register or (self.priority and self.bypasses_qdisc):
                 raise RuleError(f"output {self.destination}: a register, keep-source or vlan= output cannot carry a "
                                 "priority (they take the TX ring that bypasses the qdisc)")
         if self.register:
@@ -183,6 +183,11 @@ class Output:
             source = _ipv4(self.register_source, "register output source")
             if source.is_multicast or source.is_unspecified:
                 raise RuleError(f"register output: source {self.register_source} must be a unicast address")
+
+    @property
+    def bypasses_qdisc(self) -> bool:
+        """Only the qdisc-bypassing TX ring writes it (cpp: OutputSpec::needs_frame_path)."""
+        return self.keep_source or self.vlan is not None
 
     def sends_priority(self, rule_priority: int) -> bool:
         """Whether its packets carry a priority under a rule of `rule_priority`."""
@@ -301,7 +306,7 @@ class Rule:
             parse_priority(self.priority, "rule")
         if self.priority:
             for out in self.outputs:
-                if out.priority is None and (out.keep_source or out.vlan is not None or out.register):
+                if out.priority is None and (out.bypasses_qdisc or out.register):
                     raise RuleError(f"output {out} cannot carry the rule's priority (a register, keep-source or vlan= "
                                     "output bypasses the qdiscs): give it :priority=0")
         if not self.outputs and not self.members and not self.protocol and not self.notify:
