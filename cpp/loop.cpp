@@ -44,6 +44,9 @@ std::string Engine::run() {
     for (uint32_t n = priority_inputs_; n < input_order_.size(); ++n) busy |= drain(input_order_[n], budget);
     busy |= priority_busy;
     busy |= step_control();  // a bounded step of control work left from the last pass
+    // A Shutdown (or the client's end) read just now: no completion would come
+    // to wake a loop that went to sleep on it.
+    if (!running_) break;
     flush_rings();
     // Busy: hand this pass's sends over and collect completions without
     // sleeping. Idle: sleep until a frame, a completion or a command.

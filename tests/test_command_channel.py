@@ -141,3 +141,22 @@ def test_an_mtu_beyond_16_bits_means_the_largest():
     for encode in (_engine.encode_add_packet_egress, _engine.encode_update_link):
         assert encode(1, 4, "10.0.0.1", 100000, mac) == encode(1, 4, "10.0.0.1", 65535, mac)
         assert encode(1, 4, "10.0.0.1", 1500, mac) != encode(1, 4, "10.0.0.1", 65535, mac)
+
+
+def test_shutdown_read_after_the_pass_budget_stops_the_engine():
+    """More commands waiting than one pass reads (8 parts), the Shutdown last:
+    the engine reads it on a later pass, where no completion is left to wake
+    it, and must stop there rather than sleep. (It once slept for ever.)"""
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    ours.settimeout(5)
+    with ours:
+        for seq in range(1, 11):
+            ours.sendall(_engine.encode_remove_rule(seq, 7))  # refused: no such rule, but answered
+        ours.sendall(_engine.encode_shutdown(11))
+        core = _engine.Engine(theirs.detach(), max_rules=16, rx_frames=64, send_slots=64)
+        thread = threading.Thread(target=core.run, daemon=True)
+        thread.start()
+        thread.join(5)
+        assert not thread.is_alive(), "engine did not stop on a Shutdown read on a later pass"
+        replies = [_engine.decode_reply(ours.recv(_engine.MAX_PART))["seq"] for _ in range(11)]
+        assert replies == list(range(1, 12))

@@ -18,6 +18,7 @@ from mcr.lab import UdpSender, chain, numbered_payloads, payload_seq
 
 RATE = 2000
 DURATION = 8.0  # seconds of traffic; the supervisor dies after about 2
+IDLE = 10.0  # the receiver waits this long through the gap (a cold daemon start under load takes seconds)
 
 
 def gone(pid: int) -> bool:
@@ -43,7 +44,7 @@ def test_supervisor_killed_under_traffic_is_replaced_without_duplicates(tmp_path
         try:
             first.client.add_rule(rule(lab))  # kept in the state file
             received: list = []
-            rx = threading.Thread(target=lambda: received.extend(s.receive(count, timeout=DURATION + 15, idle=4)))
+            rx = threading.Thread(target=lambda: received.extend(s.receive(count, timeout=DURATION + 15, idle=IDLE)))
             tx = threading.Thread(target=send, args=(lab, count))
             rx.start()
             tx.start()

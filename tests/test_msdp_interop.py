@@ -92,37 +92,39 @@ def test_a_receiver_in_mcrs_domain_gets_a_source_in_frrs_domain(tmp_path):
         source = net.left(0)[1]
         net.relay_ns = net.ns["mcr"]
         config = mcr_config(tmp_path, [mcr_link1[0], mcr_down], mcr_rp, frr_link1[1], mcr_link1[1], igmp=mcr_down)
-        with frr.Frr(net.ns["frr"], frr_config([n for n, _ in net.interfaces("frr")], frr_rp, mcr_link1[1],
-                                               frr_link1[1])) as peer, \
-                daemon(net, tmp_path, config=config) as d, \
-                UdpSink(net.ns["rcv"], GROUP, PORT, net.right(2)[0]) as sink:
+        with daemon(net, tmp_path, config=config) as d, UdpSink(net.ns["rcv"], GROUP, PORT, net.right(2)[0]) as sink:
+            # Subscribed before FRR starts, so the peering's coming up is in the stream.
             events = d.client.subscribe(timeout=15)
-            with events:
-                wait_for(lambda: mcr_peer_state(d, frr_link1[1]) == "established", 20, "MCR's MSDP peering up")
-                assert any(e["event"] == "msdp-peer" and e["change"] == "up" for e in iter(events.next, None))
-            assert frr_peer_state(peer, mcr_link1[1]) == "established"
-            [row] = d.client.call("msdp.peers")["peers"]
-            assert row["role"] == "passive"
-            time.sleep(3)  # the receiver's IGMP report: MCR, the RP, has (*,G) state
-            send_and_count(net, sink, 50, stream=1)  # FRR sees the source and announces it
-            # FRR 8.4 names its peering address, not its RP address, as the SA's originating RP.
-            wait_for(lambda: mcr_sa(d, source).get("rp") == frr_link1[1], 15, "FRR's SA for the source at MCR")
-            assert mcr_sa(d, source)["peer"] == frr_link1[1]
-            wait_for(lambda: source in peer.show("show ip pim join json").get(frr_link1[0], {}).get(GROUP, {}),
-                     15, "MCR's (S,G) join toward the source at FRR")
-            flows_exactly(net, sink, stream=2)
-            routes = d.client.call("mroute")["routes"]
-            assert any(r["source"] == source and r.get("msdp", {}).get("rp") == frr_link1[1] for r in routes), routes
-            assert source in d.mcr("msdp", "sa").stdout
+            with frr.Frr(net.ns["frr"], frr_config([n for n, _ in net.interfaces("frr")], frr_rp, mcr_link1[1],
+                                                   frr_link1[1])) as peer:
+                with events:
+                    wait_for(lambda: mcr_peer_state(d, frr_link1[1]) == "established", 20, "MCR's MSDP peering up")
+                    assert any(e["event"] == "msdp-peer" and e["change"] == "up" for e in iter(events.next, None))
+                assert frr_peer_state(peer, mcr_link1[1]) == "established"
+                [row] = d.client.call("msdp.peers")["peers"]
+                assert row["role"] == "passive"
+                time.sleep(3)  # the receiver's IGMP report: MCR, the RP, has (*,G) state
+                send_and_count(net, sink, 50, stream=1)  # FRR sees the source and announces it
+                # FRR 8.4 names its peering address, not its RP address, as the SA's originating RP.
+                wait_for(lambda: mcr_sa(d, source).get("rp") == frr_link1[1], 15, "FRR's SA for the source at MCR")
+                assert mcr_sa(d, source)["peer"] == frr_link1[1]
+                wait_for(lambda: source in peer.show("show ip pim join json").get(frr_link1[0], {}).get(GROUP, {}),
+                         15, "MCR's (S,G) join toward the source at FRR")
+                flows_exactly(net, sink, stream=2)
+                routes = d.client.call("mroute")["routes"]
+                assert any(r["source"] == source and r.get("msdp", {}).get("rp") == frr_link1[1]
+                           for r in routes), routes
+                assert source in d.mcr("msdp", "sa").stdout
 
-            peer.stop_daemon("pimd")  # FRR restarts: it connects again (the lower address)
-            wait_for(lambda: mcr_peer_state(d, frr_link1[1]) != "established", 15, "MCR to see the peer go")
-            peer.start_daemon("pimd")
-            wait_for(lambda: mcr_peer_state(d, frr_link1[1]) == "established", 30, "the peering back after FRR's restart")
-            send_and_count(net, sink, 50, stream=4)
-            wait_for(lambda: source in peer.show("show ip pim join json").get(frr_link1[0], {}).get(GROUP, {}),
-                     20, "MCR's (S,G) join at the restarted FRR")
-            flows_exactly(net, sink, stream=5)
+                peer.stop_daemon("pimd")  # FRR restarts: it connects again (the lower address)
+                wait_for(lambda: mcr_peer_state(d, frr_link1[1]) != "established", 15, "MCR to see the peer go")
+                peer.start_daemon("pimd")
+                wait_for(lambda: mcr_peer_state(d, frr_link1[1]) == "established", 30,
+                         "the peering back after FRR's restart")
+                send_and_count(net, sink, 50, stream=4)
+                wait_for(lambda: source in peer.show("show ip pim join json").get(frr_link1[0], {}).get(GROUP, {}),
+                         20, "MCR's (S,G) join at the restarted FRR")
+                flows_exactly(net, sink, stream=5)
 
 
 def test_a_receiver_in_frrs_domain_gets_a_source_in_mcrs_domain(tmp_path):

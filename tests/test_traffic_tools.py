@@ -16,6 +16,8 @@ import time
 from collections.abc import Iterator
 
 import pytest
+from app_support import joined
+from daemon_support import wait_for
 from mcr.lab import Lab, Sink, generate, open_socket, probe_payload, read_probe, streams
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (network namespaces, raw sockets)")
@@ -112,7 +114,8 @@ def test_cli_gen_and_sink_json(pair: Pair) -> None:
                                    f"{GROUP}:{PORT}", "--streams", "2", "--idle", "0.5", "--duration", "20",
                                    "--json"], stdout=subprocess.PIPE, text=True)
     try:
-        time.sleep(1.5)  # the sink has joined once its interpreter is up
+        # The sink joins (after binding) as soon as its interpreter is up: then it is ready.
+        wait_for(lambda: sink.poll() is None and joined(pair.dst, pair.dst_if, GROUP), 20, "mcr sink to join")
         gen = subprocess.run(mcr + ["gen", "--netns", pair.src, "--interface", pair.src_if, "--group",
                                     f"{GROUP}:{PORT}", "--streams", "2", "--rate", "20000", "--count", "2000",
                                     "--raw", "--json"], capture_output=True, text=True, timeout=30, check=False)

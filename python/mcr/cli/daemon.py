@@ -26,9 +26,6 @@ import sys
 from .. import logs
 from ..config import Config
 from ..netns import enter_for_good, netns_path
-from ..supervisor import Supervisor
-from ..supervisor.commands import CommandError
-from ..supervisor.notify import Notifier
 
 RUN_DIR = "/run/mcr"
 STATE_DIR = "/var/lib/mcr"
@@ -91,6 +88,11 @@ def run(args: argparse.Namespace) -> int:
         # CAP_NET_ADMIN lacks; shedding every capability is what isolates a worker.
         log.info("running as uid %d, not root: workers keep this uid and drop every capability "
                  "(the user setting applies to a daemon run as root)", os.geteuid())
+    # Here, so that other verbs do not load the supervisor and its protocols.
+    from ..supervisor import Supervisor
+    from ..supervisor.commands import CommandError
+    from ..supervisor.notify import Notifier
+
     supervisor = Supervisor(config, config_path=args.config, state_path=state_path, socket_path=socket_path,
                             notifier=Notifier.from_environment())
     if sys.version_info < (3, 12):

@@ -14,8 +14,6 @@ import argparse
 import threading
 
 from ..engine import Engine
-from ..lab import chain, udp_counters
-from ..lab.gen import Generator, Sink
 from ..rules import Output, Rule
 from .stats import render
 
@@ -30,6 +28,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..lab import chain, udp_counters  # here, so other verbs do not load the lab (and scapy)
+    from ..lab.gen import Generator, Sink
+
     duration = args.packets / args.rate
     print(f"building lab: source -> relay -> {args.sinks} sinks (network namespaces, veth)")
     with chain(n_sinks=args.sinks) as lab, Engine(lab.relay_ns) as engine:

@@ -17,7 +17,6 @@ import argparse
 import json
 import threading
 
-from ..lab.gen import Generator, streams
 
 
 def target(text: str) -> tuple[str, int]:
@@ -45,6 +44,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..lab.gen import Generator, streams  # here, so other verbs do not load the lab (and scapy)
+
     duration = args.duration if args.duration is not None or args.count else 10.0
     targets = streams(args.group[0], args.group[1], args.streams, args.vary)
     gen = Generator(args.netns, args.interface, targets, size=args.size, rate=args.rate, count=int(args.count),

@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import json
 
-from ..lab.gen import Sink, streams
 from .gen import target
 
 
@@ -46,6 +45,8 @@ def table(report: dict) -> list[str]:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..lab.gen import Sink, streams  # here, so other verbs do not load the lab (and scapy)
+
     if args.streams > 1:
         if len(args.group) > 1:
             raise ValueError("--streams goes with a single --group")

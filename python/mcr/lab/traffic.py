@@ -341,12 +341,22 @@ class Capture:
         while (not self._stop.is_set() and len(self.frames) < max_frames
                and time.monotonic() < deadline):
             try:
-                data, addr = self.sock.recvfrom(65535)
+                self._record(*self.sock.recvfrom(65535))
             except TimeoutError:
                 continue
-            if addr[2] != socket.PACKET_OUTGOING:
-                self.times.append(time.monotonic())
-                self.frames.append(data)
+        # What arrived before stop() but was not read yet is part of the capture:
+        # a test that stops right after its last send must still see that frame.
+        self.sock.setblocking(False)
+        while len(self.frames) < max_frames and time.monotonic() < deadline:
+            try:
+                self._record(*self.sock.recvfrom(65535))
+            except BlockingIOError:
+                break
+
+    def _record(self, data: bytes, addr: tuple) -> None:
+        if addr[2] != socket.PACKET_OUTGOING:
+            self.times.append(time.monotonic())
+            self.frames.append(data)
 
     def __enter__(self) -> Capture:
         return self
