@@ -51,7 +51,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from mcr.api import Client
-from mcr.lab import Lab, Sink, generate
+from mcr.lab import Lab, Sink, generate, nft
 
 from .measure import GRACE, no_drop_rate
 from .run import GEN_CORE, RELAY_CORE, RESULTS, set_placement
@@ -163,7 +163,7 @@ class IngressCounter:
     """An nftables counter on the sink's ingress hook: EF datagrams that reached the sink's link."""
 
     def __init__(self, ns: str, ifname: str) -> None:
-        self.nft = ["ip", "netns", "exec", ns, "nft"]
+        self.ns = ns
         for command in (["add", "table", "netdev", "qos"],
                         ["add", "chain", "netdev", "qos", "in", f"{{ type filter hook ingress device {ifname} "
                                                                "priority 0; }"],
@@ -171,11 +171,10 @@ class IngressCounter:
                         # positive; its closing FIN carries a negative one.
                         ["add", "rule", "netdev", "qos", "in", "ip", "daddr", EF_OUT[0], "udp", "dport",
                          str(EF_OUT[1]), "@th,64,1", "0", "counter"]):
-            subprocess.run(self.nft + command, check=True, timeout=10)
+            nft(ns, *command)
 
     def packets(self) -> int:
-        text = subprocess.run(self.nft + ["list", "table", "netdev", "qos"], check=True, capture_output=True,
-                              text=True, timeout=10).stdout
+        text = nft(self.ns, "list", "table", "netdev", "qos")
         return int(re.search(r"counter packets (\d+)", text).group(1))
 
 

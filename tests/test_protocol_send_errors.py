@@ -12,20 +12,14 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
 import time
 
 from daemon_support import daemon, wait_for
 
-from mcr.lab import Capture, chain
+from mcr.lab import Capture, chain, nft
 
 IGMP_FAST = {"query_interval": 1, "query_response_interval": 0.5, "startup_query_interval": 0.5}
 PIM_FAST = {"hello_period": 1, "triggered_hello_delay": 0.5}
-
-
-def nft(ns: str, *args: str) -> str:
-    return subprocess.run(["ip", "netns", "exec", ns, "nft", *args], check=True, capture_output=True, text=True,
-                          timeout=10).stdout
 
 
 def block(ns: str) -> None:

@@ -14,13 +14,12 @@ import json
 import os
 import re
 import signal
-import subprocess
 import time
 
 import pytest
 from daemon_support import daemon, wait_for
 
-from mcr.lab import Lab, UdpSender, UdpSink, chain, numbered_payloads, payload_seq, udp_counters
+from mcr.lab import Lab, UdpSender, UdpSink, chain, nft, numbered_payloads, payload_seq, udp_counters
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (network namespaces, raw sockets)")
 
@@ -29,22 +28,17 @@ EF, CS1, CS7 = 46 << 2, 8 << 2, 56 << 2  # TOS bytes: DSCP EF (class 5), CS1 (1)
 PRIORITIES = ("0:0", "0:1", "0:3", "0:5", "0:6")
 
 
-def run(*args: str) -> str:
-    return subprocess.run(list(args), check=True, capture_output=True, text=True, timeout=30).stdout
-
-
 def count_priorities(ns: str, dev: str) -> None:
     """An nftables egress chain on `dev` counting UDP packets per priority in PRIORITIES."""
-    nft = ["ip", "netns", "exec", ns, "nft"]
-    run(*nft, "add", "table", "netdev", "qos")
-    run(*nft, "add", "chain", "netdev", "qos", "out", f"{{ type filter hook egress device {dev} priority 0; }}")
+    nft(ns, "add", "table", "netdev", "qos")
+    nft(ns, "add", "chain", "netdev", "qos", "out", f"{{ type filter hook egress device {dev} priority 0; }}")
     for priority in PRIORITIES:
-        run(*nft, "add", "rule", "netdev", "qos", "out", "meta", "l4proto", "udp", "meta", "priority", priority,
+        nft(ns, "add", "rule", "netdev", "qos", "out", "meta", "l4proto", "udp", "meta", "priority", priority,
             "counter")
 
 
 def priority_counts(ns: str) -> dict[str, int]:
-    text = run("ip", "netns", "exec", ns, "nft", "list", "ruleset")
+    text = nft(ns, "list", "ruleset")
     return {m[0]: int(m[1]) for m in re.findall(r"meta priority (\S+) counter packets (\d+)", text)}
 
 

@@ -16,6 +16,7 @@ from .netns import (
     in_netns,
     interface_index,
     interface_mac,
+    nft,
     open_socket,
 )
 from .topology import Link, Topology, TopologyError, topology
@@ -58,6 +59,7 @@ __all__ = [
     "interface_index",
     "interface_mac",
     "multicast_mac",
+    "nft",
     "numbered_payloads",
     "open_socket",
     "payload_intact",

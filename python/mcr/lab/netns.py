@@ -42,6 +42,15 @@ def _ip(*args: str) -> str:
     return result.stdout
 
 
+def nft(ns: str, *args: str) -> str:
+    """Run nftables' `nft` in `ns` (e.g. a counter to judge traffic by); a failure is a LabError."""
+    cmd = ["ip", "netns", "exec", ns, "nft", *args]
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=30)
+    if result.returncode != 0:
+        raise LabError(f"{' '.join(cmd)} failed: {result.stderr.strip()}")
+    return result.stdout
+
+
 def interface_mac(ns: str, ifname: str) -> str:
     """MAC address of `ifname` in `ns`, needed to address unicast frames."""
     (link,) = json.loads(_ip("-n", ns, "-j", "link", "show", "dev", ifname))

@@ -130,7 +130,4 @@ class IgmpService(LinkService):
                 self._on_change(link.name, output.group)
 
     def _send(self, link: _Link, query: SendQuery) -> None:
-        try:
-            link.send.sendto(query.payload, (query.destination, 0))
-        except OSError as error:  # link down: the next query goes out when it is back
-            self._send_failed(link.name, "query", error)
+        self._sendto(link, link.send, query.payload, query.destination, "query")

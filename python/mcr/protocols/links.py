@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 import time
 from typing import Callable
 
@@ -48,11 +49,16 @@ class LinkService:
         return [{"interface": name, **link.core.describe(now), "send_errors": self.send_errors.get(name, 0)}
                 for name, link in sorted(self._links.items())]
 
-    def _send_failed(self, name: str, what: str, error: OSError) -> None:
-        # Debug only: a link that is down refuses every timer's send, and the
-        # counter already says so.
-        self.send_errors[name] = self.send_errors.get(name, 0) + 1
-        self.log.debug("%s on %s: %s", what, name, error)
+    def _sendto(self, link: Link, sock: socket.socket, payload: bytes, destination: str, what: str) -> None:
+        """One protocol message out of `link`; a refusal is counted, and the
+        next timer's send tries again (link down: when it is back)."""
+        try:
+            sock.sendto(payload, (destination, 0))
+        except OSError as error:
+            # Debug only: a link that is down refuses every timer's send, and
+            # the counter already says so.
+            self.send_errors[link.name] = self.send_errors.get(link.name, 0) + 1
+            self.log.debug("%s on %s: %s", what, link.name, error)
 
     def follow(self, wanted: dict[str, object], address_of: Callable[[str], str | None]) -> None:
         """Run on each wanted interface (name -> settings) that has an IPv4

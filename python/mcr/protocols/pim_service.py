@@ -191,10 +191,7 @@ class PimService(LinkService):
             return
         if link.core.hello_triggered:  # a neighbor that just came up learns us first (RFC 7761 4.3.1)
             self._act(link, link.core.send_hello(time.monotonic()), True)
-        try:
-            link.read.sendto(payload, (ALL_PIM_ROUTERS, 0))
-        except OSError as error:
-            self._send_failed(name, "PIM", error)
+        self._sendto(link, link.read, payload, ALL_PIM_ROUTERS, "PIM")
 
     def _send_unicast(self, destination: str, payload: bytes) -> None:
         """A Register-Stop or Null-Register, routed by the kernel (which picks the source address)."""
@@ -209,7 +206,4 @@ class PimService(LinkService):
     def _send(self, link: _Link, hello: SendHello) -> None:
         # A goodbye after re-addressing names its old source (RFC 7761 4.3.1);
         # the kernel sends from the interface's address, which is what we have.
-        try:
-            link.read.sendto(hello.payload, (ALL_PIM_ROUTERS, 0))
-        except OSError as error:  # link down: the next Hello goes out when it is back
-            self._send_failed(link.name, "Hello", error)
+        self._sendto(link, link.read, hello.payload, ALL_PIM_ROUTERS, "Hello")
